@@ -1,0 +1,33 @@
+"""focalkit: correct, stable focal-family losses for class-imbalanced training.
+
+Every loss is a function and a Module twin with ``torch.nn`` conventions. Losses compute their
+closed-form gradient in the forward pass (log-space, finite for every finite logit and every
+``gamma >= 0``) and keep a single gradient-sized buffer for backward.
+"""
+
+from focalkit.losses import (
+    FocalLoss,
+    FocalLossStar,
+    QFocalLoss,
+    SigmoidFocalLoss,
+    SoftmaxFocalLoss,
+    class_balanced_weights,
+    focal_loss_star,
+    sigmoid_focal_loss,
+    softmax_focal_loss,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FocalLoss",
+    "FocalLossStar",
+    "QFocalLoss",
+    "SigmoidFocalLoss",
+    "SoftmaxFocalLoss",
+    "__version__",
+    "class_balanced_weights",
+    "focal_loss_star",
+    "sigmoid_focal_loss",
+    "softmax_focal_loss",
+]

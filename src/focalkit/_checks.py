@@ -1,0 +1,146 @@
+"""Argument validation shared by every loss: one wording, ValueError for values, TypeError for types.
+
+Messages read "Expected `name` <condition>, got <value>." Nothing here reads a tensor's values
+unless the tensor lives on the CPU (where that costs no device synchronisation).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, Tensor):
+        if value.numel() == 1:
+            return f"tensor({value.item()!r})" if value.device.type == "cpu" else f"a 1-element tensor"
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return repr(value)
+
+
+def fail(name: str, condition: str, value: Any, exc: type = ValueError) -> None:
+    raise exc(f"Expected `{name}` {condition}, got {_fmt(value)}.")
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def number(name: str, value: Any, *, lo: Optional[float] = None, hi: Optional[float] = None,
+           lo_open: bool = False, hi_open: bool = False) -> float:
+    """A finite real number within [lo, hi] (open ends where asked); returns it as float."""
+    if not is_number(value):
+        fail(name, "to be a real number", value, TypeError)
+    value = float(value)
+    if not math.isfinite(value):
+        fail(name, "to be finite", value)
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        fail(name, f"{'>' if lo_open else '>='} {lo:g}", value)
+    if hi is not None and (value > hi or (hi_open and value == hi)):
+        fail(name, f"{'<' if hi_open else '<='} {hi:g}", value)
+    return value
+
+
+def gamma(value: Any, name: str = "gamma", *, positive: bool = False) -> float:
+    return number(name, value, lo=0.0, lo_open=positive)
+
+
+def reduction(value: Any) -> str:
+    if value not in REDUCTIONS:
+        fail("reduction", "to be one of 'none', 'mean', 'sum'", value)
+    return value
+
+
+def choice(name: str, value: Any, options: Sequence[str]) -> str:
+    if value not in options:
+        fail(name, "to be one of " + ", ".join(repr(o) for o in options), value)
+    return value
+
+
+def tensor(name: str, value: Any) -> Tensor:
+    if not isinstance(value, Tensor):
+        fail(name, "to be a torch.Tensor", type(value).__name__, TypeError)
+    return value
+
+
+def float_tensor(name: str, value: Any) -> Tensor:
+    tensor(name, value)
+    if not value.is_floating_point():
+        fail(name, "to have a floating-point dtype", value.dtype, TypeError)
+    return value
+
+
+def same_device(name: str, value: Tensor, ref: Tensor, ref_name: str = "logits") -> None:
+    if value.device != ref.device:
+        fail(name, f"on {ref_name}'s device {ref.device}", f"device {value.device}")
+
+
+def broadcastable(name: str, value: Tensor, shape: torch.Size, ref_name: str = "logits") -> None:
+    try:
+        out = torch.broadcast_shapes(value.shape, shape)
+    except RuntimeError:
+        out = None
+    if out != shape:
+        fail(name, f"to broadcast to {ref_name}'s shape {tuple(shape)}", f"shape {tuple(value.shape)}")
+
+
+def in_unit_interval(name: str, value: Tensor) -> None:
+    """Values in [0, 1]; only checked for CPU tensors (no device synchronisation)."""
+    if value.device.type == "cpu" and value.numel() and not bool(((value >= 0) & (value <= 1)).all()):
+        bad = value[~((value >= 0) & (value <= 1))][0].item()
+        fail(name, "to hold values in [0, 1]", f"a value {bad!r}")
+
+
+def alpha(value: Any, num_classes: Optional[int] = None, *, allow_none: bool = True):
+    """None, a float in [0, 1], or a 1-D tensor of ``num_classes`` values in [0, 1]."""
+    if value is None:
+        if not allow_none:
+            fail("alpha", "to be a number in [0, 1]", value, TypeError)
+        return None
+    if isinstance(value, Tensor):
+        float_tensor("alpha", value)
+        if value.dim() != 1:
+            fail("alpha", "to be a float or a 1-D tensor of per-class values", f"shape {tuple(value.shape)}")
+        if num_classes is not None and value.numel() != num_classes:
+            fail("alpha", f"to have {num_classes} entries (the size of the last dimension)",
+                 f"shape {tuple(value.shape)}")
+        in_unit_interval("alpha", value)
+        return value
+    return number("alpha", value, lo=0.0, hi=1.0)
+
+
+def normalizer(value: Any, reduction_: str) -> Any:
+    if value is None:
+        return None
+    if reduction_ == "none":
+        fail("normalizer", "to be None when reduction='none'", value)
+    if isinstance(value, Tensor):
+        if value.dim() != 0:
+            fail("normalizer", "to be a number or a 0-dim tensor", f"shape {tuple(value.shape)}")
+        if value.device.type == "cpu" and not bool(value > 0):
+            fail("normalizer", "> 0", value)
+        return value
+    return number("normalizer", value, lo=0.0, lo_open=True)
+
+
+def class_weight(name: str, value: Optional[Tensor], num_classes: int, ref: Tensor) -> Optional[Tensor]:
+    """None or a 1-D float tensor of ``num_classes`` entries on ``ref``'s device."""
+    if value is None:
+        return None
+    float_tensor(name, value)
+    if value.dim() != 1 or value.numel() != num_classes:
+        fail(name, f"to have shape ({num_classes},) (one entry per class)", f"shape {tuple(value.shape)}")
+    same_device(name, value, ref)
+    return value
+
+
+def integer(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        fail(name, "to be an int", value, TypeError)
+    return int(value)

@@ -1,0 +1,49 @@
+"""The package's only reduction code.
+
+Every loss produces per-element losses ``L`` and, in the same pass, their gradients ``G``. A
+reduction is a single division: ``mean`` divides the sum by a denominator (the element count, or
+the weighted count of ``F.cross_entropy``), ``normalizer=`` divides it by a caller's number (e.g.
+the number of positive anchors), ``sum`` divides by nothing. The gradient is divided by the same
+number, so the backward pass only multiplies by ``grad_output``.
+
+An empty input, or one whose every position is ignored, has denominator 0 and sum 0; the mean is
+then 0 (not PyTorch's NaN), and stays connected to the graph.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+import torch
+from torch import Tensor
+
+Reduction = Literal["none", "mean", "sum"]
+Normalizer = Union[float, int, Tensor, None]
+
+
+def denominator(
+    reduction: str, normalizer: Normalizer, count: Union[Tensor, int, None], like: Tensor
+) -> Optional[Tensor]:
+    """The number the sum (and gradient) is divided by, as a 0-dim tensor; None for none/sum.
+
+    ``count`` is the mean's denominator: a tensor (weighted counts, never read on the host) or an int.
+    """
+    if normalizer is not None:
+        den = normalizer.detach() if isinstance(normalizer, Tensor) else torch.tensor(float(normalizer))
+        return den.to(device=like.device, dtype=like.dtype)
+    if reduction != "mean":
+        return None
+    den = count if isinstance(count, Tensor) else torch.tensor(float(count))
+    den = den.to(device=like.device, dtype=like.dtype)
+    # 0 only when every term is 0 (empty or all ignored): divide by 1 so the mean is 0, not NaN.
+    return torch.where(den == 0, torch.ones_like(den), den)
+
+
+def reduce(loss: Tensor, grad: Tensor, reduction: str, den: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """Apply the reduction to the per-element ``loss`` and scale ``grad`` to match."""
+    if reduction == "none" and den is None:
+        return loss, grad
+    total = loss.sum()
+    if den is None:
+        return total, grad
+    return total / den, grad / den

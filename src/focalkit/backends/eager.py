@@ -1,0 +1,136 @@
+"""Eager backend: closed-form loss and gradient in one forward pass, backward scales by grad_output.
+
+Memory: each op saves exactly one tensor for backward, the gradient of the (reduced) loss with
+respect to the logits, in the logits' dtype. float16 / bfloat16 logits are computed in float32 and
+the loss and gradient are returned in the input dtype.
+
+Gradients flow to the logits only: targets, weights, ``alpha`` and ``normalizer`` are constants.
+The backward is not itself differentiable (``once_differentiable``); the closed-form second
+derivatives are in :mod:`focalkit.core` for those who need them.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from focalkit import _reduce
+from focalkit.core import (
+    focal_star,
+    quality_focal,
+    sigmoid_focal_linear,
+    sigmoid_focal_pt,
+    softmax_focal_dense,
+    softmax_focal_hard,
+)
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float16 / bfloat16 are computed in float32; float32 and float64 in themselves."""
+    return torch.float32 if dtype in _HALF else dtype
+
+
+def _cast(value: Any, dtype: torch.dtype) -> Any:
+    return value.to(dtype) if isinstance(value, Tensor) else value
+
+
+class _ClosedForm(torch.autograd.Function):
+    """Base: ``forward`` saves d(output)/d(logits); ``backward`` multiplies it by grad_output."""
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple:
+        (grad,) = ctx.saved_tensors
+        if ctx.unsqueeze is not None and grad_out.dim() > 0:
+            grad_out = grad_out.unsqueeze(ctx.unsqueeze)
+        return (grad * grad_out.to(grad.dtype),) + (None,) * ctx.n_extra
+
+
+class _Elementwise(_ClosedForm):
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor],
+                fn: Callable, reduction: str, normalizer: Any) -> Tensor:
+        x = logits.to(compute_dtype(logits.dtype))
+        y = targets.to(x.dtype)
+        terms = fn(x, y)
+        loss, grad = terms[0], terms[1]
+        if weight is not None:
+            w = weight.to(x.dtype)
+            loss, grad = loss * w, grad * w
+        den = _reduce.denominator(reduction, normalizer, loss.numel(), loss)
+        out, grad = _reduce.reduce(loss, grad, reduction, den)
+        ctx.save_for_backward(grad.to(logits.dtype))
+        ctx.unsqueeze, ctx.n_extra = None, 5
+        return out.to(logits.dtype)
+
+
+def sigmoid_focal(logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
+                  pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any) -> Tensor:
+    ct = compute_dtype(logits.dtype)
+    core = sigmoid_focal_pt if soft_target == "pt" else sigmoid_focal_linear
+    fn = partial(core, gamma=gamma, alpha=_cast(alpha, ct), pos_weight=_cast(pos_weight, ct))
+    return _Elementwise.apply(logits, targets, weight, fn, reduction, normalizer)
+
+
+def focal_loss_star(logits: Tensor, targets: Tensor, *, gamma: float, beta: float, alpha: Any,
+                    weight: Optional[Tensor], reduction: str, normalizer: Any) -> Tensor:
+    ct = compute_dtype(logits.dtype)
+    fn = partial(focal_star, gamma=gamma, beta=beta, alpha=_cast(alpha, ct))
+    return _Elementwise.apply(logits, targets, weight, fn, reduction, normalizer)
+
+
+def quality_focal_loss(logits: Tensor, targets: Tensor, *, beta: float, alpha: Any, weight: Optional[Tensor],
+                       pos_weight: Optional[Tensor], reduction: str, normalizer: Any) -> Tensor:
+    ct = compute_dtype(logits.dtype)
+    fn = partial(quality_focal, beta=beta, alpha=_cast(alpha, ct), pos_weight=_cast(pos_weight, ct))
+    return _Elementwise.apply(logits, targets, weight, fn, reduction, normalizer)
+
+
+class _SoftmaxFocal(_ClosedForm):
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor], gamma: float,
+                ignore_index: int, label_smoothing: float, reduction: str, normalizer: Any) -> Tensor:
+        z = logits.to(compute_dtype(logits.dtype))
+        n_cls = z.shape[1]
+        # Per-class weight laid out along dim 1, broadcastable against z.
+        w_cls = None if weight is None else weight.to(z.dtype).view((1, n_cls) + (1,) * (z.dim() - 2))
+        if targets.is_floating_point():
+            q = targets.to(z.dtype)
+            if label_smoothing > 0:
+                q = q * (1.0 - label_smoothing) + label_smoothing / n_cls
+            coef = q if w_cls is None else q * w_cls
+            loss, grad = softmax_focal_dense(z, coef, gamma)
+            count: Any = loss.numel()
+        else:
+            valid = targets != ignore_index
+            y = torch.where(valid, targets, torch.zeros_like(targets))
+            w_y = valid.to(z.dtype) if weight is None else weight.to(z.dtype)[y] * valid
+            if label_smoothing == 0:
+                loss, grad = softmax_focal_hard(z, y, gamma, w_y)
+            else:
+                # q_k = (1 - eps) [k = y] + eps / C, times the class weight w_k; 0 on ignored rows.
+                base = torch.full_like(z, label_smoothing / n_cls) if w_cls is None \
+                    else (label_smoothing / n_cls) * w_cls.expand_as(z)
+                coef = base * valid.unsqueeze(1)
+                coef.scatter_add_(1, y.unsqueeze(1), ((1.0 - label_smoothing) * w_y).unsqueeze(1))
+                loss, grad = softmax_focal_dense(z, coef, gamma)
+            # Ignored rows give exactly 0, whatever their logits hold (NaN included).
+            loss = torch.where(valid, loss, torch.zeros_like(loss))
+            grad = torch.where(valid.unsqueeze(1), grad, torch.zeros_like(grad))
+            count = w_y.sum()
+        den = _reduce.denominator(reduction, normalizer, count, loss)
+        out, grad = _reduce.reduce(loss, grad, reduction, den)
+        ctx.save_for_backward(grad.to(logits.dtype))
+        ctx.unsqueeze, ctx.n_extra = 1, 7
+        return out.to(logits.dtype)
+
+
+def softmax_focal(logits: Tensor, targets: Tensor, *, gamma: float, weight: Optional[Tensor], ignore_index: int,
+                  label_smoothing: float, reduction: str, normalizer: Any) -> Tensor:
+    return _SoftmaxFocal.apply(logits, targets, weight, gamma, ignore_index, label_smoothing, reduction, normalizer)

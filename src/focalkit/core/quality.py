@@ -1,0 +1,50 @@
+r"""Quality focal modulation :math:`\alpha_t\,|y-\sigma(x)|^\beta\,\mathrm{BCE}_{pw}(x,y)`.
+
+This is YOLOv5's ``QFocalLoss`` (and, with ``alpha`` off and ``beta=2``, GFL's QFL). Its minimiser
+over :math:`\sigma` is exactly :math:`y`. With :math:`d=\sigma-y`:
+
+.. math::
+    L'=\alpha_t\big[|d|^\beta B'+\beta\operatorname{sgn}(d)|d|^{\beta-1}\sigma(1-\sigma)B\big].
+
+:math:`|d|^{\beta-1}\sigma(1-\sigma)` is formed in log space (for hard labels :math:`|d|` is
+:math:`\sigma(\mp x)`, taken from a log-sigmoid). For :math:`\beta<1` the derivative is infinite at
+:math:`\sigma=y` exactly; there the sub-gradient 0 is returned.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def quality_focal(
+    x: Tensor,
+    y: Tensor,
+    beta: float,
+    alpha: Optional[Union[float, Tensor]] = None,
+    pos_weight: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    """Per-element loss and derivative w.r.t. ``x``."""
+    lp = F.logsigmoid(x)
+    ln = F.logsigmoid(-x)
+    p = lp.exp()
+    pw_y = y if pos_weight is None else pos_weight * y
+    bce = -(pw_y * lp + (1.0 - y) * ln)
+    dbce = (1.0 - y + pw_y) * p - pw_y
+    if beta == 0.0:
+        loss, grad = bce, dbce
+    else:
+        d = p - y
+        log_ad = torch.where(y == 1, ln, torch.where(y == 0, lp, torch.log(d.abs())))
+        m = torch.exp(beta * log_ad)
+        slope = torch.exp((beta - 1.0) * log_ad + lp + ln)
+        slope = torch.where(d == 0, torch.zeros_like(slope), torch.sign(d) * slope)
+        loss = m * bce
+        grad = m * dbce + beta * slope * bce
+    if alpha is not None:
+        a_t = y * alpha + (1.0 - y) * (1.0 - alpha)
+        loss, grad = a_t * loss, a_t * grad
+    return loss, grad

@@ -1,0 +1,137 @@
+r"""Sigmoid (binary / multi-label) focal loss: value, gradient and Hessian in closed form.
+
+Notation: :math:`p=\sigma(x)`, :math:`\ell(u)=\log\sigma(u)`, so :math:`\log p=\ell(x)` and
+:math:`\log(1-p)=\ell(-x)`. Powers of probabilities are always formed as ``exp(gamma * log)``:
+:math:`(1-p)^\gamma = e^{\gamma\ell(-x)}` has a finite derivative for every :math:`\gamma>0`,
+whereas ``(1 - sigmoid(x)) ** gamma`` differentiates to :math:`0\cdot\infty` once the sigmoid
+rounds to 1 (|x| > 16.6 in float32). No :math:`1-\sigma(x)` is ever computed.
+
+Two generalisations to soft targets :math:`y\in[0,1]` exist; both equal the hard-label loss at
+:math:`y\in\{0,1\}` (see ``docs/math.md`` for their minimisers):
+
+* ``pt`` (torchvision / fvcore / YOLOv5): :math:`\alpha_t(y)\,(1-p_t)^\gamma\,\mathrm{BCE}(x,y)` with
+  :math:`1-p_t=(1-y)p+y(1-p)`.
+* ``linear`` (expected hard-label loss): :math:`y\,FL(x,1)+(1-y)\,FL(x,0)`.
+
+``pos_weight`` multiplies the positive-label term, as in ``BCEWithLogitsLoss``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Scalar = Union[float, Tensor]
+
+
+class SigmoidFocalTerms(NamedTuple):
+    """Per-element loss, dL/dx and (when asked) d²L/dx²."""
+
+    loss: Tensor
+    grad: Tensor
+    hess: Optional[Tensor]
+
+
+def _alpha_weights(y: Tensor, alpha: Optional[Scalar]) -> tuple[Scalar, Scalar]:
+    """Weights of the positive and negative terms: (alpha, 1 - alpha), or (1, 1) when off."""
+    if alpha is None:
+        return 1.0, 1.0
+    return alpha, 1.0 - alpha
+
+
+def sigmoid_focal_pt(
+    x: Tensor,
+    y: Tensor,
+    gamma: float,
+    alpha: Optional[Scalar] = None,
+    pos_weight: Optional[Tensor] = None,
+    *,
+    hessian: bool = False,
+) -> SigmoidFocalTerms:
+    r"""The ``p_t`` form :math:`\alpha_t\,(1-p_t)^\gamma\,\mathrm{BCE}_{pw}(x,y)`.
+
+    With :math:`u=1-p_t`, :math:`s=p(1-p)`, :math:`r=s/u\in[0,1]`, :math:`m=u^\gamma`,
+    :math:`B=\mathrm{BCE}_{pw}`, :math:`c=1-y+w_+y`:
+
+    .. math::
+        L=\alpha_t m B,\quad
+        L'=\alpha_t m\,[B'+\gamma(1-2y)\,r\,B],\quad
+        L''=\alpha_t m\,[\gamma(1-2y)rB((\gamma-1)(1-2y)r+1-2p)+2\gamma(1-2y)rB'+c\,s]
+
+    where :math:`B'=cp-w_+y`. :math:`\log u` is a log-add-exp of two log-sigmoids, exact for hard
+    labels (it reduces to :math:`\ell(-x_t)`), so nothing here divides by a vanishing :math:`u`.
+    """
+    lp = F.logsigmoid(x)
+    ln = F.logsigmoid(-x)
+    p = lp.exp()
+    q = ln.exp()
+    a_t = None if alpha is None else y * alpha + (1.0 - y) * (1.0 - alpha)
+
+    pw_y = y if pos_weight is None else pos_weight * y
+    c = 1.0 - y + pw_y
+    bce = -(pw_y * lp + (1.0 - y) * ln)
+    dbce = c * p - pw_y
+
+    if gamma == 0.0:
+        loss, grad = bce, dbce
+        hess = c * p * q if hessian else None
+    else:
+        # log(1 - p_t) = log((1-y) p + y (1-p)); log1p(-1) = log(0) = -inf picks one branch exactly.
+        log_u = torch.logaddexp(torch.log1p(-y) + lp, torch.log(y) + ln)
+        m = torch.exp(gamma * log_u)
+        sr = (1.0 - 2.0 * y) * torch.exp(lp + ln - log_u)  # (1-2y) p(1-p)/(1-p_t)
+        gsrb = gamma * sr * bce
+        loss = m * bce
+        grad = m * (dbce + gsrb)
+        hess = None
+        if hessian:
+            hess = m * (gsrb * ((gamma - 1.0) * sr + 1.0 - 2.0 * p) + 2.0 * gamma * sr * dbce + c * p * q)
+    if a_t is not None:
+        loss = a_t * loss
+        grad = a_t * grad
+        hess = a_t * hess if hess is not None else None
+    return SigmoidFocalTerms(loss, grad, hess)
+
+
+def sigmoid_focal_linear(
+    x: Tensor,
+    y: Tensor,
+    gamma: float,
+    alpha: Optional[Scalar] = None,
+    pos_weight: Optional[Tensor] = None,
+    *,
+    hessian: bool = False,
+) -> SigmoidFocalTerms:
+    r"""The ``linear`` form :math:`y\,w_+\alpha F_+(x)+(1-y)(1-\alpha)F_-(x)`.
+
+    .. math::
+        F_+=-(1-p)^\gamma\log p,\quad F_+'=-(1-p)^\gamma(1-p-\gamma p\log p),\quad
+        F_+''=p(1-p)^\gamma[(2\gamma+1)(1-p)+\gamma(1-p-\gamma p)\log p]
+
+    and :math:`F_-(x)=F_+(-x)`. Linear in :math:`y`: the population risk of hard-label FL when
+    :math:`P(y=1)=y`.
+    """
+    lp = F.logsigmoid(x)
+    ln = F.logsigmoid(-x)
+    p = lp.exp()
+    q = ln.exp()
+    a_pos, a_neg = _alpha_weights(y, alpha)
+    w_pos = y * a_pos if pos_weight is None else y * a_pos * pos_weight
+    w_neg = (1.0 - y) * a_neg
+
+    if gamma == 0.0:
+        m_pos = m_neg = 1.0
+    else:
+        m_pos = torch.exp(gamma * ln)  # (1-p)^gamma
+        m_neg = torch.exp(gamma * lp)  # p^gamma
+    loss = -(w_pos * m_pos * lp + w_neg * m_neg * ln)
+    grad = w_neg * m_neg * (p - gamma * q * ln) - w_pos * m_pos * (q - gamma * p * lp)
+    hess = None
+    if hessian:
+        h_pos = p * m_pos * ((2.0 * gamma + 1.0) * q + gamma * (q - gamma * p) * lp)
+        h_neg = q * m_neg * ((2.0 * gamma + 1.0) * p + gamma * (p - gamma * q) * ln)
+        hess = w_pos * h_pos + w_neg * h_neg
+    return SigmoidFocalTerms(loss, grad, hess)

@@ -1,0 +1,184 @@
+"""Sigmoid focal loss for binary and multi-label classification (Lin et al. 2017)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from focalkit import _checks
+from focalkit._reduce import Normalizer, Reduction
+from focalkit.backends import eager
+
+SoftTarget = Literal["pt", "linear"]
+Alpha = Union[float, Tensor, None]
+
+
+def _check_targets(logits: Tensor, targets: Tensor) -> None:
+    _checks.float_tensor("logits", logits)
+    _checks.tensor("targets", targets)
+    if targets.is_complex():
+        _checks.fail("targets", "to be real (floats in [0, 1], bool or integer 0/1)", targets.dtype, TypeError)
+    if targets.shape != logits.shape:
+        _checks.fail("targets", f"to have the logits' shape {tuple(logits.shape)}", f"shape {tuple(targets.shape)}")
+    _checks.same_device("targets", targets, logits)
+
+
+def _check_elementwise_weight(name: str, value: Optional[Tensor], logits: Tensor) -> Optional[Tensor]:
+    if value is None:
+        return None
+    _checks.float_tensor(name, value)
+    _checks.broadcastable(name, value, logits.shape)
+    _checks.same_device(name, value, logits)
+    return value
+
+
+def sigmoid_focal_loss(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    alpha: Alpha = 0.25,
+    gamma: float = 2.0,
+    reduction: Reduction = "mean",
+    weight: Optional[Tensor] = None,
+    pos_weight: Optional[Tensor] = None,
+    soft_target: SoftTarget = "pt",
+    normalizer: Normalizer = None,
+) -> Tensor:
+    r"""Sigmoid focal loss on logits, for binary and multi-label targets.
+
+    For a logit :math:`x`, target :math:`y`, :math:`p=\sigma(x)`, :math:`p_t=py+(1-p)(1-y)` and
+    :math:`\alpha_t=\alpha y+(1-\alpha)(1-y)`:
+
+    .. math::
+        \mathrm{FL}(x, y) = -\alpha_t\,(1-p_t)^\gamma\,\log p_t ,
+
+    computed as :math:`\alpha_t\,e^{\gamma\log(1-p_t)}\operatorname{softplus}(-x_t)` in log space, so
+    that loss and gradient are finite for every finite logit and every :math:`\gamma\ge0`
+    (``(1-p_t)**gamma`` gives NaN gradients for :math:`\gamma<1` once the sigmoid saturates).
+    With ``gamma=0`` and ``alpha=None`` this is exactly
+    ``F.binary_cross_entropy_with_logits(logits, targets, weight=weight, pos_weight=pos_weight,
+    reduction=reduction)``, values and gradients.
+
+    Soft targets :math:`y\in(0,1)` have two meanings (both equal the hard-label loss at 0 and 1):
+
+    * ``soft_target="pt"`` (default; torchvision, fvcore, YOLOv5):
+      :math:`\alpha_t(1-p_t)^\gamma\,\mathrm{BCE}(x,y)`. Its minimiser is pushed *away* from
+      :math:`y` (:math:`y=0.8\to p^\star=0.953` at :math:`\gamma=2`).
+    * ``soft_target="linear"``: :math:`y\,\mathrm{FL}(x,1)+(1-y)\,\mathrm{FL}(x,0)`, the expected
+      hard-label loss; its minimiser is pulled toward 1/2 (see
+      :func:`focalkit.focal_calibration_map` in ``docs/math.md``).
+
+    ``pos_weight`` multiplies the positive-label term, as in ``nn.BCEWithLogitsLoss``; ``weight``
+    multiplies each element's loss. Gradients flow to ``logits`` only.
+
+    Args:
+        logits: raw scores, any shape, floating dtype. float16 / bfloat16 are computed in float32.
+        targets: same shape as ``logits``; floats in [0, 1] (bool / integer 0-1 also accepted).
+        alpha: weight of the positive class in [0, 1] (negatives get ``1 - alpha``); a 1-D tensor of
+            per-class values over the last dimension; or ``None`` for no weighting. Default 0.25.
+        gamma: focusing parameter, >= 0. Default 2.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``. ``"mean"`` of an empty input is 0.
+        weight: per-element weight, broadcastable to ``logits``.
+        pos_weight: weight of the positive term, broadcastable to ``logits`` (e.g. shape ``(C,)``).
+        soft_target: ``"pt"`` or ``"linear"``, see above.
+        normalizer: a positive number or 0-dim tensor: the loss is then ``sum / normalizer`` (RetinaNet
+            divides by the number of positive anchors). Not allowed with ``reduction="none"``.
+
+    Shape:
+        - logits: :math:`(*)`; targets: :math:`(*)`.
+        - output: scalar, or :math:`(*)` for ``reduction="none"``.
+
+    Returns:
+        The loss, in the logits' dtype.
+
+    Raises:
+        TypeError: non-tensor or integer ``logits``; wrongly typed arguments.
+        ValueError: shapes that do not match, ``gamma < 0``, ``alpha`` outside [0, 1] or of the wrong
+            length, unknown ``reduction`` or ``soft_target``, ``normalizer <= 0`` or with ``"none"``.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import sigmoid_focal_loss
+        >>> logits = torch.tensor([[2.0, -1.0], [-3.0, 0.5]])
+        >>> targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0)
+        tensor(0.0086)
+        >>> sigmoid_focal_loss(logits, targets, alpha=None, gamma=0.0, reduction="none")
+        tensor([[0.1269, 0.3133],
+                [0.0486, 0.4741]])
+
+    References:
+        Lin, Goyal, Girshick, He, Dollár. Focal Loss for Dense Object Detection. ICCV 2017.
+        https://arxiv.org/abs/1708.02002
+    """
+    _check_targets(logits, targets)
+    gamma = _checks.gamma(gamma)
+    alpha = _checks.alpha(alpha, logits.shape[-1] if logits.dim() else 1)
+    if isinstance(alpha, Tensor):
+        _checks.same_device("alpha", alpha, logits)
+    reduction = _checks.reduction(reduction)
+    soft_target = _checks.choice("soft_target", soft_target, ("pt", "linear"))
+    weight = _check_elementwise_weight("weight", weight, logits)
+    pos_weight = _check_elementwise_weight("pos_weight", pos_weight, logits)
+    normalizer = _checks.normalizer(normalizer, reduction)
+    return eager.sigmoid_focal(
+        logits, targets, alpha=alpha, gamma=gamma, weight=weight, pos_weight=pos_weight,
+        soft_target=soft_target, reduction=reduction, normalizer=normalizer,
+    )
+
+
+class SigmoidFocalLoss(nn.Module):
+    """Sigmoid focal loss as a module. See :func:`sigmoid_focal_loss`.
+
+    Args:
+        alpha, gamma, reduction, weight, pos_weight, soft_target: as in :func:`sigmoid_focal_loss`,
+            validated once here. Tensor arguments are registered as buffers (they follow ``.to()``).
+
+    ``forward(logits, targets, normalizer=None)`` takes the per-batch ``normalizer``.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import SigmoidFocalLoss
+        >>> criterion = SigmoidFocalLoss(alpha=0.25, gamma=2.0)
+        >>> criterion(torch.tensor([2.0, -1.0]), torch.tensor([1.0, 0.0]))
+        tensor(0.0087)
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: Alpha = 0.25,
+        gamma: float = 2.0,
+        reduction: Reduction = "mean",
+        weight: Optional[Tensor] = None,
+        pos_weight: Optional[Tensor] = None,
+        soft_target: SoftTarget = "pt",
+    ) -> None:
+        super().__init__()
+        self.gamma = _checks.gamma(gamma)
+        alpha = _checks.alpha(alpha)
+        self.reduction = _checks.reduction(reduction)
+        self.soft_target = _checks.choice("soft_target", soft_target, ("pt", "linear"))
+        for name, value in (("weight", weight), ("pos_weight", pos_weight)):
+            if value is not None:
+                _checks.float_tensor(name, value)
+        self.alpha: Alpha
+        if isinstance(alpha, Tensor):
+            self.register_buffer("alpha", alpha)
+        else:
+            self.alpha = alpha
+        self.register_buffer("weight", weight)
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, logits: Tensor, targets: Tensor, normalizer: Normalizer = None) -> Tensor:
+        return sigmoid_focal_loss(
+            logits, targets, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction,
+            weight=self.weight, pos_weight=self.pos_weight, soft_target=self.soft_target,
+            normalizer=normalizer,
+        )
+
+    def extra_repr(self) -> str:
+        alpha = f"tensor of {self.alpha.numel()}" if isinstance(self.alpha, Tensor) else self.alpha
+        return f"alpha={alpha}, gamma={self.gamma}, reduction={self.reduction!r}, soft_target={self.soft_target!r}"

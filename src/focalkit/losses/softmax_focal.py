@@ -1,0 +1,174 @@
+"""Softmax focal loss for multi-class classification and dense prediction."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from focalkit import _checks
+from focalkit._reduce import Normalizer, Reduction
+from focalkit.backends import eager
+
+
+def _check_class_targets(logits: Tensor, targets: Tensor, ignore_index: int) -> None:
+    """Shapes and dtypes; on CPU also the range of the class indices."""
+    _checks.float_tensor("logits", logits)
+    _checks.tensor("targets", targets)
+    _checks.same_device("targets", targets, logits)
+    if logits.dim() < 2:
+        _checks.fail("logits", "to have shape (N, C) or (N, C, d1, ..., dk)", f"shape {tuple(logits.shape)}")
+    if targets.is_floating_point():
+        if targets.shape != logits.shape:
+            _checks.fail("targets", "of a floating dtype to be class probabilities with the logits' shape "
+                         f"{tuple(logits.shape)} (class indices must be int64)",
+                         f"shape {tuple(targets.shape)}", TypeError)
+        return
+    if targets.dtype == torch.bool or targets.is_complex():
+        _checks.fail("targets", "to be int64 class indices or float class probabilities", targets.dtype, TypeError)
+    want = logits.shape[:1] + logits.shape[2:]
+    if targets.shape != want:
+        _checks.fail("targets", f"to have shape {tuple(want)} (the logits' shape without the class dim 1)",
+                     f"shape {tuple(targets.shape)}")
+    if targets.device.type == "cpu" and targets.numel():
+        n_cls = logits.shape[1]
+        bad = (targets != ignore_index) & ((targets < 0) | (targets >= n_cls))
+        if bool(bad.any()):
+            _checks.fail("targets", f"to hold class indices in [0, {n_cls - 1}] or ignore_index={ignore_index}",
+                         f"a value {targets[bad][0].item()}")
+
+
+def softmax_focal_loss(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    gamma: float = 2.0,
+    weight: Optional[Tensor] = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: Reduction = "mean",
+    normalizer: Normalizer = None,
+) -> Tensor:
+    r"""Softmax focal loss on logits, with the conventions of ``F.cross_entropy``.
+
+    For logits :math:`z`, :math:`p=\operatorname{softmax}(z)`, class weights :math:`w` and target
+    distribution :math:`q` (one-hot, smoothed, or given probabilities):
+
+    .. math::
+        \mathrm{FL}(z, q) = -\sum_k w_k\,q_k\,(1-p_k)^\gamma\,\log p_k ,
+
+    which for a class index :math:`y` without smoothing is :math:`-w_y(1-p_y)^\gamma\log p_y`. Each
+    class's term is modulated by its own :math:`(1-p_k)^\gamma`. :math:`\log p` comes from
+    log-softmax and :math:`\log(1-p_y)` from a log-sum-exp over the other classes, and the gradient
+    is formed without :math:`(1-p)^{\gamma-1}`, so everything is finite for every :math:`\gamma\ge0`.
+
+    With ``gamma=0`` this equals ``F.cross_entropy(logits, targets, weight=weight,
+    ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)``, values and
+    gradients: ``"mean"`` is the weighted mean :math:`\sum_i w_{y_i}L_i/\sum_i w_{y_i}` over the
+    positions not ignored, or the plain mean over positions for probability targets.
+    **Difference:** when every position is ignored (or the input is empty), ``"mean"`` returns 0,
+    connected to the graph, where PyTorch returns NaN.
+
+    Args:
+        logits: :math:`(N, C)` or :math:`(N, C, d_1, ..., d_k)`, floating dtype.
+        targets: int64 class indices of shape :math:`(N)` or :math:`(N, d_1, ..., d_k)`, values in
+            :math:`[0, C)` or ``ignore_index``; or class probabilities of the logits' shape.
+        gamma: focusing parameter, >= 0. Default 2.
+        weight: per-class weight :math:`(C,)`, the multi-class :math:`\alpha`.
+        ignore_index: class-index target whose positions give 0 loss and 0 gradient and are left out
+            of the mean. Not used with probability targets.
+        label_smoothing: :math:`\varepsilon\in[0,1]`: :math:`q=(1-\varepsilon)q+\varepsilon/C`.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+        normalizer: positive number or 0-dim tensor; the loss is then ``sum / normalizer``.
+
+    Shape:
+        - logits: :math:`(N, C, *)`; targets: :math:`(N, *)` or :math:`(N, C, *)`.
+        - output: scalar, or :math:`(N, *)` for ``reduction="none"``.
+
+    Returns:
+        The loss, in the logits' dtype. Gradients flow to ``logits`` only.
+
+    Raises:
+        TypeError: integer logits, bool targets, float targets of the wrong shape.
+        ValueError: wrong shapes, ``weight`` not of length C, class index out of range (checked on
+            CPU), ``gamma < 0``, ``label_smoothing`` outside [0, 1], unknown ``reduction``.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import softmax_focal_loss
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+        >>> targets = torch.tensor([0, 1])
+        >>> softmax_focal_loss(logits, targets, gamma=2.0)
+        tensor(1.3061)
+        >>> softmax_focal_loss(logits, targets, gamma=0.0)  # == F.cross_entropy
+        tensor(1.5755)
+
+    References:
+        Lin et al. Focal Loss for Dense Object Detection. ICCV 2017. https://arxiv.org/abs/1708.02002
+    """
+    unbatched = isinstance(logits, Tensor) and logits.dim() == 1
+    if unbatched:
+        logits = logits.unsqueeze(0)
+        if isinstance(targets, Tensor):
+            targets = targets.unsqueeze(0)
+    _check_class_targets(logits, targets, ignore_index)
+    gamma = _checks.gamma(gamma)
+    weight = _checks.class_weight("weight", weight, logits.shape[1], logits)
+    ignore_index = _checks.integer("ignore_index", ignore_index)
+    label_smoothing = _checks.number("label_smoothing", label_smoothing, lo=0.0, hi=1.0)
+    reduction = _checks.reduction(reduction)
+    normalizer = _checks.normalizer(normalizer, reduction)
+    out = eager.softmax_focal(
+        logits, targets, gamma=gamma, weight=weight, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, reduction=reduction, normalizer=normalizer,
+    )
+    return out.squeeze(0) if unbatched and reduction == "none" else out
+
+
+class SoftmaxFocalLoss(nn.Module):
+    """Softmax focal loss as a module. See :func:`softmax_focal_loss`.
+
+    Args:
+        gamma, weight, ignore_index, label_smoothing, reduction: as in :func:`softmax_focal_loss`,
+            validated once here; ``weight`` is a buffer.
+
+    ``forward(logits, targets, normalizer=None)``.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import SoftmaxFocalLoss
+        >>> criterion = SoftmaxFocalLoss(gamma=2.0, weight=torch.tensor([1.0, 3.0]))
+        >>> criterion(torch.tensor([[1.0, -1.0], [0.0, 2.0]]), torch.tensor([1, 1]))
+        tensor(0.8259)
+    """
+
+    def __init__(
+        self,
+        *,
+        gamma: float = 2.0,
+        weight: Optional[Tensor] = None,
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        self.gamma = _checks.gamma(gamma)
+        if weight is not None:
+            _checks.float_tensor("weight", weight)
+            if weight.dim() != 1:
+                _checks.fail("weight", "to be 1-D (one entry per class)", f"shape {tuple(weight.shape)}")
+        self.ignore_index = _checks.integer("ignore_index", ignore_index)
+        self.label_smoothing = _checks.number("label_smoothing", label_smoothing, lo=0.0, hi=1.0)
+        self.reduction = _checks.reduction(reduction)
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: Tensor, targets: Tensor, normalizer: Normalizer = None) -> Tensor:
+        return softmax_focal_loss(
+            logits, targets, gamma=self.gamma, weight=self.weight, ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing, reduction=self.reduction, normalizer=normalizer,
+        )
+
+    def extra_repr(self) -> str:
+        return (f"gamma={self.gamma}, ignore_index={self.ignore_index}, "
+                f"label_smoothing={self.label_smoothing}, reduction={self.reduction!r}")
