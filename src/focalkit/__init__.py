@@ -5,6 +5,7 @@ closed-form gradient in the forward pass (log-space, finite for every finite log
 ``gamma >= 0``) and keep a single gradient-sized buffer for backward.
 """
 
+from focalkit.calibration import expected_calibration_error, focal_calibration_map
 from focalkit.losses import (
     FocalLoss,
     FocalLossStar,
@@ -27,6 +28,8 @@ __all__ = [
     "SoftmaxFocalLoss",
     "__version__",
     "class_balanced_weights",
+    "expected_calibration_error",
+    "focal_calibration_map",
     "focal_loss_star",
     "sigmoid_focal_loss",
     "softmax_focal_loss",

@@ -1,0 +1,5 @@
+import sys
+
+from focalkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,91 @@
+import json
+
+import pytest
+
+from focalkit._demo import DEFAULT_LOSSES, LOSSES, METRICS
+from focalkit.cli import main
+
+FAST = ["--epochs", "1", "--seeds", "1"]
+
+
+def test_demo_writes_table_and_plots(tmp_path, capsys):
+    assert main(["demo", *FAST, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name in DEFAULT_LOSSES:
+        assert name in out
+    assert "worst recall" in out and "Malerba" in out
+    for png in ("focal_loss_curves.png", "per_class_recall.png", "reliability.png"):
+        f = tmp_path / png
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_json_has_every_loss_and_metric(tmp_path, capsys):
+    names = list(LOSSES)
+    assert main(["demo", *FAST, "--json", "--no-plots", "--losses", ",".join(names),
+                 "--dataset", "satimage"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert list(res["losses"]) == names
+    for e in res["losses"].values():
+        for m in METRICS:
+            assert 0.0 <= e[m]["mean"] <= 1.0 and e[m]["std"] >= 0.0
+        assert len(e["per_class_recall"]["mean"]) == 6
+    assert res["train_counts"] == [1072, 479, 224, 103, 47, 21]
+    assert res["calibration"]["ece_after"] >= 0 and res["plots"] == []
+
+
+def test_list_losses(capsys):
+    assert main(["demo", "--list-losses"]) == 0
+    assert "cb-focal" in capsys.readouterr().out
+
+
+def _csv(tmp_path, text, name="t.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def _table(n_per_class=(40, 12, 6)):
+    rows = ["a,b,city,label"]
+    for k, n in enumerate(n_per_class):
+        for i in range(n):
+            rows.append(f"{i * 0.1 + k},{(i % 7) - k},town{i % 3},c{k}")
+    return "\n".join(rows) + "\n"
+
+
+def test_compare_runs_and_warns(tmp_path, capsys):
+    path = _csv(tmp_path, _table())
+    assert main(["compare", "--csv", path, "--target", "label", *FAST, "--json", "--no-plots"]) == 0
+    cap = capsys.readouterr()
+    res = json.loads(cap.out)
+    assert res["classes"] == ["c0", "c1", "c2"]
+    assert "'city' is not numeric" in cap.err and "'c2' has only 6 rows" in cap.err
+
+
+BAD = [
+    ("missing file", None, "no such file"),
+    ("missing column", _table(), "no column 'target'"),
+    ("single class", "a,target\n1,x\n2,x\n3,x\n", "single class"),
+    ("too few rows", "a,target\n1,x\n2,x\n3,x\n4,y\n5,x\n6,x\n", "class 'y' has 1 row"),
+    ("nan", "a,target\n1,x\nnan,y\n3,x\n4,y\n", "column 'a' line 3"),
+    ("text in numbers", "a,target\n1,x\n2,y\nfoo,x\n4,y\n", "expected a number, got 'foo'"),
+    ("empty cell", "a,target\n1,x\n,y\n3,x\n4,y\n", "expected a number, got ''"),
+    ("no numeric column", "a,target\nu,x\nv,y\nw,x\nz,y\n", "no numeric feature columns"),
+    ("ragged row", "a,target\n1,x\n2\n", "line 3"),
+    ("no rows", "a,target\n", "no data rows"),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_bad_csv_exits_2_with_one_message(tmp_path, capsys, case):
+    _, text, message = case
+    path = str(tmp_path / "absent.csv") if text is None else _csv(tmp_path, text)
+    target = "target"
+    assert main(["compare", "--csv", path, "--target", target, *FAST, "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert err.count("focalkit: error:") == 1
+
+
+def test_unknown_loss_exits_2(capsys):
+    assert main(["demo", "--losses", "focal,nope"]) == 2
+    assert "unknown loss 'nope'" in capsys.readouterr().err
