@@ -170,3 +170,19 @@ def test_softmax_precise_log1mp_near_one():
     loss, _ = softmax_focal_hard(z, torch.tensor([0]), 0.5, 1.0)
     want, _ = ref.mp_softmax_focal(z.numpy(), [0], 0.5)
     torch.testing.assert_close(loss, torch.from_numpy(want), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("gamma", GAMMAS)
+def test_softmax_hess_diag_equals_autodiff(gamma):
+    from torch.func import hessian
+
+    from focalkit.core import softmax_focal_hard_hess_diag
+
+    z = _rand_logits(6, 4, scale=2.5)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    w = torch.linspace(0.5, 2.0, 6, dtype=D)
+    got = softmax_focal_hard_hess_diag(z, y, gamma, w)
+    for i in range(6):
+        c = torch.nn.functional.one_hot(y[i], 4).to(D) * w[i]
+        h = hessian(lambda row: ref.torch_softmax_focal(row.unsqueeze(0), c.unsqueeze(0), gamma).sum())(z[i])
+        torch.testing.assert_close(got[i], torch.diagonal(h), rtol=1e-9, atol=1e-12)

@@ -14,7 +14,7 @@ from focalkit.core.sigmoid import (
     sigmoid_focal_linear,
     sigmoid_focal_pt,
 )
-from focalkit.core.softmax import softmax_focal_dense, softmax_focal_hard
+from focalkit.core.softmax import softmax_focal_dense, softmax_focal_hard, softmax_focal_hard_hess_diag
 from focalkit.core.star import focal_star
 from focalkit.core.quality import quality_focal
 from focalkit.core.weights import class_balanced
@@ -28,4 +28,5 @@ __all__ = [
     "sigmoid_focal_pt",
     "softmax_focal_dense",
     "softmax_focal_hard",
+    "softmax_focal_hard_hess_diag",
 ]

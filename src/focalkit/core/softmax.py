@@ -102,3 +102,32 @@ def softmax_focal_dense(z: Tensor, coef: Tensor, gamma: float, dim: int = 1) -> 
 
 def _expand(coef: Tensor | float, dim: int) -> Tensor | float:
     return coef.unsqueeze(dim) if isinstance(coef, Tensor) else coef
+
+
+def softmax_focal_hard_hess_diag(z: Tensor, y: Tensor, gamma: float, coef: Tensor | float, dim: int = 1) -> Tensor:
+    r"""Diagonal of the Hessian :math:`\partial^2L/\partial z_j^2` for one target class per position.
+
+    With :math:`u=1-p_y`, :math:`r_j=(p_j-\delta_{jy})/u\in[-1,1]` and :math:`K` as above,
+
+    .. math::
+        \frac{\partial^2L}{\partial z_j^2}=c_y\Big[\gamma\,p_y\,r_j^2\,u^\gamma\big(u(2+\log p_y)
+        -(\gamma-1)\,p_y\log p_y\big)+K(p_y)\,p_j(1-p_j)\Big],
+
+    which is :math:`c_yp_j(1-p_j)` (cross-entropy's) at :math:`\gamma=0` and can be negative where
+    :math:`p_y` is small (focal loss is not convex there).
+    """
+    yi = y.unsqueeze(dim)
+    lse = torch.logsumexp(z, dim, keepdim=True)
+    z_rest = z.scatter(dim, yi, float("-inf"))
+    lse_rest = torch.logsumexp(z_rest, dim, keepdim=True)
+    del z_rest
+    log1mp = lse_rest - lse
+    logp_y, u, psi = _psi(z.gather(dim, yi) - lse, log1mp)
+    p_y = logp_y.exp()
+    m = _modulator(log1mp, gamma)
+    k = m * (1.0 + gamma * psi)
+    # r_j = p_j / (1 - p_y) = softmax over the other classes; r_y = -1.
+    r = torch.exp(z - lse_rest).scatter(dim, yi, -1.0)
+    p = torch.exp(z - lse)
+    curv = gamma * p_y * m * (u * (2.0 + logp_y) - (gamma - 1.0) * p_y * logp_y)
+    return _expand(coef, dim) * (curv * r * r + k * p * (1.0 - p))
