@@ -186,3 +186,19 @@ def test_softmax_hess_diag_equals_autodiff(gamma):
         c = torch.nn.functional.one_hot(y[i], 4).to(D) * w[i]
         h = hessian(lambda row: ref.torch_softmax_focal(row.unsqueeze(0), c.unsqueeze(0), gamma).sum())(z[i])
         torch.testing.assert_close(got[i], torch.diagonal(h), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("gamma", GAMMAS)
+@pytest.mark.parametrize("alpha", [None, 0.25])
+def test_sigmoid_hard_form_equals_soft_forms_on_hard_labels(gamma, alpha):
+    from focalkit.core import sigmoid_focal_hard
+
+    y = (torch.arange(X.numel()) % 3 == 0).to(D)
+    a = sigmoid_focal_hard(X, y, gamma, alpha, hessian=True)
+    b = sigmoid_focal_linear(X, y, gamma, alpha, hessian=True)
+    for u, v in zip(a, b):
+        torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-15)
+    for xt in (17.0, 40.0, 1e4):  # finite at saturation, both signs
+        xs = torch.tensor([xt, -xt, xt, -xt], dtype=torch.float32)
+        ys = torch.tensor([1.0, 1.0, 0.0, 0.0])
+        assert all(torch.isfinite(v).all() for v in sigmoid_focal_hard(xs, ys, 0.5, alpha, hessian=True))

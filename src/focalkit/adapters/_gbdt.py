@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from focalkit import _checks
-from focalkit.core import sigmoid_focal_linear, softmax_focal_hard, softmax_focal_hard_hess_diag
+from focalkit.core import sigmoid_focal_hard, sigmoid_focal_linear, softmax_focal_hard, softmax_focal_hard_hess_diag
 
 Alpha = Union[float, None]
 DEFAULT_HESSIAN_FLOOR = 1e-6
@@ -48,21 +48,33 @@ def _sample_weight(sample_weight, n: int) -> Optional[np.ndarray]:
     return w
 
 
+def _binary_terms(margin, label, gamma: float, alpha: Alpha, hessian: bool):
+    """Closed forms in the margin's precision (XGBoost hands over float32 and keeps float32 gradients;
+    everything else is float64). All-0/1 labels take the one-term hard-label form, half the work;
+    labels in (0, 1) use the linear (expected hard-label) soft form."""
+    m = np.asarray(margin).reshape(-1)
+    dtype = np.float32 if m.dtype == np.float32 else np.float64
+    x = torch.from_numpy(np.ascontiguousarray(m, dtype=dtype))
+    y = torch.from_numpy(np.ascontiguousarray(np.asarray(label).reshape(-1), dtype=dtype))
+    hard = bool(((y == 0) | (y == 1)).all())
+    core = sigmoid_focal_hard if hard else sigmoid_focal_linear
+    return core(x, y, gamma, alpha, hessian=hessian)
+
+
 def binary_grad_hess(margin, label, gamma: float, alpha: Alpha, sample_weight=None,
                      hessian_floor: float = DEFAULT_HESSIAN_FLOOR) -> Tuple[np.ndarray, np.ndarray]:
-    """dL/dmargin and max(d2L/dmargin2, floor) per row; labels in [0, 1] use the linear soft form."""
-    x = _t(np.asarray(margin).reshape(-1))
-    terms = sigmoid_focal_linear(x, _t(np.asarray(label).reshape(-1)), gamma, alpha, hessian=True)
-    g, h = terms.grad.numpy(), terms.hess.numpy()
-    w = _sample_weight(sample_weight, g.size)
+    """dL/dmargin and max(d2L/dmargin2, floor) per row."""
+    terms = _binary_terms(margin, label, gamma, alpha, hessian=True)
+    g, h = terms.grad, terms.hess
+    w = _sample_weight(sample_weight, g.numel())
     if w is not None:
-        g, h = g * w, h * w
-    return g, np.maximum(h, hessian_floor)
+        wt = torch.from_numpy(w).to(g.dtype)
+        g, h = g * wt, h * wt
+    return g.numpy(), h.clamp_min_(hessian_floor).numpy()
 
 
 def binary_loss(margin, label, gamma: float, alpha: Alpha, sample_weight=None) -> float:
-    x = _t(np.asarray(margin).reshape(-1))
-    loss = sigmoid_focal_linear(x, _t(np.asarray(label).reshape(-1)), gamma, alpha).loss.numpy()
+    loss = _binary_terms(np.asarray(margin, dtype=np.float64), label, gamma, alpha, hessian=False).loss.numpy()
     w = _sample_weight(sample_weight, loss.size)
     return float(np.average(loss, weights=w)) if loss.size else 0.0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from focalkit.core.sigmoid import (
     SigmoidFocalTerms,
+    sigmoid_focal_hard,
     sigmoid_focal_linear,
     sigmoid_focal_pt,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "class_balanced",
     "focal_star",
     "quality_focal",
+    "sigmoid_focal_hard",
     "sigmoid_focal_linear",
     "sigmoid_focal_pt",
     "softmax_focal_dense",

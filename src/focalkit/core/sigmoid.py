@@ -135,3 +135,37 @@ def sigmoid_focal_linear(
         h_neg = q * m_neg * ((2.0 * gamma + 1.0) * p + gamma * (p - gamma * q) * ln)
         hess = w_pos * h_pos + w_neg * h_neg
     return SigmoidFocalTerms(loss, grad, hess)
+
+
+def sigmoid_focal_hard(
+    x: Tensor,
+    y: Tensor,
+    gamma: float,
+    alpha: Optional[float] = None,
+    *,
+    hessian: bool = False,
+) -> SigmoidFocalTerms:
+    r"""Hard labels :math:`y\in\{0,1\}` only: the one live term of either soft form, half the work.
+
+    With :math:`t=2y-1`, :math:`x_t=tx`, :math:`\log q_t=\log p_t-x_t`:
+
+    .. math::
+        L=-\alpha_tq_t^\gamma\log p_t,\quad L'=-t\alpha_tq_t^\gamma(q_t-\gamma p_t\log p_t),\quad
+        L''=\alpha_tp_tq_t^\gamma[(2\gamma+1)q_t+\gamma(q_t-\gamma p_t)\log p_t].
+    """
+    t = 2.0 * y - 1.0
+    xt = t * x
+    lp = F.logsigmoid(xt)
+    lq = lp - xt
+    p = lp.exp()
+    q = lq.exp()
+    m = torch.exp(gamma * lq) if gamma else torch.ones_like(q)
+    a_t = None if alpha is None else y * (2.0 * alpha - 1.0) + (1.0 - alpha)
+    loss = -m * lp
+    gp = gamma * p * lp
+    grad = -t * m * (q - gp)
+    hess = p * m * ((2.0 * gamma + 1.0) * q + (q - gamma * p) * gamma * lp) if hessian else None
+    if a_t is not None:
+        loss, grad = a_t * loss, a_t * grad
+        hess = a_t * hess if hess is not None else None
+    return SigmoidFocalTerms(loss, grad, hess)
