@@ -5,7 +5,7 @@ true class's probability is small (docs/gbdt.md)."""
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -119,3 +119,81 @@ def binary_init_margin(label, gamma: float, alpha: Alpha, sample_weight=None) ->
         else:
             lo = mid
     return 0.5 * (lo + hi)
+
+
+Unpack = Callable[..., tuple]  # (a, b, sample_weight) -> (raw score, label, weight or None)
+
+
+class BinaryFocalObjective:
+    """Binary sigmoid focal loss on raw margins: gradient and Hessian in closed form.
+
+    One callable for both APIs of its library: ``obj(preds, data)`` (native training) and
+    ``obj(y_true, y_pred, sample_weight=None)`` (scikit-learn wrapper). Sample weights multiply
+    gradient and Hessian; every Hessian returned is at least ``hessian_floor``. Labels in (0, 1) use
+    the linear (expected hard-label) soft form.
+    """
+
+    _unpack: Unpack
+
+    def __init__(self, gamma: float = 2.0, alpha: Optional[float] = None,
+                 hessian_floor: float = DEFAULT_HESSIAN_FLOOR) -> None:
+        self.gamma, self.alpha, self.hessian_floor = check_params(gamma, alpha, hessian_floor)
+
+    def __call__(self, a, b, sample_weight=None) -> Tuple[np.ndarray, np.ndarray]:
+        score, label, w = type(self)._unpack(a, b, sample_weight)
+        return binary_grad_hess(score, label, self.gamma, self.alpha, w, self.hessian_floor)
+
+    def init_margin(self, label, sample_weight=None) -> float:
+        """The constant raw score minimising the focal loss (``base_margin`` / ``init_score``)."""
+        return binary_init_margin(label, self.gamma, self.alpha, sample_weight)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(gamma={self.gamma}, alpha={self.alpha}, hessian_floor={self.hessian_floor})"
+
+
+class SoftmaxFocalObjective:
+    """Multi-class softmax focal loss on raw scores (n, K): the exact softmax gradient w.r.t. every
+    class and the exact Hessian diagonal, floored at ``hessian_floor``. Use with ``num_class`` = K."""
+
+    _unpack: Unpack
+
+    def __init__(self, gamma: float = 2.0, weight: Optional[Sequence[float]] = None,
+                 hessian_floor: float = DEFAULT_HESSIAN_FLOOR) -> None:
+        self.gamma, _, self.hessian_floor = check_params(gamma, None, hessian_floor)
+        self.weight = check_class_weight(weight)
+
+    def __call__(self, a, b, sample_weight=None) -> Tuple[np.ndarray, np.ndarray]:
+        score, label, w = type(self)._unpack(a, b, sample_weight)
+        score = np.asarray(score, dtype=np.float64)
+        n = np.asarray(label).size
+        g, h = softmax_grad_hess(score.reshape(n, -1), label, self.gamma, self.weight, w, self.hessian_floor)
+        return g.reshape(score.shape), h.reshape(score.shape)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(gamma={self.gamma}, hessian_floor={self.hessian_floor})"
+
+
+def metrics(unpack: Unpack, wrap: Callable[[str, float], tuple]):
+    """(binary, softmax) metric factories for a library: ``wrap(name, value)`` is its return form."""
+
+    def focal_metric(gamma: float = 2.0, alpha: Optional[float] = None):
+        gamma, alpha, _ = check_params(gamma, alpha, 1.0)
+
+        def focal(a, b, sample_weight=None):
+            score, label, w = unpack(a, b, sample_weight)
+            return wrap("focal", binary_loss(score, label, gamma, alpha, w))
+
+        return focal
+
+    def softmax_focal_metric(gamma: float = 2.0, weight: Optional[Sequence[float]] = None):
+        gamma, _, _ = check_params(gamma, None, 1.0)
+        cw = check_class_weight(weight)
+
+        def softmax_focal(a, b, sample_weight=None):
+            score, label, w = unpack(a, b, sample_weight)
+            n = np.asarray(label).size
+            return wrap("softmax_focal", softmax_loss(np.asarray(score).reshape(n, -1), label, gamma, cw, w))
+
+        return softmax_focal
+
+    return focal_metric, softmax_focal_metric

@@ -21,7 +21,18 @@ def _check_bce(loss_fcn: object) -> nn.BCEWithLogitsLoss:
     return loss_fcn
 
 
-class FocalLoss(nn.Module):
+class _WrappedBCE(nn.Module):
+    def __init__(self, loss_fcn: nn.BCEWithLogitsLoss, gamma: float = 1.5, alpha: float = 0.25) -> None:
+        super().__init__()
+        self.loss_fcn = _check_bce(loss_fcn)
+        self.gamma = _checks.gamma(gamma)
+        self.alpha = _checks.alpha(alpha, allow_none=False)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, alpha={self.alpha}"
+
+
+class FocalLoss(_WrappedBCE):
     r"""Focal modulation of a wrapped ``nn.BCEWithLogitsLoss`` (YOLOv5 ``FocalLoss``).
 
     .. math::
@@ -45,12 +56,6 @@ class FocalLoss(nn.Module):
         tensor(0.0020)
     """
 
-    def __init__(self, loss_fcn: nn.BCEWithLogitsLoss, gamma: float = 1.5, alpha: float = 0.25) -> None:
-        super().__init__()
-        self.loss_fcn = _check_bce(loss_fcn)
-        self.gamma = _checks.gamma(gamma)
-        self.alpha = _checks.alpha(alpha, allow_none=False)
-
     def forward(self, pred: Tensor, true: Tensor) -> Tensor:
         bce = self.loss_fcn
         return sigmoid_focal_loss(
@@ -58,11 +63,8 @@ class FocalLoss(nn.Module):
             weight=bce.weight, pos_weight=bce.pos_weight, soft_target="pt",
         )
 
-    def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, alpha={self.alpha}"
 
-
-class QFocalLoss(nn.Module):
+class QFocalLoss(_WrappedBCE):
     r"""Quality focal modulation of a wrapped ``nn.BCEWithLogitsLoss`` (YOLOv5 ``QFocalLoss``).
 
     .. math::
@@ -86,12 +88,6 @@ class QFocalLoss(nn.Module):
         tensor(0.0043)
     """
 
-    def __init__(self, loss_fcn: nn.BCEWithLogitsLoss, gamma: float = 1.5, alpha: float = 0.25) -> None:
-        super().__init__()
-        self.loss_fcn = _check_bce(loss_fcn)
-        self.gamma = _checks.gamma(gamma)
-        self.alpha = _checks.alpha(alpha, allow_none=False)
-
     def forward(self, pred: Tensor, true: Tensor) -> Tensor:
         bce = self.loss_fcn
         _check_targets(pred, true)
@@ -100,6 +96,3 @@ class QFocalLoss(nn.Module):
         pos_weight = _check_elementwise_weight("pos_weight", bce.pos_weight, pred)
         return eager.quality_focal_loss(pred, true, beta=self.gamma, alpha=self.alpha, weight=weight,
                                         pos_weight=pos_weight, reduction=reduction, normalizer=None)
-
-    def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, alpha={self.alpha}"
