@@ -148,3 +148,44 @@ def torch_softmax_focal(z, coef, gamma, dim=1):
     """Per-position loss for per-class coefficients ``coef`` (weight times target mass)."""
     p = torch.softmax(z, dim)
     return -(coef * (1 - p) ** gamma * torch.log(p)).sum(dim)
+
+
+# ---- boxes: one pair at a time, plain Python floats ----
+
+def ref_box_loss(kind: str, b1, b2, eps: float = 1e-7, gamma: float = 0.5) -> float:
+    import math
+
+    x1, y1, x2, y2 = map(float, b1)
+    u1, v1, u2, v2 = map(float, b2)
+    w1, h1, w2, h2 = max(x2 - x1, 0.0), max(y2 - y1, 0.0), max(u2 - u1, 0.0), max(v2 - v1, 0.0)
+    inter = max(0.0, min(x2, u2) - max(x1, u1)) * max(0.0, min(y2, v2) - max(y1, v1))
+    union = w1 * h1 + w2 * h2 - inter
+    iou = inter / (union + eps)
+    cw, ch = max(x2, u2) - min(x1, u1), max(y2, v2) - min(y1, v1)
+    rho2 = ((x1 + x2) / 2 - (u1 + u2) / 2) ** 2 + ((y1 + y2) / 2 - (v1 + v2) / 2) ** 2
+    if kind == "iou":
+        return 1 - iou
+    if kind == "giou":
+        return 1 - iou + (cw * ch - union) / (cw * ch + eps)
+    diou = 1 - iou + rho2 / (cw ** 2 + ch ** 2 + eps)
+    if kind == "diou":
+        return diou
+    if kind == "ciou":
+        v = 4 / math.pi ** 2 * (math.atan(w2 / h2) - math.atan(w1 / h1)) ** 2
+        return diou + v / (1 - iou + v + eps) * v
+    eiou = 1 - iou + rho2 / (cw ** 2 + ch ** 2 + eps) + (w1 - w2) ** 2 / (cw ** 2 + eps) + (h1 - h2) ** 2 / (ch ** 2 + eps)
+    if kind == "eiou":
+        return eiou
+    if kind == "focal_eiou":
+        return iou ** gamma * eiou
+    raise ValueError(kind)
+
+
+def ref_focal_l1(x: float, alpha: float, beta: float) -> float:
+    import math
+
+    if x == 0:
+        return 0.0
+    if x <= 1:
+        return -alpha * x * x * (2 * math.log(beta * x) - 1) / 4
+    return -alpha * math.log(beta) * x + (2 * alpha * math.log(beta) + alpha) / 4

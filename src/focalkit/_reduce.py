@@ -47,3 +47,13 @@ def reduce(loss: Tensor, grad: Tensor, reduction: str, den: Optional[Tensor]) ->
     if den is None:
         return total, grad
     return total / den, grad / den
+
+
+def reduce_autograd(loss: Tensor, reduction: str, normalizer: Normalizer = None,
+                    count: Union[Tensor, int, None] = None) -> Tensor:
+    """The same reductions for losses differentiated by autograd (box losses): sum / denominator."""
+    den = denominator(reduction, normalizer, loss.numel() if count is None else count, loss)
+    if reduction == "none" and den is None:
+        return loss
+    total = loss.sum()
+    return total if den is None else total / den

@@ -1,5 +1,21 @@
 """One file per loss family: the function and its Module side by side."""
 
+from focalkit.losses.box import (
+    CIoULoss,
+    DIoULoss,
+    EIoULoss,
+    FocalEIoULoss,
+    FocalL1Loss,
+    GIoULoss,
+    IoULoss,
+    ciou_loss,
+    diou_loss,
+    eiou_loss,
+    focal_eiou_loss,
+    focal_l1_loss,
+    giou_loss,
+    iou_loss,
+)
 from focalkit.losses.class_balanced import class_balanced_weights
 from focalkit.losses.focal_star import FocalLossStar, focal_loss_star
 from focalkit.losses.sigmoid_focal import SigmoidFocalLoss, sigmoid_focal_loss
@@ -7,13 +23,27 @@ from focalkit.losses.softmax_focal import SoftmaxFocalLoss, softmax_focal_loss
 from focalkit.losses.yolo import FocalLoss, QFocalLoss
 
 __all__ = [
+    "CIoULoss",
+    "DIoULoss",
+    "EIoULoss",
+    "FocalEIoULoss",
+    "FocalL1Loss",
     "FocalLoss",
     "FocalLossStar",
+    "GIoULoss",
+    "IoULoss",
     "QFocalLoss",
     "SigmoidFocalLoss",
     "SoftmaxFocalLoss",
+    "ciou_loss",
     "class_balanced_weights",
+    "diou_loss",
+    "eiou_loss",
+    "focal_eiou_loss",
+    "focal_l1_loss",
     "focal_loss_star",
+    "giou_loss",
+    "iou_loss",
     "sigmoid_focal_loss",
     "softmax_focal_loss",
 ]
