@@ -57,3 +57,22 @@ def reduce_autograd(loss: Tensor, reduction: str, normalizer: Normalizer = None,
         return loss
     total = loss.sum()
     return total if den is None else total / den
+
+
+def positives(count: Tensor, sync: bool) -> Tensor:
+    """RetinaNet / FCOS normaliser: the number of positives, clamped at >= 1.
+
+    With ``sync=True`` and an initialised ``torch.distributed`` process group, the count is
+    all-reduced and averaged over ranks first (mmdet's ``reduce_mean``), so that DDP's gradient
+    averaging reproduces single-process training on the concatenated batch: each rank divides its
+    own sum by the global mean count. Without a process group ``sync`` changes nothing.
+    """
+    count = count.detach().to(torch.float32 if not count.is_floating_point() else count.dtype)
+    if sync:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            count = count.clone()
+            dist.all_reduce(count)
+            count = count / dist.get_world_size()
+    return count.clamp(min=1.0)

@@ -22,6 +22,7 @@ from focalkit import _reduce
 from focalkit.core import (
     focal_star,
     quality_focal,
+    sigmoid_focal_hard,
     sigmoid_focal_linear,
     sigmoid_focal_pt,
     softmax_focal_dense,
@@ -57,7 +58,7 @@ class _Elementwise(_ClosedForm):
     def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor],
                 fn: Callable, reduction: str, normalizer: Any) -> Tensor:
         x = logits.to(compute_dtype(logits.dtype))
-        y = targets.to(x.dtype)
+        y = targets.to(x.dtype) if targets.shape == logits.shape else targets  # else class indices
         terms = fn(x, y)
         loss, grad = terms[0], terms[1]
         if weight is not None:
@@ -76,6 +77,32 @@ def sigmoid_focal(logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, 
     core = sigmoid_focal_pt if soft_target == "pt" else sigmoid_focal_linear
     fn = partial(core, gamma=gamma, alpha=_cast(alpha, ct), pos_weight=_cast(pos_weight, ct))
     return _Elementwise.apply(logits, targets, weight, fn, reduction, normalizer)
+
+
+def _sparse_terms(x: Tensor, labels: Tensor, *, gamma: float, alpha: Any, pos_weight: Any):
+    """Sigmoid focal loss for class indices (background = C) without a one-hot tensor: the
+    negative-label form everywhere, then each row's positive entry replaced by the positive form."""
+    n_cls = x.shape[-1]
+    loss, grad, _ = sigmoid_focal_hard(x, 0.0, gamma, alpha)
+    loss2, grad2 = loss.reshape(-1, n_cls), grad.reshape(-1, n_cls)
+    lab = labels.reshape(-1)
+    pos = lab < n_cls
+    idx = torch.where(pos, lab, torch.zeros_like(lab)).long().unsqueeze(1)
+    a = alpha[idx.squeeze(1)] if isinstance(alpha, Tensor) else alpha
+    l_pos, g_pos, _ = sigmoid_focal_hard(x.reshape(-1, n_cls).gather(1, idx).squeeze(1), 1.0, gamma, a)
+    if pos_weight is not None:
+        pw = pos_weight.expand(x.shape).reshape(-1, n_cls).gather(1, idx).squeeze(1)
+        l_pos, g_pos = l_pos * pw, g_pos * pw
+    for full, new in ((loss2, l_pos), (grad2, g_pos)):
+        full.scatter_(1, idx, torch.where(pos, new, full.gather(1, idx).squeeze(1)).unsqueeze(1))
+    return loss, grad
+
+
+def sigmoid_focal_sparse(logits: Tensor, labels: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
+                         pos_weight: Optional[Tensor], reduction: str, normalizer: Any) -> Tensor:
+    ct = compute_dtype(logits.dtype)
+    fn = partial(_sparse_terms, gamma=gamma, alpha=_cast(alpha, ct), pos_weight=_cast(pos_weight, ct))
+    return _Elementwise.apply(logits, labels, weight, fn, reduction, normalizer)
 
 
 def focal_loss_star(logits: Tensor, targets: Tensor, *, gamma: float, beta: float, alpha: Any,
@@ -110,6 +137,9 @@ class _SoftmaxFocal(_ClosedForm):
         else:
             valid = targets != ignore_index
             y = torch.where(valid, targets, torch.zeros_like(targets))
+            if callable(gamma):  # a per-sample schedule of the (constant) target probability, FLSD-53
+                p_y = torch.exp(z.gather(1, y.unsqueeze(1)) - torch.logsumexp(z, 1, keepdim=True))
+                gamma = torch.as_tensor(gamma(p_y), dtype=z.dtype, device=z.device)
             w_y = valid.to(z.dtype) if weight is None else weight.to(z.dtype)[y] * valid
             if label_smoothing == 0:
                 loss, grad = softmax_focal_hard(z, y, gamma, w_y)

@@ -43,8 +43,11 @@ def _psi(logp: Tensor, log1mp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return logp, u, psi
 
 
-def _modulator(log1mp: Tensor, gamma: float) -> Tensor | float:
-    return 1.0 if gamma == 0.0 else torch.exp(gamma * log1mp)
+def _modulator(log1mp: Tensor, gamma: float | Tensor) -> Tensor | float:
+    """(1 - p)^gamma; ``gamma`` may be a tensor broadcastable to ``log1mp`` (a per-sample schedule)."""
+    if not isinstance(gamma, Tensor) and gamma == 0.0:
+        return 1.0
+    return torch.exp(gamma * log1mp)
 
 
 def softmax_focal_hard(

@@ -7,12 +7,26 @@ from typing import Literal, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from focalkit import _checks
+from focalkit import _checks, _reduce
 from focalkit._reduce import Normalizer, Reduction
 from focalkit.backends import eager
 
 SoftTarget = Literal["pt", "linear"]
 Alpha = Union[float, Tensor, None]
+
+
+def _is_sparse(logits: Tensor, targets: Tensor) -> bool:
+    return (isinstance(targets, Tensor) and isinstance(logits, Tensor) and logits.dim() >= 1
+            and not targets.is_floating_point() and targets.dtype != torch.bool
+            and targets.shape == logits.shape[:-1])
+
+
+def _check_sparse(logits: Tensor, labels: Tensor) -> None:
+    _checks.same_device("targets", labels, logits)
+    n_cls = logits.shape[-1]
+    if labels.device.type == "cpu" and labels.numel() and bool(((labels < 0) | (labels > n_cls)).any()):
+        bad = labels[(labels < 0) | (labels > n_cls)][0].item()
+        _checks.fail("targets", f"as class indices to lie in [0, {n_cls}] ({n_cls} = background)", f"a value {bad}")
 
 
 def _check_targets(logits: Tensor, targets: Tensor) -> None:
@@ -44,7 +58,8 @@ def sigmoid_focal_loss(
     weight: Optional[Tensor] = None,
     pos_weight: Optional[Tensor] = None,
     soft_target: SoftTarget = "pt",
-    normalizer: Normalizer = None,
+    normalizer: Union[Normalizer, Literal["positives"]] = None,
+    sync: bool = False,
 ) -> Tensor:
     r"""Sigmoid focal loss on logits, for binary and multi-label targets.
 
@@ -76,6 +91,9 @@ def sigmoid_focal_loss(
     Args:
         logits: raw scores, any shape, floating dtype. float16 / bfloat16 are computed in float32.
         targets: same shape as ``logits``; floats in [0, 1] (bool / integer 0-1 also accepted).
+            Or **sparse**: integer class indices of shape ``logits.shape[:-1]`` with values in
+            ``[0, C]``, ``C`` meaning background (RetinaNet / mmdet); computed without building a
+            one-hot tensor, equal to the dense one-hot loss.
         alpha: weight of the positive class in [0, 1] (negatives get ``1 - alpha``); a 1-D tensor of
             per-class values over the last dimension; or ``None`` for no weighting. Default 0.25.
         gamma: focusing parameter, >= 0. Default 2.
@@ -84,7 +102,12 @@ def sigmoid_focal_loss(
         pos_weight: weight of the positive term, broadcastable to ``logits`` (e.g. shape ``(C,)``).
         soft_target: ``"pt"`` or ``"linear"``, see above.
         normalizer: a positive number or 0-dim tensor: the loss is then ``sum / normalizer`` (RetinaNet
-            divides by the number of positive anchors). Not allowed with ``reduction="none"``.
+            divides by the number of positive anchors). ``"positives"`` counts the positive targets
+            (entries > 0; sparse: rows with a class < C), clamped at >= 1. Not allowed with
+            ``reduction="none"``.
+        sync: with ``normalizer="positives"``, average the count over ``torch.distributed`` ranks
+            (all-reduce; the FCOS / mmdet convention) so that DDP training reproduces single-process
+            training on the concatenated batch. No effect without an initialised process group.
 
     Shape:
         - logits: :math:`(*)`; targets: :math:`(*)`.
@@ -113,7 +136,12 @@ def sigmoid_focal_loss(
         Lin, Goyal, Girshick, He, Dollár. Focal Loss for Dense Object Detection. ICCV 2017.
         https://arxiv.org/abs/1708.02002
     """
-    _check_targets(logits, targets)
+    sparse = _is_sparse(logits, targets)
+    if sparse:
+        _checks.float_tensor("logits", logits)
+        _check_sparse(logits, targets)
+    else:
+        _check_targets(logits, targets)
     gamma = _checks.gamma(gamma)
     alpha = _checks.alpha(alpha, logits.shape[-1] if logits.dim() else 1)
     if isinstance(alpha, Tensor):
@@ -122,7 +150,19 @@ def sigmoid_focal_loss(
     soft_target = _checks.choice("soft_target", soft_target, ("pt", "linear"))
     weight = _check_elementwise_weight("weight", weight, logits)
     pos_weight = _check_elementwise_weight("pos_weight", pos_weight, logits)
-    normalizer = _checks.normalizer(normalizer, reduction)
+    if isinstance(normalizer, str):
+        _checks.choice("normalizer", normalizer, ("positives",))
+        if reduction == "none":
+            _checks.fail("normalizer", "to be None when reduction='none'", normalizer)
+        count = (targets < logits.shape[-1]).sum() if sparse else (targets > 0).sum()
+        normalizer = _reduce.positives(count, bool(sync))
+    else:
+        if sync:
+            _checks.fail("sync", "to be used with normalizer='positives'", sync)
+        normalizer = _checks.normalizer(normalizer, reduction)
+    if sparse:
+        return eager.sigmoid_focal_sparse(logits, targets, alpha=alpha, gamma=gamma, weight=weight,
+                                          pos_weight=pos_weight, reduction=reduction, normalizer=normalizer)
     return eager.sigmoid_focal(
         logits, targets, alpha=alpha, gamma=gamma, weight=weight, pos_weight=pos_weight,
         soft_target=soft_target, reduction=reduction, normalizer=normalizer,
@@ -172,11 +212,11 @@ class SigmoidFocalLoss(nn.Module):
         self.register_buffer("weight", weight)
         self.register_buffer("pos_weight", pos_weight)
 
-    def forward(self, logits: Tensor, targets: Tensor, normalizer: Normalizer = None) -> Tensor:
+    def forward(self, logits: Tensor, targets: Tensor, normalizer=None, sync: bool = False) -> Tensor:
         return sigmoid_focal_loss(
             logits, targets, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction,
             weight=self.weight, pos_weight=self.pos_weight, soft_target=self.soft_target,
-            normalizer=normalizer,
+            normalizer=normalizer, sync=sync,
         )
 
     def extra_repr(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -39,11 +39,19 @@ def _check_class_targets(logits: Tensor, targets: Tensor, ignore_index: int) -> 
                          f"a value {targets[bad][0].item()}")
 
 
+GammaSchedule = Callable[[Tensor], Tensor]
+
+
+def flsd53_gamma(p_y: Tensor) -> Tensor:
+    """FLSD-53 (Mukhoti et al. 2020): gamma 5 where the target probability is below 0.2, else 3."""
+    return torch.where(p_y < 0.2, torch.full_like(p_y, 5.0), torch.full_like(p_y, 3.0))
+
+
 def softmax_focal_loss(
     logits: Tensor,
     targets: Tensor,
     *,
-    gamma: float = 2.0,
+    gamma: Union[float, GammaSchedule] = 2.0,
     weight: Optional[Tensor] = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
@@ -74,7 +82,10 @@ def softmax_focal_loss(
         logits: :math:`(N, C)` or :math:`(N, C, d_1, ..., d_k)`, floating dtype.
         targets: int64 class indices of shape :math:`(N)` or :math:`(N, d_1, ..., d_k)`, values in
             :math:`[0, C)` or ``ignore_index``; or class probabilities of the logits' shape.
-        gamma: focusing parameter, >= 0. Default 2.
+        gamma: focusing parameter, >= 0. Default 2. Or a schedule: a function of the probability of
+            the target class (a detached tensor of shape :math:`(N, 1, d_1, ...)`) returning each
+            position's :math:`\gamma`, e.g. :func:`flsd53_gamma` (sample-dependent focal loss,
+            FLSD-53). A schedule needs class-index targets; no gradient flows through it.
         weight: per-class weight :math:`(C,)`, the multi-class :math:`\alpha`.
         ignore_index: class-index target whose positions give 0 loss and 0 gradient and are left out
             of the mean. Not used with probability targets.
@@ -113,7 +124,12 @@ def softmax_focal_loss(
         if isinstance(targets, Tensor):
             targets = targets.unsqueeze(0)
     _check_class_targets(logits, targets, ignore_index)
-    gamma = _checks.gamma(gamma)
+    if callable(gamma):
+        if targets.is_floating_point():
+            _checks.fail("gamma", "to be a number with probability targets (a schedule needs class indices)",
+                         gamma, TypeError)
+    else:
+        gamma = _checks.gamma(gamma)
     weight = _checks.class_weight("weight", weight, logits.shape[1], logits)
     ignore_index = _checks.integer("ignore_index", ignore_index)
     label_smoothing = _checks.number("label_smoothing", label_smoothing, lo=0.0, hi=1.0)

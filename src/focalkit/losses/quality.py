@@ -1,0 +1,187 @@
+"""Generalized Focal Loss (QFL, DFL; Li et al. 2020) and Varifocal Loss (Zhang et al. 2021)."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from focalkit import _checks
+from focalkit._reduce import Normalizer, Reduction, reduce_autograd
+from focalkit.backends import eager
+from focalkit.losses.sigmoid_focal import _check_elementwise_weight
+
+QualityTargets = Union[Tensor, Tuple[Tensor, Tensor]]
+
+
+def _dense_quality(logits: Tensor, targets: QualityTargets) -> Tensor:
+    """Soft targets (N, C): given, or built from (labels (N,), scores (N,)) with background = C."""
+    _checks.float_tensor("logits", logits)
+    if isinstance(targets, tuple):
+        if len(targets) != 2:
+            _checks.fail("targets", "to be a tensor or a (labels, scores) pair", f"a tuple of {len(targets)}", TypeError)
+        labels, scores = targets
+        _checks.tensor("targets[0]", labels)
+        _checks.float_tensor("targets[1]", scores)
+        if logits.dim() != 2 or labels.shape != logits.shape[:1] or scores.shape != labels.shape:
+            _checks.fail("targets", f"as (labels, scores) to have shapes ({logits.shape[0]},) for logits (N, C)",
+                         f"shapes {tuple(labels.shape)}, {tuple(scores.shape)}")
+        n_cls = logits.shape[1]
+        if labels.device.type == "cpu" and labels.numel() and bool(((labels < 0) | (labels > n_cls)).any()):
+            _checks.fail("targets[0]", f"to hold labels in [0, {n_cls}] ({n_cls} = background)", labels)
+        pos = labels < n_cls
+        q = torch.zeros_like(logits, dtype=scores.dtype)
+        idx = torch.where(pos, labels, torch.zeros_like(labels)).long().unsqueeze(1)
+        return q.scatter_(1, idx, (scores * pos).unsqueeze(1))
+    _checks.float_tensor("targets", targets)
+    if targets.shape != logits.shape:
+        _checks.fail("targets", f"to have the logits' shape {tuple(logits.shape)}", f"shape {tuple(targets.shape)}")
+    return targets
+
+
+def quality_focal_loss(logits: Tensor, targets: QualityTargets, *, beta: float = 2.0, reduction: Reduction = "mean",
+                       weight: Optional[Tensor] = None, normalizer: Normalizer = None) -> Tensor:
+    r"""Quality Focal Loss :math:`|y-\sigma(x)|^\beta\,\mathrm{BCE}(x,y)` (Li et al., arXiv:2006.04388).
+
+    ``targets`` are soft quality scores (e.g. IoU) of the logits' shape, or a pair ``(labels, scores)``
+    with ``labels`` in ``[0, C]`` where ``C`` is background (mmdet's convention; the positive's class
+    gets its score, every other entry 0). The minimiser over :math:`\sigma` is exactly :math:`y`. At
+    ``beta=0`` it is BCE-with-logits. Closed-form gradient, finite everywhere (sub-gradient 0 at
+    :math:`\sigma=y` for :math:`\beta<1`).
+
+    ``"mean"`` averages over all N x C entries, like :func:`sigmoid_focal_loss`; mmdet sums over
+    classes and divides by the number of positives: use ``normalizer=num_pos``.
+
+    Example:
+        >>> import torch
+        >>> from focalkit import quality_focal_loss
+        >>> logits = torch.tensor([[1.0, -2.0], [0.0, 0.5]])
+        >>> quality_focal_loss(logits, (torch.tensor([0, 2]), torch.tensor([0.8, 0.0])), reduction="sum")
+        tensor(0.5549)
+    """
+    q = _dense_quality(logits, targets)
+    beta = _checks.gamma(beta, "beta")
+    reduction = _checks.reduction(reduction)
+    weight = _check_elementwise_weight("weight", weight, logits)
+    normalizer = _checks.normalizer(normalizer, reduction)
+    return eager.quality_focal_loss(logits, q, beta=beta, alpha=None, weight=weight, pos_weight=None,
+                                    reduction=reduction, normalizer=normalizer)
+
+
+def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamma: float = 2.0,
+                   iou_weighted: bool = True, reduction: Reduction = "mean", weight: Optional[Tensor] = None,
+                   normalizer: Normalizer = None) -> Tensor:
+    r"""Varifocal Loss (Zhang et al., arXiv:2008.13367), mmdet's definition:
+
+    .. math::
+        \mathrm{VFL}(x,q)=\begin{cases}q\,\mathrm{BCE}(x,q),&q>0\\
+        \alpha\,\sigma(x)^\gamma\,\mathrm{BCE}(x,0),&q=0\end{cases}
+
+    Positives are not down-weighted (weight :math:`q`, or 1 with ``iou_weighted=False``); the
+    negatives' weight :math:`\alpha\sigma^\gamma` is differentiated, as in mmdet, and formed as
+    :math:`\alpha e^{\gamma\log\sigma(x)}`, finite for every logit and :math:`\gamma\ge0`.
+
+    Args:
+        logits, targets: same shape; ``targets`` are IoU-aware scores in [0, 1].
+        alpha: weight of the negatives, >= 0. Default 0.75. gamma: >= 0. Default 2.
+    """
+    _checks.float_tensor("logits", logits)
+    _checks.float_tensor("targets", targets)
+    if targets.shape != logits.shape:
+        _checks.fail("targets", f"to have the logits' shape {tuple(logits.shape)}", f"shape {tuple(targets.shape)}")
+    alpha = _checks.number("alpha", alpha, lo=0.0)
+    gamma = _checks.gamma(gamma)
+    reduction = _checks.reduction(reduction)
+    weight = _check_elementwise_weight("weight", weight, logits)
+    normalizer = _checks.normalizer(normalizer, reduction)
+    x = logits.to(eager.compute_dtype(logits.dtype))
+    q = targets.to(x.dtype)
+    lp, ln = F.logsigmoid(x), F.logsigmoid(-x)
+    bce = -(q * lp + (1 - q) * ln)
+    pos = q > 0
+    w_neg = alpha * torch.exp(gamma * lp) if gamma else torch.full_like(x, alpha)
+    w = torch.where(pos, q if iou_weighted else torch.ones_like(q), w_neg)
+    loss = w * bce
+    if weight is not None:
+        loss = loss * weight.to(x.dtype)
+    return reduce_autograd(loss, reduction, normalizer).to(logits.dtype)
+
+
+def distribution_focal_loss(logits: Tensor, targets: Tensor, *, reduction: Reduction = "mean",
+                            weight: Optional[Tensor] = None, normalizer: Normalizer = None) -> Tensor:
+    r"""Distribution Focal Loss (Li et al. 2020) over bins :math:`0..n` (logits of shape ``(N, n+1)``):
+
+    .. math::
+        \mathrm{DFL}=-\big[(y_{i+1}-y)\log S_{y_i}+(y-y_i)\log S_{y_{i+1}}\big],\quad
+        y_i=\lfloor y\rfloor,\ S=\operatorname{softmax}(\text{logits}).
+
+    **Targets are clamped into** :math:`[0, n]`; :math:`y=n` puts all its mass on the last bin
+    (mmdet's DFL indexes bin :math:`n+1` there; mmdet and ultralytics clamp targets to
+    :math:`n-0.1` / :math:`n-1.01` before the loss). The gradient is softmax minus the two-hot target.
+
+    Args:
+        logits: ``(N, n+1)``. targets: float ``(N,)`` distances in bin units.
+    """
+    _checks.float_tensor("logits", logits)
+    _checks.float_tensor("targets", targets)
+    if logits.dim() != 2 or logits.shape[1] < 2 or targets.shape != logits.shape[:1]:
+        _checks.fail("targets", f"to have shape ({logits.shape[0] if logits.dim() else '?'},) for logits (N, n+1)",
+                     f"shapes {tuple(logits.shape)}, {tuple(targets.shape)}")
+    reduction = _checks.reduction(reduction)
+    normalizer = _checks.normalizer(normalizer, reduction)
+    z = logits.to(eager.compute_dtype(logits.dtype))
+    n = z.shape[1] - 1
+    y = targets.to(z.dtype).clamp(0, n)
+    left = y.floor().clamp(max=n - 1)
+    w_left, w_right = left + 1 - y, y - left
+    logp = torch.log_softmax(z, 1)
+    idx = left.long().unsqueeze(1)
+    loss = -(w_left * logp.gather(1, idx).squeeze(1) + w_right * logp.gather(1, idx + 1).squeeze(1))
+    if weight is not None:
+        _checks.float_tensor("weight", weight)
+        _checks.broadcastable("weight", weight, loss.shape, "the per-sample loss")
+        loss = loss * weight.to(z.dtype)
+    return reduce_autograd(loss, reduction, normalizer).to(logits.dtype)
+
+
+class QualityFocalLoss(nn.Module):
+    """See :func:`quality_focal_loss`. Args: ``beta``, ``reduction``; ``forward(logits, targets, weight=None, normalizer=None)``."""
+
+    def __init__(self, *, beta: float = 2.0, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        self.beta = _checks.gamma(beta, "beta")
+        self.reduction = _checks.reduction(reduction)
+
+    def forward(self, logits, targets, weight=None, normalizer=None):
+        return quality_focal_loss(logits, targets, beta=self.beta, reduction=self.reduction, weight=weight,
+                                  normalizer=normalizer)
+
+
+class VarifocalLoss(nn.Module):
+    """See :func:`varifocal_loss`. Args: ``alpha``, ``gamma``, ``iou_weighted``, ``reduction``."""
+
+    def __init__(self, *, alpha: float = 0.75, gamma: float = 2.0, iou_weighted: bool = True,
+                 reduction: Reduction = "mean") -> None:
+        super().__init__()
+        self.alpha = _checks.number("alpha", alpha, lo=0.0)
+        self.gamma = _checks.gamma(gamma)
+        self.iou_weighted = bool(iou_weighted)
+        self.reduction = _checks.reduction(reduction)
+
+    def forward(self, logits, targets, weight=None, normalizer=None):
+        return varifocal_loss(logits, targets, alpha=self.alpha, gamma=self.gamma, iou_weighted=self.iou_weighted,
+                              reduction=self.reduction, weight=weight, normalizer=normalizer)
+
+
+class DistributionFocalLoss(nn.Module):
+    """See :func:`distribution_focal_loss`. Args: ``reduction``."""
+
+    def __init__(self, *, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        self.reduction = _checks.reduction(reduction)
+
+    def forward(self, logits, targets, weight=None, normalizer=None):
+        return distribution_focal_loss(logits, targets, reduction=self.reduction, weight=weight,
+                                       normalizer=normalizer)
