@@ -258,3 +258,57 @@ def test_positives_normalizer():
         fk.sigmoid_focal_loss(x, y, sync=True)
     with pytest.raises(ValueError, match="`normalizer`"):
         fk.sigmoid_focal_loss(x, y, normalizer="anchors")
+
+
+# ---------- modules, half precision, bad inputs ----------
+
+def test_modules_equal_functions():
+    x, y = _xy()
+    q = torch.where(y > 0.6, y, torch.zeros_like(y))
+    torch.testing.assert_close(fk.QualityFocalLoss(beta=1.5, reduction="sum")(x, y),
+                               fk.quality_focal_loss(x, y, beta=1.5, reduction="sum"))
+    torch.testing.assert_close(fk.VarifocalLoss(alpha=0.5, gamma=1.0)(x, q), fk.varifocal_loss(x, q, alpha=0.5, gamma=1.0))
+    z = torch.randn(4, 9, dtype=D)
+    d = torch.tensor([0.5, 3.0, 7.9, 2.2], dtype=D)
+    torch.testing.assert_close(fk.DistributionFocalLoss()(z, d), fk.distribution_focal_loss(z, d))
+    torch.testing.assert_close(fk.AsymmetricLoss(gamma_pos=1.0, detach_weight=True)(x, y),
+                               fk.asymmetric_loss(x, y, gamma_pos=1.0, detach_weight=True))
+    t = torch.tensor([0, 1, 2, 3, 4, 0])
+    torch.testing.assert_close(fk.Poly1CrossEntropyLoss(epsilon=0.5)(x, t), fk.poly1_cross_entropy(x, t, epsilon=0.5))
+    torch.testing.assert_close(fk.Poly1FocalLoss(epsilon=0.5)(x, y), fk.poly1_focal_loss(x, y, epsilon=0.5))
+    torch.testing.assert_close(fk.SoftmaxFocalLoss(gamma=fk.flsd53_gamma)(x, t),
+                               fk.softmax_focal_loss(x, t, gamma=fk.flsd53_gamma))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_computed_in_float32(dtype):
+    x, y = _xy()
+    xh, yh = x.to(dtype), y.to(dtype)
+    t = torch.tensor([0, 1, 2, 3, 4, 0])
+    calls = [
+        lambda a, b: fk.quality_focal_loss(a, b), lambda a, b: fk.varifocal_loss(a, b * (b > 0.6)),
+        lambda a, b: fk.asymmetric_loss(a, (b > 0.5).to(b.dtype)), lambda a, b: fk.poly1_focal_loss(a, (b > 0.5).to(b.dtype)),
+        lambda a, b: fk.poly1_cross_entropy(a, t),
+    ]
+    for call in calls:
+        a = xh.clone().requires_grad_()
+        out = call(a, yh)
+        out.backward()
+        assert out.dtype == dtype and a.grad.dtype == dtype and torch.isfinite(a.grad).all()
+        torch.testing.assert_close(out.double(), call(xh.double(), yh.double()), rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda: fk.quality_focal_loss(torch.zeros(2, 3), torch.zeros(2, 4)), "targets"),
+    (lambda: fk.quality_focal_loss(torch.zeros(2, 3), torch.zeros(2, 3), beta=-1), "beta"),
+    (lambda: fk.quality_focal_loss(torch.zeros(2, 3), (torch.tensor([0, 4]), torch.ones(2))), "targets[0]"),
+    (lambda: fk.varifocal_loss(torch.zeros(2, 3), torch.zeros(2, 3), alpha=-0.1), "alpha"),
+    (lambda: fk.distribution_focal_loss(torch.zeros(2, 5), torch.zeros(3)), "targets"),
+    (lambda: fk.asymmetric_loss(torch.zeros(2, 3), torch.zeros(2, 3), clip=1.0), "clip"),
+    (lambda: fk.asymmetric_loss(torch.zeros(2, 3), torch.zeros(2, 3), gamma_neg=-1), "gamma_neg"),
+    (lambda: fk.poly1_cross_entropy(torch.zeros(2, 3), torch.zeros(2).long(), epsilon=-2.0), "epsilon"),
+    (lambda: fk.poly1_focal_loss(torch.zeros(2, 3), torch.zeros(2, 3), epsilon=-1.5), "epsilon"),
+])
+def test_bad_inputs(call, name):
+    with pytest.raises((ValueError, TypeError), match=f"`{name.replace('[', '.').replace(']', '.')}`"):
+        call()

@@ -162,14 +162,14 @@ class SoftmaxFocalLoss(nn.Module):
     def __init__(
         self,
         *,
-        gamma: float = 2.0,
+        gamma: Union[float, GammaSchedule] = 2.0,
         weight: Optional[Tensor] = None,
         ignore_index: int = -100,
         label_smoothing: float = 0.0,
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__()
-        self.gamma = _checks.gamma(gamma)
+        self.gamma = gamma if callable(gamma) else _checks.gamma(gamma)
         if weight is not None:
             _checks.float_tensor("weight", weight)
             if weight.dim() != 1:
@@ -186,5 +186,6 @@ class SoftmaxFocalLoss(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return (f"gamma={self.gamma}, ignore_index={self.ignore_index}, "
+        gamma = getattr(self.gamma, "__name__", self.gamma)
+        return (f"gamma={gamma}, ignore_index={self.ignore_index}, "
                 f"label_smoothing={self.label_smoothing}, reduction={self.reduction!r}")
