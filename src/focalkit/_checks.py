@@ -90,9 +90,15 @@ def broadcastable(name: str, value: Tensor, shape: torch.Size, ref_name: str = "
         fail(name, f"to broadcast to {ref_name}'s shape {tuple(shape)}", f"shape {tuple(value.shape)}")
 
 
+def can_read(value: Tensor) -> bool:
+    """Content checks run only where they are free: on CPU tensors (no device synchronisation), and
+    not while torch.compile traces (a data-dependent branch would break the graph)."""
+    return value.device.type == "cpu" and value.numel() > 0 and not torch.compiler.is_compiling()
+
+
 def in_unit_interval(name: str, value: Tensor) -> None:
-    """Values in [0, 1]; only checked for CPU tensors (no device synchronisation)."""
-    if value.device.type == "cpu" and value.numel() and not bool(((value >= 0) & (value <= 1)).all()):
+    """Values in [0, 1]; only checked where :func:`can_read`."""
+    if can_read(value) and not bool(((value >= 0) & (value <= 1)).all()):
         bad = value[~((value >= 0) & (value <= 1))][0].item()
         fail(name, "to hold values in [0, 1]", f"a value {bad!r}")
 
@@ -123,7 +129,7 @@ def normalizer(value: Any, reduction_: str) -> Any:
     if isinstance(value, Tensor):
         if value.dim() != 0:
             fail("normalizer", "to be a number or a 0-dim tensor", f"shape {tuple(value.shape)}")
-        if value.device.type == "cpu" and not bool(value > 0):
+        if can_read(value) and not bool(value > 0):
             fail("normalizer", "> 0", value)
         return value
     return number("normalizer", value, lo=0.0, lo_open=True)

@@ -29,7 +29,7 @@ def _dense_quality(logits: Tensor, targets: QualityTargets) -> Tensor:
             _checks.fail("targets", f"as (labels, scores) to have shapes ({logits.shape[0]},) for logits (N, C)",
                          f"shapes {tuple(labels.shape)}, {tuple(scores.shape)}")
         n_cls = logits.shape[1]
-        if labels.device.type == "cpu" and labels.numel() and bool(((labels < 0) | (labels > n_cls)).any()):
+        if _checks.can_read(labels) and bool(((labels < 0) | (labels > n_cls)).any()):
             _checks.fail("targets[0]", f"to hold labels in [0, {n_cls}] ({n_cls} = background)", labels)
         pos = labels < n_cls
         q = torch.zeros_like(logits, dtype=scores.dtype)

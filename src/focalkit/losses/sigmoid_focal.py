@@ -24,7 +24,7 @@ def _is_sparse(logits: Tensor, targets: Tensor) -> bool:
 def _check_sparse(logits: Tensor, labels: Tensor) -> None:
     _checks.same_device("targets", labels, logits)
     n_cls = logits.shape[-1]
-    if labels.device.type == "cpu" and labels.numel() and bool(((labels < 0) | (labels > n_cls)).any()):
+    if _checks.can_read(labels) and bool(((labels < 0) | (labels > n_cls)).any()):
         bad = labels[(labels < 0) | (labels > n_cls)][0].item()
         _checks.fail("targets", f"as class indices to lie in [0, {n_cls}] ({n_cls} = background)", f"a value {bad}")
 

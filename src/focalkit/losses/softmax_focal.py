@@ -31,7 +31,7 @@ def _check_class_targets(logits: Tensor, targets: Tensor, ignore_index: int) -> 
     if targets.shape != want:
         _checks.fail("targets", f"to have shape {tuple(want)} (the logits' shape without the class dim 1)",
                      f"shape {tuple(targets.shape)}")
-    if targets.device.type == "cpu" and targets.numel():
+    if _checks.can_read(targets):
         n_cls = logits.shape[1]
         bad = (targets != ignore_index) & ((targets < 0) | (targets >= n_cls))
         if bool(bad.any()):
