@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from focalkit import _checks, _reduce
 from focalkit._reduce import Normalizer, Reduction
-from focalkit.backends import eager
+from focalkit import backends
+from focalkit.backends import eager, native
 
 SoftTarget = Literal["pt", "linear"]
 Alpha = Union[float, Tensor, None]
@@ -60,6 +61,7 @@ def sigmoid_focal_loss(
     soft_target: SoftTarget = "pt",
     normalizer: Union[Normalizer, Literal["positives"]] = None,
     sync: bool = False,
+    backend: Literal["auto", "eager", "native", "triton"] = "auto",
 ) -> Tensor:
     r"""Sigmoid focal loss on logits, for binary and multi-label targets.
 
@@ -108,6 +110,9 @@ def sigmoid_focal_loss(
         sync: with ``normalizer="positives"``, average the count over ``torch.distributed`` ranks
             (all-reduce; the FCOS / mmdet convention) so that DDP training reproduces single-process
             training on the concatenated batch. No effect without an initialised process group.
+        backend: ``"auto"`` (native C kernel on CPU where it covers the arguments, else eager),
+            ``"eager"``, ``"native"`` (raises if it cannot run), ``"triton"`` (not in this version).
+            ``FOCALKIT_BACKEND`` overrides it. See ``docs/backends.md``.
 
     Shape:
         - logits: :math:`(*)`; targets: :math:`(*)`.
@@ -161,9 +166,15 @@ def sigmoid_focal_loss(
             _checks.fail("sync", "to be used with normalizer='positives'", sync)
         normalizer = _checks.normalizer(normalizer, reduction)
     if sparse:
+        reason: Optional[str] = "sparse class-index targets are not implemented natively"
+    else:
+        reason = native.unsupported(logits, targets, pos_weight, soft_target)
+    chosen = backends.select("sigmoid_focal_loss", backend, logits, reason)
+    if sparse:
         return eager.sigmoid_focal_sparse(logits, targets, alpha=alpha, gamma=gamma, weight=weight,
                                           pos_weight=pos_weight, reduction=reduction, normalizer=normalizer)
-    return eager.sigmoid_focal(
+    impl = native.sigmoid_focal if chosen == "native" else eager.sigmoid_focal
+    return impl(
         logits, targets, alpha=alpha, gamma=gamma, weight=weight, pos_weight=pos_weight,
         soft_target=soft_target, reduction=reduction, normalizer=normalizer,
     )
@@ -195,8 +206,10 @@ class SigmoidFocalLoss(nn.Module):
         weight: Optional[Tensor] = None,
         pos_weight: Optional[Tensor] = None,
         soft_target: SoftTarget = "pt",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
+        self.backend = _checks.choice("backend", backend, backends.BACKENDS)
         self.gamma = _checks.gamma(gamma)
         alpha = _checks.alpha(alpha)
         self.reduction = _checks.reduction(reduction)
@@ -216,7 +229,7 @@ class SigmoidFocalLoss(nn.Module):
         return sigmoid_focal_loss(
             logits, targets, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction,
             weight=self.weight, pos_weight=self.pos_weight, soft_target=self.soft_target,
-            normalizer=normalizer, sync=sync,
+            normalizer=normalizer, sync=sync, backend=self.backend,
         )
 
     def extra_repr(self) -> str:

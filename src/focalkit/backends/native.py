@@ -1,0 +1,134 @@
+"""Native CPU backend: the C kernel of ``focalkit/_native/focal.c`` through a small C ABI (ctypes).
+
+One pass computes the loss (or its float64 sum) and the gradient; backward only scales the saved
+gradient, as in the eager backend, which it reproduces. float32 and float64 run natively;
+float16 / bfloat16 are converted to float32 and back. OpenMP uses ``torch.get_num_threads()``.
+
+Covered: :func:`focalkit.sigmoid_focal_loss` with dense targets in the ``"linear"`` soft form, and in
+the ``"pt"`` form when the targets are 0/1 (where the two forms are equal), ``alpha`` off / scalar /
+per class, ``pos_weight`` per class (shape ``(C,)``), an elementwise ``weight``, every reduction and
+``normalizer``. Anything else (soft ``"pt"`` targets, sparse targets, other ``pos_weight``
+layouts) is reported by :func:`unsupported` and runs on the eager backend under ``backend="auto"``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from focalkit import _reduce
+
+_LIB: Optional[ctypes.CDLL] = None
+_ERROR: Optional[str] = None
+
+
+def _load() -> Optional[ctypes.CDLL]:
+    global _LIB, _ERROR
+    if _LIB is not None or _ERROR is not None:
+        return _LIB
+    spec = importlib.util.find_spec("focalkit._focal_native")
+    if spec is None or spec.origin is None:
+        _ERROR = "the compiled extension focalkit._focal_native is not installed (no C compiler at install time?)"
+        return None
+    try:
+        lib = ctypes.CDLL(str(Path(spec.origin)))
+    except OSError as exc:  # pragma: no cover - depends on the machine
+        _ERROR = f"cannot load {spec.origin}: {exc}"
+        return None
+    i64, dbl, i32, vp = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
+    for name in ("fk_sigmoid_focal_f32", "fk_sigmoid_focal_f64"):
+        fn = getattr(lib, name)
+        fn.argtypes = [vp, vp, vp, vp, vp, vp, i64, i64, i32, dbl, dbl, vp, vp, i32, ctypes.POINTER(dbl)]
+        fn.restype = i32
+    if lib.fk_abi_version() != 2:  # pragma: no cover
+        _ERROR = "focalkit._focal_native has an unexpected ABI version"
+        return None
+    _LIB = lib
+    return lib
+
+
+def available() -> bool:
+    return _load() is not None
+
+
+def why_unavailable() -> str:
+    _load()
+    return _ERROR or ""
+
+
+def _ptr(t: Optional[Tensor]) -> Optional[int]:
+    return None if t is None else t.data_ptr()
+
+
+def _class_vector(value: Any, n_cls: int, default: float, dtype: torch.dtype) -> Tensor:
+    if isinstance(value, Tensor):
+        return value.to(dtype).reshape(-1).expand(n_cls).contiguous()
+    return torch.full((n_cls,), default if value is None else float(value), dtype=dtype)
+
+
+def unsupported(logits: Tensor, targets: Tensor, pos_weight: Optional[Tensor], soft_target: str) -> Optional[str]:
+    """Why the native kernel cannot take these inputs, or None if it can. (Reads the targets once, on
+    CPU, to tell 0/1 targets from soft ones in the "pt" form.)"""
+    if logits.device.type != "cpu":
+        return f"it runs on the CPU, logits are on {logits.device}"
+    if targets.shape != logits.shape:
+        return "sparse class-index targets are not implemented natively"
+    if logits.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        return f"dtype {logits.dtype} is not supported"
+    if pos_weight is not None and pos_weight.numel() not in (1, logits.shape[-1] if logits.dim() else 1):
+        return "pos_weight must be a scalar or per class (shape (C,)) for the native kernel"
+    if soft_target == "pt" and targets.is_floating_point() and not torch.compiler.is_compiling() \
+            and not bool(((targets == 0) | (targets == 1)).all()):
+        return 'soft targets in the "pt" form are not implemented natively (0/1 targets and "linear" are)'
+    return None
+
+
+class _NativeSigmoidFocal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor], alpha: Any,
+                pos_weight: Optional[Tensor], gamma: float, reduction: str, normalizer: Any) -> Tensor:
+        lib = _load()
+        ct = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        x = logits.to(ct).contiguous()
+        y = targets.to(ct).contiguous()
+        n = x.numel()
+        n_cls = x.shape[-1] if x.dim() else 1
+        w = None if weight is None else weight.to(ct).expand(x.shape).contiguous()
+        apos = _class_vector(alpha, n_cls, 1.0, ct)
+        aneg = 1.0 - apos if alpha is not None else torch.ones(n_cls, dtype=ct)
+        pw = _class_vector(pos_weight, n_cls, 1.0, ct)
+        per_class = isinstance(alpha, Tensor) or (pos_weight is not None and pos_weight.numel() > 1)
+        den = _reduce.denominator(reduction, normalizer, n, torch.empty((), dtype=ct))
+        scale = 1.0 if den is None else 1.0 / float(den)
+        loss_out = torch.empty_like(x) if reduction == "none" else None
+        grad = torch.empty_like(x)
+        total = ctypes.c_double(0.0)
+        fn = lib.fk_sigmoid_focal_f64 if ct == torch.float64 else lib.fk_sigmoid_focal_f32
+        rc = fn(x.data_ptr(), y.data_ptr(), _ptr(w), apos.data_ptr(), aneg.data_ptr(), pw.data_ptr(), n, n_cls,
+                int(per_class), float(gamma), scale, _ptr(loss_out), grad.data_ptr(),
+                torch.get_num_threads(), ctypes.byref(total))
+        if rc != 0:  # pragma: no cover - guarded by the Python checks
+            raise RuntimeError(f"focalkit native kernel failed with code {rc}")
+        ctx.save_for_backward(grad.to(logits.dtype))
+        if loss_out is not None:
+            return loss_out.to(logits.dtype)
+        value = total.value if den is None else total.value / float(den)
+        return torch.tensor(value, dtype=logits.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple:
+        (grad,) = ctx.saved_tensors
+        return (grad * grad_out.to(grad.dtype),) + (None,) * 7
+
+
+def sigmoid_focal(logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
+                  pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any) -> Tensor:
+    # soft_target is "linear", or "pt" with 0/1 targets (checked by unsupported): the same loss.
+    return _NativeSigmoidFocal.apply(logits, targets, weight, alpha, pos_weight, gamma, reduction, normalizer)
