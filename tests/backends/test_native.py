@@ -98,12 +98,15 @@ def test_non_contiguous_empty_and_deterministic():
 
 
 def test_auto_picks_native_for_covered_cases_and_eager_otherwise(monkeypatch):
+    x, y = _data((4, 3), D, soft=False)
+    soft = torch.rand(4, 3, dtype=D)
+    # Soft targets in the "pt" form: the kernel notices them in its pass, auto recomputes on eager.
+    torch.testing.assert_close(fk.sigmoid_focal_loss(x, soft), fk.sigmoid_focal_loss(x, soft, backend="eager"),
+                               rtol=0, atol=0)
     calls = []
     monkeypatch.setattr(native, "sigmoid_focal", lambda *a, **k: calls.append(1) or torch.zeros(()))
-    x, y = _data((4, 3), torch.float32, soft=False)
     fk.sigmoid_focal_loss(x, y)
     assert calls == [1]
-    fk.sigmoid_focal_loss(x, torch.rand(4, 3))  # soft targets in the "pt" form: eager
     fk.sigmoid_focal_loss(x, torch.tensor([0, 3, 1, 2]))  # sparse: eager
     assert calls == [1]
     monkeypatch.setenv("FOCALKIT_BACKEND", "eager")
