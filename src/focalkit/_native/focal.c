@@ -46,12 +46,11 @@ double log1p(double);
 
 #define FK_DEFINE(T, SUF, EXP, LOG, LOG1P)                                                                  \
 FK_INLINE double fk_range_##SUF(const T *x, const T *y, const T *w, const T *apos, const T *aneg,           \
-        const T *pw, int64_t lo, int64_t hi, T g, T scale, T *loss_out, T *grad_out, int64_t *soft,           \
+        const T *pw, int64_t lo, int64_t hi, T g, T scale, T *loss_out, T *grad_out,                          \
         const int HAS_W, const int STORE) {                                                                  \
     /* apos, aneg, pw point at the class of element lo; they advance with it only in the nested layout */  \
     double acc = 0.0;                                                                                        \
-    int64_t n_soft = 0;                                                                                      \
-    _Pragma("omp simd reduction(+:acc, n_soft)")                                                             \
+    _Pragma("omp simd reduction(+:acc)")                                                                     \
     for (int64_t i = lo; i < hi; i++) {                                                                      \
         const int64_t k = i - lo;                                                                            \
         const T xi = x[i], yi = y[i];                                                                        \
@@ -76,21 +75,19 @@ FK_INLINE double fk_range_##SUF(const T *x, const T *y, const T *w, const T *apo
         if (STORE) loss_out[i] = loss;                                                                       \
         grad_out[i] = grad * scale;                                                                          \
         acc += (double)loss;                                                                                 \
-        n_soft += (int64_t)((yi != 0) & (yi != 1)); /* tells the caller whether "pt" = "linear" here */     \
     }                                                                                                        \
-    *soft += n_soft;                                                                                         \
     return acc;                                                                                              \
 }                                                                                                            \
                                                                                                              \
 FK_INLINE double fk_part_##SUF(const T *x, const T *y, const T *w, const T *apos, const T *aneg,            \
         const T *pw, int64_t n, int64_t C, int nested, int t, int nt, T g, T scale, T *loss_out,              \
-        T *grad_out, int64_t *soft, const int HAS_W, const int STORE) {                                                     \
+        T *grad_out, const int HAS_W, const int STORE) {                                                     \
     double acc = 0.0;                                                                                        \
     if (nested) { /* rows x classes: the class arrays advance along each row */                             \
         const int64_t rows = n / C, r0 = rows * t / nt, r1 = rows * (t + 1) / nt;                            \
         for (int64_t r = r0; r < r1; r++)                                                                    \
             acc += fk_range_##SUF(x, y, w, apos, aneg, pw, r * C, (r + 1) * C, g, scale, loss_out,           \
-                                  grad_out, soft, HAS_W, STORE);                                           \
+                                  grad_out, HAS_W, STORE);                                           \
     } else { /* one class value for all: the arrays are broadcast by a zero stride */                        \
         const int64_t lo = n * t / nt, hi = n * (t + 1) / nt;                                                \
         const int64_t B = 1024;                                                                              \
@@ -98,7 +95,7 @@ FK_INLINE double fk_part_##SUF(const T *x, const T *y, const T *w, const T *apos
         for (int64_t j = 0; j < B; j++) { ap[j] = apos[0]; an[j] = aneg[0]; pwb[j] = pw[0]; }                \
         for (int64_t s = lo; s < hi; s += B) {                                                               \
             const int64_t e = s + B < hi ? s + B : hi;                                                       \
-            acc += fk_range_##SUF(x, y, w, ap, an, pwb, s, e, g, scale, loss_out, grad_out, soft, HAS_W, STORE); \
+            acc += fk_range_##SUF(x, y, w, ap, an, pwb, s, e, g, scale, loss_out, grad_out, HAS_W, STORE);   \
         }                                                                                                    \
     }                                                                                                        \
     return acc;                                                                                              \
@@ -106,39 +103,45 @@ FK_INLINE double fk_part_##SUF(const T *x, const T *y, const T *w, const T *apos
                                                                                                              \
 FK_CLONES static double fk_dispatch_##SUF(const T *x, const T *y, const T *w, const T *apos,                 \
         const T *aneg, const T *pw, int64_t n, int64_t C, int nested, int t, int nt, T g, T scale,            \
-        T *loss_out, T *grad_out, int64_t *soft) {                                                           \
-    if (w) return loss_out ? fk_part_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out, grad_out, soft, 1, 1)  \
-                           : fk_part_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out, grad_out, soft, 1, 0); \
-    return loss_out ? fk_part_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out, grad_out, soft, 0, 1)          \
-                    : fk_part_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out, grad_out, soft, 0, 0);         \
+        T *loss_out, T *grad_out) {                                                           \
+    if (w) return loss_out ? fk_part_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out, grad_out, 1, 1)  \
+                           : fk_part_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out, grad_out, 1, 0); \
+    return loss_out ? fk_part_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out, grad_out, 0, 1)          \
+                    : fk_part_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out, grad_out, 0, 0);         \
 }                                                                                                            \
                                                                                                              \
 int fk_sigmoid_focal_##SUF(const T *x, const T *y, const T *w, const T *apos, const T *aneg, const T *pw,    \
         int64_t n, int64_t C, int nested, double g, double scale, T *loss_out, T *grad_out,                  \
-        int nthreads, double *sum_out, int64_t *soft_out) {                                                  \
+        int nthreads, double *sum_out) {                                                                     \
     if (C < 1 || n < 0 || (nested && n % C)) return 1;                                                      \
     if (nthreads < 1 || n < 65536) nthreads = 1; /* small inputs: a second thread costs more than it gives */ \
     double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
-    int64_t *soft = (int64_t *)calloc((size_t)nthreads, sizeof(int64_t));                                   \
-    if (!part || !soft) { free(part); free(soft); return 2; }                                                \
+    if (!part) return 2;                                                                                     \
     _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
     for (int t = 0; t < nthreads; t++)                                                                       \
         part[t] = fk_dispatch_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nthreads, (T)g, (T)scale,      \
-                                    loss_out, grad_out, &soft[t]);                                             \
+                                    loss_out, grad_out);                                             \
     double s = 0.0;                                                                                          \
-    int64_t ns = 0;                                                                                          \
-    for (int t = 0; t < nthreads; t++) { s += part[t]; ns += soft[t]; }                                      \
+    for (int t = 0; t < nthreads; t++) s += part[t];                                                         \
     free(part);                                                                                              \
-    free(soft);                                                                                              \
     *sum_out = s;                                                                                            \
-    *soft_out = ns;                                                                                          \
     return 0;                                                                                                \
+}                                                                                                            \
+                                                                                                             \
+/* How many targets lie outside {0, 1}: the "pt" form equals the kernel's "linear" one only when none  */   \
+/* do. One read-only pass, decided before any work is done.                                           */   \
+int64_t fk_count_soft_##SUF(const T *y, int64_t n, int nthreads) {                                          \
+    int64_t count = 0;                                                                                       \
+    if (nthreads < 1 || n < 65536) nthreads = 1;                                                             \
+    _Pragma("omp parallel for simd num_threads(nthreads) reduction(+:count)")                                \
+    for (int64_t i = 0; i < n; i++) count += (int64_t)((y[i] != 0) & (y[i] != 1));                           \
+    return count;                                                                                            \
 }
 
 FK_DEFINE(float, f32, expf, logf, log1pf)
 FK_DEFINE(double, f64, exp, log, log1p)
 
-int fk_abi_version(void) { return 3; }
+int fk_abi_version(void) { return 4; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }

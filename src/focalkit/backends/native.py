@@ -44,10 +44,13 @@ def _load() -> Optional[ctypes.CDLL]:
     i64, dbl, i32, vp = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
     for name in ("fk_sigmoid_focal_f32", "fk_sigmoid_focal_f64"):
         fn = getattr(lib, name)
-        fn.argtypes = [vp, vp, vp, vp, vp, vp, i64, i64, i32, dbl, dbl, vp, vp, i32, ctypes.POINTER(dbl),
-                       ctypes.POINTER(i64)]
+        fn.argtypes = [vp, vp, vp, vp, vp, vp, i64, i64, i32, dbl, dbl, vp, vp, i32, ctypes.POINTER(dbl)]
         fn.restype = i32
-    if lib.fk_abi_version() != 3:  # pragma: no cover
+    for name in ("fk_count_soft_f32", "fk_count_soft_f64"):
+        fn = getattr(lib, name)
+        fn.argtypes = [vp, i64, i32]
+        fn.restype = i64
+    if lib.fk_abi_version() != 4:  # pragma: no cover
         _ERROR = "focalkit._focal_native has an unexpected ABI version"
         return None
     _LIB = lib
@@ -73,16 +76,20 @@ def _class_vector(value: Any, n_cls: int, default: float, dtype: torch.dtype) ->
     return torch.full((n_cls,), default if value is None else float(value), dtype=dtype)
 
 
-SOFT_PT = 'soft targets in the "pt" form are not implemented natively (0/1 targets and "linear" are)'
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-class SoftTargetsInPtForm(ValueError):
-    """Raised by the kernel's own pass when ``"pt"`` meets targets outside {0, 1}."""
+def _has_soft_targets(targets: Tensor, ct: torch.dtype) -> bool:
+    """Any target outside {0, 1}? One vectorised read-only pass in C."""
+    y = targets.to(ct).contiguous()
+    fn = _LIB.fk_count_soft_f64 if ct == torch.float64 else _LIB.fk_count_soft_f32
+    return fn(y.data_ptr(), y.numel(), torch.get_num_threads()) > 0
 
 
-def unsupported(logits: Tensor, targets: Tensor, pos_weight: Optional[Tensor]) -> Optional[str]:
-    """Why the native kernel cannot take these inputs, or None if it can. (Soft targets in the "pt"
-    form are found by the kernel itself, in the same pass: see :class:`SoftTargetsInPtForm`.)"""
+def unsupported(logits: Tensor, targets: Tensor, pos_weight: Optional[Tensor], soft_target: str) -> Optional[str]:
+    """Why the native kernel cannot take these inputs, or None if it can. The kernel computes the
+    "linear" form, which equals "pt" for 0/1 targets: for "pt", float targets are scanned once."""
     if logits.device.type != "cpu":
         return f"it runs on the CPU, logits are on {logits.device}"
     if targets.shape != logits.shape:
@@ -91,15 +98,18 @@ def unsupported(logits: Tensor, targets: Tensor, pos_weight: Optional[Tensor]) -
         return f"dtype {logits.dtype} is not supported"
     if pos_weight is not None and pos_weight.numel() not in (1, logits.shape[-1] if logits.dim() else 1):
         return "pos_weight must be a scalar or per class (shape (C,)) for the native kernel"
+    if (soft_target == "pt" and targets.is_floating_point() and _load() is not None
+            and not torch.compiler.is_compiling() and _has_soft_targets(targets, _compute_dtype(logits.dtype))):
+        return 'soft targets in the "pt" form are not implemented natively (0/1 targets and "linear" are)'
     return None
 
 
 class _NativeSigmoidFocal(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor], alpha: Any,
-                pos_weight: Optional[Tensor], gamma: float, reduction: str, normalizer: Any, pt: bool) -> Tensor:
+                pos_weight: Optional[Tensor], gamma: float, reduction: str, normalizer: Any) -> Tensor:
         lib = _load()
-        ct = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        ct = _compute_dtype(logits.dtype)
         x = logits.to(ct).contiguous()
         y = targets.to(ct).contiguous()
         n = x.numel()
@@ -114,15 +124,12 @@ class _NativeSigmoidFocal(torch.autograd.Function):
         loss_out = torch.empty_like(x) if reduction == "none" else None
         grad = torch.empty_like(x)
         total = ctypes.c_double(0.0)
-        n_soft = ctypes.c_int64(0)
         fn = lib.fk_sigmoid_focal_f64 if ct == torch.float64 else lib.fk_sigmoid_focal_f32
         rc = fn(x.data_ptr(), y.data_ptr(), _ptr(w), apos.data_ptr(), aneg.data_ptr(), pw.data_ptr(), n, n_cls,
                 int(per_class), float(gamma), scale, _ptr(loss_out), grad.data_ptr(),
-                torch.get_num_threads(), ctypes.byref(total), ctypes.byref(n_soft))
+                torch.get_num_threads(), ctypes.byref(total))
         if rc != 0:  # pragma: no cover - guarded by the Python checks
             raise RuntimeError(f"focalkit native kernel failed with code {rc}")
-        if pt and n_soft.value:  # the kernel computed the linear form, which differs here
-            raise SoftTargetsInPtForm(SOFT_PT)
         ctx.save_for_backward(grad.to(logits.dtype))
         if loss_out is not None:
             return loss_out.to(logits.dtype)
@@ -133,12 +140,10 @@ class _NativeSigmoidFocal(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple:
         (grad,) = ctx.saved_tensors
-        return (grad * grad_out.to(grad.dtype),) + (None,) * 8
+        return (grad * grad_out.to(grad.dtype),) + (None,) * 7
 
 
 def sigmoid_focal(logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
                   pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any) -> Tensor:
-    # The kernel computes the "linear" form; "pt" equals it for 0/1 targets, which the kernel checks in
-    # the same pass (raising SoftTargetsInPtForm otherwise).
-    return _NativeSigmoidFocal.apply(logits, targets, weight, alpha, pos_weight, gamma, reduction, normalizer,
-                                     soft_target == "pt")
+    # The kernel computes the "linear" form; "pt" equals it for the 0/1 targets unsupported() let through.
+    return _NativeSigmoidFocal.apply(logits, targets, weight, alpha, pos_weight, gamma, reduction, normalizer)

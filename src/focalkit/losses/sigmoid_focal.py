@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from typing import Literal, Optional, Union
 
 import torch
@@ -170,20 +168,15 @@ def sigmoid_focal_loss(
     if sparse:
         reason: Optional[str] = "sparse class-index targets are not implemented natively"
     else:
-        reason = native.unsupported(logits, targets, pos_weight)
+        reason = native.unsupported(logits, targets, pos_weight, soft_target)
     chosen = backends.select("sigmoid_focal_loss", backend, logits, reason)
     if sparse:
         return eager.sigmoid_focal_sparse(logits, targets, alpha=alpha, gamma=gamma, weight=weight,
                                           pos_weight=pos_weight, reduction=reduction, normalizer=normalizer)
     kwargs = dict(alpha=alpha, gamma=gamma, weight=weight, pos_weight=pos_weight, soft_target=soft_target,
                   reduction=reduction, normalizer=normalizer)
-    if chosen == "native":
-        try:
-            return native.sigmoid_focal(logits, targets, **kwargs)
-        except native.SoftTargetsInPtForm:
-            if (os.environ.get("FOCALKIT_BACKEND") or backend) == "native":
-                raise
-    return eager.sigmoid_focal(logits, targets, **kwargs)
+    impl = native.sigmoid_focal if chosen == "native" else eager.sigmoid_focal
+    return impl(logits, targets, **kwargs)
 
 
 class SigmoidFocalLoss(nn.Module):
