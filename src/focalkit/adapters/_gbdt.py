@@ -197,3 +197,27 @@ def metrics(unpack: Unpack, wrap: Callable[[str, float], tuple]):
         return softmax_focal
 
     return focal_metric, softmax_focal_metric
+
+
+def library_api(unpack: Unpack, wrap: Callable[[str, float], tuple], module: str):
+    """The public objects of one library's adapter module, bound to its argument ``unpack``:
+    ``(FocalObjective, SoftmaxFocalObjective, focal_objective, softmax_focal_objective, focal_metric,
+    softmax_focal_metric)``."""
+    binary = type("FocalObjective", (BinaryFocalObjective,),
+                  {"__doc__": BinaryFocalObjective.__doc__, "__module__": module, "_unpack": staticmethod(unpack)})
+    softmax = type("SoftmaxFocalObjective", (SoftmaxFocalObjective,),
+                   {"__doc__": SoftmaxFocalObjective.__doc__, "__module__": module, "_unpack": staticmethod(unpack)})
+
+    def focal_objective(gamma: float = 2.0, alpha: Optional[float] = None,
+                        hessian_floor: float = DEFAULT_HESSIAN_FLOOR):
+        """Binary focal objective on raw margins. See :class:`FocalObjective` and docs/adapters.md."""
+        return binary(gamma, alpha, hessian_floor)
+
+    def softmax_focal_objective(gamma: float = 2.0, weight: Optional[Sequence[float]] = None,
+                                hessian_floor: float = DEFAULT_HESSIAN_FLOOR):
+        """Multi-class softmax focal objective (``num_class`` = K). See :class:`SoftmaxFocalObjective`."""
+        return softmax(gamma, weight, hessian_floor)
+
+    focal_objective.__module__ = softmax_focal_objective.__module__ = module
+    focal_metric, softmax_focal_metric = metrics(unpack, wrap)
+    return binary, softmax, focal_objective, softmax_focal_objective, focal_metric, softmax_focal_metric

@@ -15,12 +15,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
 import xgboost as xgb
 
 from focalkit.adapters import _gbdt
-from focalkit.adapters._gbdt import DEFAULT_HESSIAN_FLOOR
 
 __all__ = ["FocalObjective", "SoftmaxFocalObjective", "focal_metric", "focal_objective", "softmax_focal_metric",
            "softmax_focal_objective"]
@@ -34,27 +31,7 @@ def _unpack(a, b, sample_weight):
     return b, a, sample_weight
 
 
-class FocalObjective(_gbdt.BinaryFocalObjective):
-    __doc__ = _gbdt.BinaryFocalObjective.__doc__
-    _unpack = staticmethod(_unpack)
-
-
-class SoftmaxFocalObjective(_gbdt.SoftmaxFocalObjective):
-    __doc__ = _gbdt.SoftmaxFocalObjective.__doc__
-    _unpack = staticmethod(_unpack)
-
-
-def focal_objective(gamma: float = 2.0, alpha: Optional[float] = None,
-                    hessian_floor: float = DEFAULT_HESSIAN_FLOOR) -> FocalObjective:
-    """Binary focal objective on raw margins. See :class:`FocalObjective` and docs/adapters.md."""
-    return FocalObjective(gamma, alpha, hessian_floor)
-
-
-def softmax_focal_objective(gamma: float = 2.0, weight: Optional[Sequence[float]] = None,
-                            hessian_floor: float = DEFAULT_HESSIAN_FLOOR) -> SoftmaxFocalObjective:
-    """Multi-class softmax focal objective (``num_class`` = K). See :class:`SoftmaxFocalObjective`."""
-    return SoftmaxFocalObjective(gamma, weight, hessian_floor)
-
-
-# ``custom_metric`` for xgb.train: (name, mean focal loss) on raw margins.
-focal_metric, softmax_focal_metric = _gbdt.metrics(_unpack, lambda name, value: (name, value))
+# The public objectives and metrics, bound to XGBoost's argument order; the metrics are ``custom_metric``
+# callables returning (name, mean focal loss) on raw margins.
+(FocalObjective, SoftmaxFocalObjective, focal_objective, softmax_focal_objective, focal_metric,
+ softmax_focal_metric) = _gbdt.library_api(_unpack, lambda name, value: (name, value), __name__)
