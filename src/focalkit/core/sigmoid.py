@@ -35,7 +35,13 @@ class SigmoidFocalTerms(NamedTuple):
     hess: Optional[Tensor]
 
 
-def _alpha_weights(y: Tensor, alpha: Optional[Scalar]) -> tuple[Scalar, Scalar]:
+def log_one_minus_pt(lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:
+    """log(1 - p_t) = log((1-y) p + y (1-p)) from log p = ``lp``, log(1-p) = ``ln``; log1p(-1) = log(0)
+    = -inf picks one branch exactly, so for hard labels it is log sigmoid(-x_t) exactly."""
+    return torch.logaddexp(torch.log1p(-y) + lp, torch.log(y) + ln)
+
+
+def _alpha_weights(alpha: Optional[Scalar]) -> tuple[Scalar, Scalar]:
     """Weights of the positive and negative terms: (alpha, 1 - alpha), or (1, 1) when off."""
     if alpha is None:
         return 1.0, 1.0
@@ -79,8 +85,7 @@ def sigmoid_focal_pt(
         loss, grad = bce, dbce
         hess = c * p * q if hessian else None
     else:
-        # log(1 - p_t) = log((1-y) p + y (1-p)); log1p(-1) = log(0) = -inf picks one branch exactly.
-        log_u = torch.logaddexp(torch.log1p(-y) + lp, torch.log(y) + ln)
+        log_u = log_one_minus_pt(lp, ln, y)
         m = torch.exp(gamma * log_u)
         sr = (1.0 - 2.0 * y) * torch.exp(lp + ln - log_u)  # (1-2y) p(1-p)/(1-p_t)
         gsrb = gamma * sr * bce
@@ -118,7 +123,7 @@ def sigmoid_focal_linear(
     ln = F.logsigmoid(-x)
     p = lp.exp()
     q = ln.exp()
-    a_pos, a_neg = _alpha_weights(y, alpha)
+    a_pos, a_neg = _alpha_weights(alpha)
     w_pos = y * a_pos if pos_weight is None else y * a_pos * pos_weight
     w_neg = (1.0 - y) * a_neg
 

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from focalkit import _checks
 from focalkit._reduce import Normalizer, Reduction, reduce_autograd
 from focalkit.backends import eager
+from focalkit.core.sigmoid import log_one_minus_pt
 from focalkit.losses.sigmoid_focal import Alpha, sigmoid_focal_loss
 from focalkit.losses.softmax_focal import softmax_focal_loss
 
@@ -68,7 +69,7 @@ def poly1_focal_loss(logits: Tensor, targets: Tensor, *, epsilon: float = 1.0, a
     normalizer = _checks.normalizer(normalizer, reduction)
     x = logits.to(eager.compute_dtype(logits.dtype))
     y = targets.to(x.dtype)
-    log_u = torch.logaddexp(torch.log1p(-y) + F.logsigmoid(x), torch.log(y) + F.logsigmoid(-x))
+    log_u = log_one_minus_pt(F.logsigmoid(x), F.logsigmoid(-x), y)
     poly = torch.exp((gamma + 1) * log_u)
     if alpha is not None:
         a = alpha.to(x.dtype) if isinstance(alpha, Tensor) else alpha
