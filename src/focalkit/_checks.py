@@ -150,3 +150,9 @@ def integer(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         fail(name, "to be an int", value, TypeError)
     return int(value)
+
+
+def boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        fail(name, "to be True or False", value, TypeError)
+    return value

@@ -17,9 +17,14 @@
  * baseline, AVX2 and AVX-512 versions, chosen when the library loads. The sum is accumulated in
  * double, one partial per thread over a fixed partition: deterministic for a fixed thread count.
  */
+#define _DEFAULT_SOURCE /* madvise */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -141,7 +146,191 @@ int64_t fk_count_soft_##SUF(const T *y, int64_t n, int nthreads) {              
 FK_DEFINE(float, f32, expf, logf, log1pf)
 FK_DEFINE(double, f64, exp, log, log1p)
 
-int fk_abi_version(void) { return 4; }
+/* ---- softmax focal loss ------------------------------------------------------------------------
+ * Logits (N, C, S) with S = d1*...*dk (S = 1 for (N, C)). Each position's C logits are brought into a
+ * contiguous row of the gradient buffer (a copy for S = 1, a tile transpose for S > 1), the row is
+ * turned into its gradient in place while it sits in L1, and the tile is written back. The maths is
+ * focalkit/core/softmax.py's:
+ *   hard target y:  L = c_y (1-p_y)^g (-log p_y),  dL/dz = c_y K_y (p - e_y),  K = (1-p)^g (1 + g psi),
+ *   psi = -p log p / (1-p) in [0, 1]; log(1-p_y) from the sum over the other classes (no cancellation).
+ *   dense coefficients c_k (label smoothing, probability targets):
+ *   L = sum_k c_k (1-p_k)^g (-log p_k),  dL/dz_j = p_j S - c_j K_j,  S = sum_k c_k K_k,
+ *   where only the arg-max class can have p > 1/2 and is taken exactly, as for hard targets.
+ */
+#define FK_LN2 0.69314718055994530942
+
+#define FK_SOFTMAX_DEFINE(T, SUF, EXP, LOG, LOG1P)                                                          \
+/* One row with a hard target y: r holds the logits on entry and the gradient (times scale) on exit. */     \
+FK_INLINE T fk_smx_hard_row_##SUF(T *r, int64_t C, int64_t y, T c, T g, T scale) {                          \
+    T m = -INFINITY;                                                                                         \
+    _Pragma("omp simd reduction(max:m)")                                                                     \
+    for (int64_t k = 0; k < C; k++) m = r[k] > m ? r[k] : m;                                                 \
+    const T zy = r[y];                                                                                       \
+    T s1 = 0, s2 = 0;                                                                                        \
+    _Pragma("omp simd reduction(+:s1)")                                                                      \
+    for (int64_t k = 0; k < y; k++) { const T e = EXP(r[k] - m); r[k] = e; s1 += e; }                        \
+    _Pragma("omp simd reduction(+:s2)")                                                                      \
+    for (int64_t k = y + 1; k < C; k++) { const T e = EXP(r[k] - m); r[k] = e; s2 += e; }                    \
+    const T rest = s1 + s2, ey = EXP(zy - m), s = rest + ey, ls = LOG(s);                                    \
+    T logp = zy - m - ls;                                                                                    \
+    const T u = rest / s; /* 1 - p_y, exact: no 1 - p cancellation */                                        \
+    if (logp > (T)-FK_LN2) logp = LOG1P(-u);                                                                 \
+    const T psi = u > 0 ? -EXP(logp) * logp / u : (T)0;                                                      \
+    const T mod = g == 0 ? (T)1 : EXP(g * (LOG(rest) - ls));                                                 \
+    const T loss = c * mod * -logp, ck = c * mod * (1 + g * psi), f = ck * scale / s;                        \
+    _Pragma("omp simd")                                                                                      \
+    for (int64_t k = 0; k < C; k++) r[k] *= f;                                                               \
+    r[y] = -ck * u * scale;                                                                                  \
+    return loss;                                                                                             \
+}                                                                                                            \
+                                                                                                             \
+/* Part of a dense row, classes [lo, hi), none of them the arg-max (so p <= 1/2): coefficient c_k, K_k   */  \
+/* into t, p into r; returns the loss, adds c_k K_k to *S.                                               */  \
+FK_INLINE T fk_smx_dense_range_##SUF(T *r, T *t, const T *cf, int64_t lo, int64_t hi, T m, T ls, T is,       \
+                                     T g, T *S) {                                                            \
+    T loss = 0, acc = 0;                                                                                     \
+    _Pragma("omp simd reduction(+:loss, acc)")                                                               \
+    for (int64_t k = lo; k < hi; k++) {                                                                      \
+        const T lp = r[k] - m - ls, p = t[k] * is, om = 1 - p, l1m = LOG1P(-p);                              \
+        const T psi = -p * lp / om, mod = EXP(g * l1m), c = cf[k];                                           \
+        const T ck = c * mod * (1 + g * psi);                                                                \
+        loss += c * mod * -lp;                                                                               \
+        acc += ck;                                                                                           \
+        t[k] = ck;                                                                                           \
+        r[k] = p;                                                                                            \
+    }                                                                                                        \
+    *S += acc;                                                                                               \
+    return loss;                                                                                             \
+}                                                                                                            \
+                                                                                                             \
+/* One row with per-class coefficients cf (class weight times target mass); t is scratch of length C. */     \
+FK_INLINE T fk_smx_dense_row_##SUF(T *r, T *t, const T *cf, int64_t C, T g, T scale) {                      \
+    T m = -INFINITY;                                                                                         \
+    int64_t a = 0;                                                                                           \
+    for (int64_t k = 0; k < C; k++) if (r[k] > m) { m = r[k]; a = k; }                                       \
+    T s1 = 0, s2 = 0;                                                                                        \
+    _Pragma("omp simd reduction(+:s1)")                                                                      \
+    for (int64_t k = 0; k < a; k++) { const T e = EXP(r[k] - m); t[k] = e; s1 += e; }                        \
+    _Pragma("omp simd reduction(+:s2)")                                                                      \
+    for (int64_t k = a + 1; k < C; k++) { const T e = EXP(r[k] - m); t[k] = e; s2 += e; }                    \
+    const T rest = s1 + s2, za = r[a], s = rest + EXP(za - m), ls = LOG(s), is = 1 / s;                      \
+    T S = 0;                                                                                                 \
+    T loss = fk_smx_dense_range_##SUF(r, t, cf, 0, a, m, ls, is, g, &S)                                      \
+           + fk_smx_dense_range_##SUF(r, t, cf, a + 1, C, m, ls, is, g, &S);                                 \
+    { /* the arg-max class, exactly */                                                                       \
+        T logp = za - m - ls;                                                                                \
+        const T u = rest / s;                                                                                \
+        if (logp > (T)-FK_LN2) logp = LOG1P(-u);                                                             \
+        const T p = EXP(logp), psi = u > 0 ? -p * logp / u : (T)0;                                           \
+        const T mod = g == 0 ? (T)1 : EXP(g * (LOG(rest) - ls)), c = cf[a];                                  \
+        const T ck = c * mod * (1 + g * psi);                                                                \
+        loss += c * mod * -logp;                                                                             \
+        S += ck;                                                                                             \
+        t[a] = ck;                                                                                           \
+        r[a] = p;                                                                                            \
+    }                                                                                                        \
+    _Pragma("omp simd")                                                                                      \
+    for (int64_t k = 0; k < C; k++) r[k] = (r[k] * S - t[k]) * scale;                                        \
+    return loss;                                                                                             \
+}                                                                                                            \
+                                                                                                             \
+/* Positions [b0, b1) of the (N, S) grid, B at a time (one tile: same n, consecutive s).              */   \
+FK_CLONES static double fk_smx_part_##SUF(const T *z, const int64_t *y, const T *q, const T *w,              \
+        int64_t C, int64_t S, int64_t b0, int64_t b1, int64_t ignore, T eps, T g, T scale, T *loss_out,      \
+        T *grad, T *buf, T *tq, T *cf, int *bad) {                                                           \
+    double acc = 0.0;                                                                                        \
+    const int64_t B = S == 1 ? 1 : 64;                                                                       \
+    const int64_t tiles_per_n = (S + B - 1) / B;                                                             \
+    for (int64_t b = b0; b < b1; b++) {                                                                      \
+        const int64_t n = b / tiles_per_n, s0 = (b % tiles_per_n) * B;                                       \
+        const int64_t nb = s0 + B < S ? B : S - s0;                                                          \
+        const int64_t base = n * C * S + s0;                                                                 \
+        T *rows;                                                                                             \
+        if (S == 1) {                                                                                        \
+            rows = grad + base;                                                                              \
+            if (rows != z + base) memcpy(rows, z + base, (size_t)C * sizeof(T));                             \
+        } else {                                                                                             \
+            rows = buf;                                                                                      \
+            for (int64_t k = 0; k < C; k++)                                                                  \
+                for (int64_t j = 0; j < nb; j++) buf[j * C + k] = z[base + k * S + j];                       \
+        }                                                                                                    \
+        for (int64_t j = 0; j < nb; j++) {                                                                   \
+            T *r = rows + j * C;                                                                             \
+            const int64_t pos = n * S + s0 + j;                                                              \
+            T loss;                                                                                          \
+            if (q) { /* probability targets, smoothed: c_k = w_k ((1 - eps) q_k + eps / C) */                \
+                for (int64_t k = 0; k < C; k++)                                                              \
+                    cf[k] = (w ? w[k] : (T)1) * ((1 - eps) * q[base + k * S + j] + eps / (T)C);              \
+                loss = fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale);                                       \
+            } else if (y[pos] == ignore || y[pos] < 0 || y[pos] >= C) {                                     \
+                if (y[pos] != ignore) *bad = 1; /* out of range: reported as an error */                     \
+                memset(r, 0, (size_t)C * sizeof(T));                                                         \
+                loss = 0;                                                                                    \
+            } else if (eps == 0) {                                                                           \
+                loss = fk_smx_hard_row_##SUF(r, C, y[pos], w ? w[y[pos]] : (T)1, g, scale);                  \
+            } else { /* smoothed class index: c_k = w_k eps / C + w_y (1 - eps) [k = y] */                   \
+                for (int64_t k = 0; k < C; k++) cf[k] = (w ? w[k] : (T)1) * eps / (T)C;                      \
+                cf[y[pos]] += (w ? w[y[pos]] : (T)1) * (1 - eps);                                            \
+                loss = fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale);                                       \
+            }                                                                                                \
+            if (loss_out) loss_out[pos] = loss;                                                              \
+            acc += (double)loss;                                                                             \
+        }                                                                                                    \
+        if (S != 1)                                                                                          \
+            for (int64_t k = 0; k < C; k++)                                                                  \
+                for (int64_t j = 0; j < nb; j++) grad[base + k * S + j] = buf[j * C + k];                    \
+    }                                                                                                        \
+    return acc;                                                                                              \
+}                                                                                                            \
+                                                                                                             \
+/* y: int64 class indices (N, S) or NULL; q: probabilities (N, C, S) or NULL; w: class weights or NULL.   */ \
+/* grad may equal z (the gradient then overwrites the logits). Returns 0, or an error code.              */ \
+int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w, int64_t N, int64_t C,       \
+        int64_t S, int64_t ignore, double eps, double g, double scale, T *loss_out, T *grad, int nthreads,   \
+        double *sum_out) {                                                                                   \
+    if (C < 1 || N < 0 || S < 1 || (!y && !q)) return 1;                                                    \
+    const int64_t B = S == 1 ? 1 : 64, tiles = N * ((S + B - 1) / B);                                        \
+    if (nthreads < 1 || N * C * S < 65536) nthreads = 1;                                                     \
+    if (nthreads > tiles) nthreads = tiles > 0 ? (int)tiles : 1;                                             \
+    double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
+    T *scratch = (T *)malloc((size_t)nthreads * (size_t)(B * C + 2 * C) * sizeof(T));                       \
+    int *bad = (int *)calloc((size_t)nthreads, sizeof(int));                                                 \
+    if (!part || !scratch || !bad) { free(part); free(scratch); free(bad); return 2; }                       \
+    _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
+    for (int t = 0; t < nthreads; t++) {                                                                     \
+        T *buf = scratch + (size_t)t * (size_t)(B * C + 2 * C);                                              \
+        part[t] = fk_smx_part_##SUF(z, y, q, w, C, S, tiles * t / nthreads, tiles * (t + 1) / nthreads,     \
+                                    ignore, (T)eps, (T)g, (T)scale, loss_out, grad, buf, buf + B * C,        \
+                                    buf + B * C + C, &bad[t]);                                               \
+    }                                                                                                        \
+    double s = 0.0;                                                                                          \
+    int any_bad = 0;                                                                                         \
+    for (int t = 0; t < nthreads; t++) { s += part[t]; any_bad |= bad[t]; }                                  \
+    free(part);                                                                                              \
+    free(scratch);                                                                                           \
+    free(bad);                                                                                               \
+    *sum_out = s;                                                                                            \
+    return any_bad ? 3 : 0;                                                                                  \
+}
+
+FK_SOFTMAX_DEFINE(float, f32, expf, logf, log1pf)
+FK_SOFTMAX_DEFINE(double, f64, exp, log, log1p)
+
+/* Ask Linux for transparent huge pages on the 2 MiB-aligned interior of a freshly allocated, not yet
+ * touched buffer (a new gradient). Where THP is in "madvise" mode this turns ~64k page faults per
+ * 256 MiB into ~128: first touch of a new gradient buffer was costing more than the kernel itself.
+ * A hint only: nothing changes where it is refused. */
+int fk_advise_hugepages(void *p, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const uintptr_t H = (uintptr_t)2 << 20, a = ((uintptr_t)p + H - 1) & ~(H - 1), b = ((uintptr_t)p + (uintptr_t)bytes) & ~(H - 1);
+    if (bytes >= (int64_t)(4 * H) && b > a) return madvise((void *)a, b - a, MADV_HUGEPAGE);
+#else
+    (void)p; (void)bytes;
+#endif
+    return 0;
+}
+
+int fk_abi_version(void) { return 5; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }

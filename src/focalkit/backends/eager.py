@@ -48,9 +48,23 @@ class _ClosedForm(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple:
         (grad,) = ctx.saved_tensors
-        if ctx.unsqueeze is not None and grad_out.dim() > 0:
-            grad_out = grad_out.unsqueeze(ctx.unsqueeze)
-        return (grad * grad_out.to(grad.dtype),) + (None,) * ctx.n_extra
+        return (scale_saved(grad, grad_out, ctx.unsqueeze),) + (None,) * ctx.n_extra
+
+
+def scale_saved(grad: Tensor, grad_out: Tensor, unsqueeze: Optional[int] = None) -> Tensor:
+    """``grad * grad_out``, for every backend's backward.
+
+    When ``grad_out`` is a CPU scalar equal to 1 (``loss.backward()``), the saved buffer itself is
+    the answer: no second gradient-sized buffer is allocated. Autograd never writes into a returned
+    gradient that is still saved (with ``retain_graph=True`` it copies before accumulating), so a
+    second backward sees the same buffer.
+    """
+    if (grad_out.numel() == 1 and grad_out.device.type == "cpu" and not torch.compiler.is_compiling()
+            and grad_out.dim() <= grad.dim() and float(grad_out) == 1.0):
+        return grad
+    if unsqueeze is not None and grad_out.dim() > 0:
+        grad_out = grad_out.unsqueeze(unsqueeze)
+    return grad * grad_out.to(grad.dtype)
 
 
 class _Elementwise(_ClosedForm):
@@ -122,7 +136,8 @@ def quality_focal_loss(logits: Tensor, targets: Tensor, *, beta: float, alpha: A
 class _SoftmaxFocal(_ClosedForm):
     @staticmethod
     def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor], gamma: float,
-                ignore_index: int, label_smoothing: float, reduction: str, normalizer: Any) -> Tensor:
+                ignore_index: int, label_smoothing: float, reduction: str, normalizer: Any,
+                inplace_grad: bool) -> Tensor:
         z = logits.to(compute_dtype(logits.dtype))
         n_cls = z.shape[1]
         # Per-class weight laid out along dim 1, broadcastable against z.
@@ -156,11 +171,23 @@ class _SoftmaxFocal(_ClosedForm):
             count = w_y.sum()
         den = _reduce.denominator(reduction, normalizer, count, loss)
         out, grad = _reduce.reduce(loss, grad, reduction, den)
-        ctx.save_for_backward(grad.to(logits.dtype))
-        ctx.unsqueeze, ctx.n_extra = 1, 7
+        ctx.save_for_backward(write_into_logits(logits, grad) if inplace_grad else grad.to(logits.dtype))
+        ctx.unsqueeze, ctx.n_extra = 1, 8
         return out.to(logits.dtype)
 
 
+def write_into_logits(logits: Tensor, grad: Tensor) -> Tensor:
+    """``inplace_grad=True``: the gradient replaces the logits in their own storage. The logits'
+    version counter is bumped, so an op that saved them for its backward raises instead of reading
+    gradients. Returns the (detached) logits, now holding the gradient."""
+    out = logits.detach()
+    if grad.data_ptr() != out.data_ptr():
+        out.copy_(grad)
+    torch.autograd.graph.increment_version(logits)
+    return out
+
+
 def softmax_focal(logits: Tensor, targets: Tensor, *, gamma: float, weight: Optional[Tensor], ignore_index: int,
-                  label_smoothing: float, reduction: str, normalizer: Any) -> Tensor:
-    return _SoftmaxFocal.apply(logits, targets, weight, gamma, ignore_index, label_smoothing, reduction, normalizer)
+                  label_smoothing: float, reduction: str, normalizer: Any, inplace_grad: bool = False) -> Tensor:
+    return _SoftmaxFocal.apply(logits, targets, weight, gamma, ignore_index, label_smoothing, reduction, normalizer,
+                               inplace_grad)

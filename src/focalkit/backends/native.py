@@ -14,6 +14,7 @@ layouts) is reported by :func:`unsupported` and runs on the eager backend under 
 from __future__ import annotations
 
 import ctypes
+import math
 import importlib.util
 from pathlib import Path
 from typing import Any, Optional
@@ -23,6 +24,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from focalkit import _reduce
+from focalkit.backends.eager import scale_saved, write_into_logits
 
 _LIB: Optional[ctypes.CDLL] = None
 _ERROR: Optional[str] = None
@@ -50,7 +52,13 @@ def _load() -> Optional[ctypes.CDLL]:
         fn = getattr(lib, name)
         fn.argtypes = [vp, i64, i32]
         fn.restype = i64
-    if lib.fk_abi_version() != 4:  # pragma: no cover
+    for name in ("fk_softmax_focal_f32", "fk_softmax_focal_f64"):
+        fn = getattr(lib, name)
+        fn.argtypes = [vp, vp, vp, vp, i64, i64, i64, i64, dbl, dbl, dbl, vp, vp, i32, ctypes.POINTER(dbl)]
+        fn.restype = i32
+    lib.fk_advise_hugepages.argtypes = [vp, i64]
+    lib.fk_advise_hugepages.restype = i32
+    if lib.fk_abi_version() != 5:  # pragma: no cover
         _ERROR = "focalkit._focal_native has an unexpected ABI version"
         return None
     _LIB = lib
@@ -74,6 +82,15 @@ def _class_vector(value: Any, n_cls: int, default: float, dtype: torch.dtype) ->
     if isinstance(value, Tensor):
         return value.to(dtype).reshape(-1).expand(n_cls).contiguous()
     return torch.full((n_cls,), default if value is None else float(value), dtype=dtype)
+
+
+def _new_buffer(shape: Any, dtype: torch.dtype) -> Tensor:
+    """An uninitialised CPU tensor whose pages are asked to be huge before first touch (see
+    ``fk_advise_hugepages``): a fresh gradient-sized buffer then costs a few page faults, not 64k."""
+    t = torch.empty(shape, dtype=dtype)
+    if _LIB is not None and t.numel() * t.element_size() >= 8 << 20:
+        _LIB.fk_advise_hugepages(t.data_ptr(), t.numel() * t.element_size())
+    return t
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -121,8 +138,8 @@ class _NativeSigmoidFocal(torch.autograd.Function):
         per_class = isinstance(alpha, Tensor) or (pos_weight is not None and pos_weight.numel() > 1)
         den = _reduce.denominator(reduction, normalizer, n, torch.empty((), dtype=ct))
         scale = 1.0 if den is None else 1.0 / float(den)
-        loss_out = torch.empty_like(x) if reduction == "none" else None
-        grad = torch.empty_like(x)
+        loss_out = _new_buffer(x.shape, ct) if reduction == "none" else None
+        grad = _new_buffer(x.shape, ct)
         total = ctypes.c_double(0.0)
         fn = lib.fk_sigmoid_focal_f64 if ct == torch.float64 else lib.fk_sigmoid_focal_f32
         rc = fn(x.data_ptr(), y.data_ptr(), _ptr(w), apos.data_ptr(), aneg.data_ptr(), pw.data_ptr(), n, n_cls,
@@ -140,10 +157,100 @@ class _NativeSigmoidFocal(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple:
         (grad,) = ctx.saved_tensors
-        return (grad * grad_out.to(grad.dtype),) + (None,) * 7
+        return (scale_saved(grad, grad_out),) + (None,) * 7
 
 
 def sigmoid_focal(logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
                   pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any) -> Tensor:
     # The kernel computes the "linear" form; "pt" equals it for the 0/1 targets unsupported() let through.
     return _NativeSigmoidFocal.apply(logits, targets, weight, alpha, pos_weight, gamma, reduction, normalizer)
+
+
+# ---- softmax focal loss -------------------------------------------------------------------------
+
+_HALF_BLOCK = 1 << 22  # float16 / bfloat16 are converted to float32 this many elements at a time
+
+
+def softmax_unsupported(logits: Tensor, targets: Tensor, gamma: Any) -> Optional[str]:
+    """Why the native softmax kernel cannot take these inputs, or None if it can."""
+    if logits.device.type != "cpu":
+        return f"it runs on the CPU, logits are on {logits.device}"
+    if logits.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        return f"dtype {logits.dtype} is not supported"
+    if callable(gamma):
+        return "a gamma schedule (e.g. FLSD-53) runs on the eager backend"
+    return None
+
+
+def _softmax_call(ct: torch.dtype, z: Tensor, y: Optional[Tensor], q: Optional[Tensor], w: Optional[Tensor],
+                  ignore_index: int, eps: float, gamma: float, scale: float, loss_out: Optional[Tensor],
+                  grad: Tensor) -> float:
+    n, c, s = z.shape[0], z.shape[1], math.prod(z.shape[2:])
+    if z.numel() == 0:
+        if loss_out is not None:
+            loss_out.zero_()
+        return 0.0
+    total = ctypes.c_double(0.0)
+    fn = _LIB.fk_softmax_focal_f64 if ct == torch.float64 else _LIB.fk_softmax_focal_f32
+    rc = fn(z.data_ptr(), _ptr(y), _ptr(q), _ptr(w), n, c, s, ignore_index, eps, gamma, scale,
+            _ptr(loss_out), grad.data_ptr(), torch.get_num_threads(), ctypes.byref(total))
+    if rc == 3:  # reached only where the Python checks could not read the targets
+        raise ValueError(f"Expected `targets` to hold class indices in [0, {c - 1}] or ignore_index={ignore_index}")
+    if rc != 0:  # pragma: no cover - guarded by the Python checks
+        raise RuntimeError(f"focalkit native kernel failed with code {rc}")
+    return total.value
+
+
+class _NativeSoftmaxFocal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor], gamma: float,
+                ignore_index: int, label_smoothing: float, reduction: str, normalizer: Any,
+                inplace_grad: bool) -> Tensor:
+        _load()
+        dtype = logits.dtype
+        ct = _compute_dtype(dtype)
+        n, n_cls = logits.shape[0], logits.shape[1]
+        w = None if weight is None else weight.to(ct).contiguous()
+        if targets.is_floating_point():
+            y, q = None, targets.contiguous()
+            count: Any = n * logits[0, 0].numel() if n else 0
+        else:
+            y, q = targets.to(torch.int64).contiguous(), None
+            valid = y != ignore_index
+            count = valid.sum() if w is None else torch.where(valid, w[torch.where(valid, y, 0)], 0).sum()
+        den = _reduce.denominator(reduction, normalizer, count, torch.empty((), dtype=ct))
+        scale = 1.0 if den is None else 1.0 / float(den)
+        loss_out = _new_buffer(logits.shape[:1] + logits.shape[2:], ct) if reduction == "none" else None
+        # The gradient goes to the logits' own storage (inplace_grad), or to one new buffer.
+        direct = dtype == ct and logits.is_contiguous()
+        grad = logits.detach() if inplace_grad and direct else _new_buffer(logits.shape, dtype)
+        x = logits.detach() if direct else logits.detach().contiguous()
+        if dtype == ct:
+            total = _softmax_call(ct, x, y, None if q is None else q.to(ct), w, ignore_index, label_smoothing,
+                                  gamma, scale, loss_out, grad)
+        else:  # float16 / bfloat16: blocks of rows through float32, accumulated in float64
+            total, per = 0.0, max(1, _HALF_BLOCK // max(1, x[0].numel() if n else 1))
+            for a in range(0, n, per):
+                b = min(n, a + per)
+                g32 = torch.empty(x[a:b].shape, dtype=ct)
+                total += _softmax_call(ct, x[a:b].to(ct), None if y is None else y[a:b],
+                                       None if q is None else q[a:b].to(ct), w, ignore_index, label_smoothing,
+                                       gamma, scale, None if loss_out is None else loss_out[a:b], g32)
+                grad[a:b].copy_(g32)
+        ctx.save_for_backward(write_into_logits(logits, grad) if inplace_grad else grad)
+        if loss_out is not None:
+            return loss_out.to(dtype)
+        value = total if den is None else total / float(den)
+        return torch.tensor(value, dtype=dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple:
+        (grad,) = ctx.saved_tensors
+        return (scale_saved(grad, grad_out, 1),) + (None,) * 8
+
+
+def softmax_focal(logits: Tensor, targets: Tensor, *, gamma: float, weight: Optional[Tensor], ignore_index: int,
+                  label_smoothing: float, reduction: str, normalizer: Any, inplace_grad: bool = False) -> Tensor:
+    return _NativeSoftmaxFocal.apply(logits, targets, weight, gamma, ignore_index, label_smoothing, reduction,
+                                     normalizer, inplace_grad)

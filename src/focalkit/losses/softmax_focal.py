@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, Literal, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
-from focalkit import _checks
+from focalkit import _checks, backends
 from focalkit._reduce import Normalizer, Reduction
-from focalkit.backends import eager
+from focalkit.backends import eager, native
 
 
 def _check_class_targets(logits: Tensor, targets: Tensor, ignore_index: int) -> None:
@@ -57,6 +57,8 @@ def softmax_focal_loss(
     label_smoothing: float = 0.0,
     reduction: Reduction = "mean",
     normalizer: Normalizer = None,
+    inplace_grad: bool = False,
+    backend: Literal["auto", "eager", "native", "triton"] = "auto",
 ) -> Tensor:
     r"""Softmax focal loss on logits, with the conventions of ``F.cross_entropy``.
 
@@ -92,6 +94,15 @@ def softmax_focal_loss(
         label_smoothing: :math:`\varepsilon\in[0,1]`: :math:`q=(1-\varepsilon)q+\varepsilon/C`.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
         normalizer: positive number or 0-dim tensor; the loss is then ``sum / normalizer``.
+        inplace_grad: write the gradient into the logits' own storage instead of a new buffer, for
+            callers that no longer need the logits (extra memory drops from one logits-sized buffer to
+            almost nothing). After the call ``logits`` holds the gradient of the (reduced) loss, and
+            ``backward`` hands that storage on as the gradient. An op that saved ``logits`` for its
+            own backward (``torch.exp``, a softmax, ...) then raises autograd's "modified by an
+            inplace operation" error instead of computing garbage. Default False.
+        backend: ``"auto"`` (native C kernel on CPU, eager elsewhere or for a ``gamma``
+            schedule), ``"eager"``, ``"native"`` (raises if it cannot run), ``"triton"`` (CUDA).
+            ``FOCALKIT_BACKEND`` overrides it. See ``docs/backends.md``.
 
     Shape:
         - logits: :math:`(N, C, *)`; targets: :math:`(N, *)` or :math:`(N, C, *)`.
@@ -135,9 +146,12 @@ def softmax_focal_loss(
     label_smoothing = _checks.number("label_smoothing", label_smoothing, lo=0.0, hi=1.0)
     reduction = _checks.reduction(reduction)
     normalizer = _checks.normalizer(normalizer, reduction)
-    out = eager.softmax_focal(
+    inplace_grad = _checks.boolean("inplace_grad", inplace_grad)
+    chosen = backends.select("softmax_focal_loss", backend, logits, native.softmax_unsupported(logits, targets, gamma))
+    impl = native.softmax_focal if chosen == "native" else eager.softmax_focal
+    out = impl(
         logits, targets, gamma=gamma, weight=weight, ignore_index=ignore_index,
-        label_smoothing=label_smoothing, reduction=reduction, normalizer=normalizer,
+        label_smoothing=label_smoothing, reduction=reduction, normalizer=normalizer, inplace_grad=inplace_grad,
     )
     return out.squeeze(0) if unbatched and reduction == "none" else out
 
@@ -146,8 +160,8 @@ class SoftmaxFocalLoss(nn.Module):
     """Softmax focal loss as a module. See :func:`softmax_focal_loss`.
 
     Args:
-        gamma, weight, ignore_index, label_smoothing, reduction: as in :func:`softmax_focal_loss`,
-            validated once here; ``weight`` is a buffer.
+        gamma, weight, ignore_index, label_smoothing, reduction, inplace_grad, backend: as in
+            :func:`softmax_focal_loss`, validated once here; ``weight`` is a buffer.
 
     ``forward(logits, targets, normalizer=None)``.
 
@@ -167,9 +181,13 @@ class SoftmaxFocalLoss(nn.Module):
         ignore_index: int = -100,
         label_smoothing: float = 0.0,
         reduction: Reduction = "mean",
+        inplace_grad: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         self.gamma = gamma if callable(gamma) else _checks.gamma(gamma)
+        self.inplace_grad = _checks.boolean("inplace_grad", inplace_grad)
+        self.backend = _checks.choice("backend", backend, backends.BACKENDS)
         if weight is not None:
             _checks.float_tensor("weight", weight)
             if weight.dim() != 1:
@@ -183,6 +201,7 @@ class SoftmaxFocalLoss(nn.Module):
         return softmax_focal_loss(
             logits, targets, gamma=self.gamma, weight=self.weight, ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing, reduction=self.reduction, normalizer=normalizer,
+            inplace_grad=self.inplace_grad, backend=self.backend,
         )
 
     def extra_repr(self) -> str:
