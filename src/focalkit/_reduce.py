@@ -76,3 +76,12 @@ def positives(count: Tensor, sync: bool) -> Tensor:
             dist.all_reduce(count)
             count = count / dist.get_world_size()
     return count.clamp(min=1.0)
+
+
+def class_index_count(targets: Tensor, ignore_index: int, weight: Optional[Tensor]) -> Tensor:
+    """``F.cross_entropy``'s mean denominator for class-index targets: the summed class weight of
+    the positions not ignored (their number without ``weight``). A tensor: never read on the host."""
+    valid = targets != ignore_index
+    if weight is None:
+        return valid.sum()
+    return torch.where(valid, weight[torch.where(valid, targets, 0)], 0).sum()

@@ -1,10 +1,11 @@
 """How an op is computed. ``eager`` is the reference: PyTorch tensor ops on the closed forms of
 :mod:`focalkit.core`, wrapped in ``torch.autograd.Function`` so that the gradient is computed in
 the forward pass and backward only scales it. ``native`` is the C kernel (CPU) and must reproduce
-eager. Selection: ``backend="auto"`` picks native on CPU where it covers the arguments and eager
-otherwise (quietly, but with one warning if the native kernel was not built); an explicit backend
-that cannot run raises and says why. ``FOCALKIT_BACKEND`` (``eager`` / ``native`` / ``auto``)
-overrides the argument, for debugging.
+eager. ``triton`` is the GPU kernels (CUDA tensors; CPU tensors under ``TRITON_INTERPRET=1``).
+Selection: ``backend="auto"`` picks native on CPU and triton on CUDA where they cover the arguments,
+and eager otherwise (quietly, but with one warning if the native kernel was not built); an
+explicit backend that cannot run raises and says why. ``FOCALKIT_BACKEND`` (``eager`` /
+``native`` / ``triton`` / ``auto``) overrides the argument, for debugging.
 """
 
 from __future__ import annotations
@@ -17,33 +18,40 @@ import torch
 from torch import Tensor
 
 from focalkit import _checks
-from focalkit.backends import eager, native
+from focalkit.backends import eager, native, triton
 
-__all__ = ["BACKENDS", "eager", "native", "select"]
+__all__ = ["BACKENDS", "eager", "native", "select", "triton"]
 
 BACKENDS = ("auto", "eager", "native", "triton")
 _warned = False
 
 
-def select(op: str, backend: str, logits: Tensor, native_reason: Optional[str]) -> str:
-    """The backend that runs ``op``: "eager" or "native"."""
+def select(op: str, backend: str, logits: Tensor, native_reason: Optional[str],
+           triton_reason: Optional[str] = "it has no Triton kernel") -> str:
+    """The backend that runs ``op``: "eager", "native" or "triton".
+
+    ``native_reason`` / ``triton_reason``: why that backend cannot take these arguments, or None.
+    """
     global _warned
     backend = os.environ.get("FOCALKIT_BACKEND") or backend
     _checks.choice("backend", backend, BACKENDS)
     if backend == "eager":
         return "eager"
-    if backend == "triton":
-        raise RuntimeError("backend='triton' cannot run: the Triton kernels are not part of this version")
-    if backend == "native":
-        if not native.available():
-            raise RuntimeError(f"backend='native' cannot run: {native.why_unavailable()}")
-        if native_reason is not None:
-            raise ValueError(f"backend='native' cannot run {op} here: {native_reason}")
+    if backend in ("native", "triton"):
+        mod, reason = (native, native_reason) if backend == "native" else (triton, triton_reason)
+        if not mod.available():
+            raise RuntimeError(f"backend={backend!r} cannot run: {mod.why_unavailable()}")
+        if reason is not None:
+            raise ValueError(f"backend={backend!r} cannot run {op} here: {reason}")
         if torch.compiler.is_compiling():
-            raise RuntimeError("backend='native' cannot run under torch.compile yet; use 'auto' or 'eager'")
-        return "native"
+            raise RuntimeError(f"backend={backend!r} cannot run under torch.compile yet; use 'auto' or 'eager'")
+        return backend
     # auto
-    if logits.device.type != "cpu" or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling():
+        return "eager"
+    if logits.device.type == "cuda":
+        return "triton" if triton_reason is None else "eager"
+    if logits.device.type != "cpu":
         return "eager"
     if not native.available():
         if not _warned:

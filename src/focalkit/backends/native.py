@@ -171,14 +171,12 @@ def sigmoid_focal(logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, 
 _HALF_BLOCK = 1 << 22  # float16 / bfloat16 are converted to float32 this many elements at a time
 
 
-def softmax_unsupported(logits: Tensor, targets: Tensor, gamma: Any) -> Optional[str]:
-    """Why the native softmax kernel cannot take these inputs, or None if it can."""
+def softmax_unsupported(logits: Tensor) -> Optional[str]:
+    """Why the native softmax kernel cannot take these logits, or None if it can."""
     if logits.device.type != "cpu":
         return f"it runs on the CPU, logits are on {logits.device}"
     if logits.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         return f"dtype {logits.dtype} is not supported"
-    if callable(gamma):
-        return "a gamma schedule (e.g. FLSD-53) runs on the eager backend"
     return None
 
 
@@ -216,8 +214,7 @@ class _NativeSoftmaxFocal(torch.autograd.Function):
             count: Any = n * logits[0, 0].numel() if n else 0
         else:
             y, q = targets.to(torch.int64).contiguous(), None
-            valid = y != ignore_index
-            count = valid.sum() if w is None else torch.where(valid, w[torch.where(valid, y, 0)], 0).sum()
+            count = _reduce.class_index_count(y, ignore_index, w)
         den = _reduce.denominator(reduction, normalizer, count, torch.empty((), dtype=ct))
         scale = 1.0 if den is None else 1.0 / float(den)
         loss_out = _new_buffer(logits.shape[:1] + logits.shape[2:], ct) if reduction == "none" else None

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from focalkit import _checks, _reduce
 from focalkit._reduce import Normalizer, Reduction
 from focalkit import backends
-from focalkit.backends import eager, native
+from focalkit.backends import eager, native, triton
 
 SoftTarget = Literal["pt", "linear"]
 Alpha = Union[float, Tensor, None]
@@ -110,8 +110,9 @@ def sigmoid_focal_loss(
         sync: with ``normalizer="positives"``, average the count over ``torch.distributed`` ranks
             (all-reduce; the FCOS / mmdet convention) so that DDP training reproduces single-process
             training on the concatenated batch. No effect without an initialised process group.
-        backend: ``"auto"`` (native C kernel on CPU where it covers the arguments, else eager),
-            ``"eager"``, ``"native"`` (raises if it cannot run), ``"triton"`` (not in this version).
+        backend: ``"auto"`` (native C kernel on CPU, Triton on CUDA, where they cover the
+            arguments, else eager), ``"eager"``, ``"native"``, ``"triton"`` (an explicit backend
+            raises if it cannot run, and says why).
             ``FOCALKIT_BACKEND`` overrides it. See ``docs/backends.md``.
 
     Shape:
@@ -169,13 +170,14 @@ def sigmoid_focal_loss(
         reason: Optional[str] = "sparse class-index targets are not implemented natively"
     else:
         reason = native.unsupported(logits, targets, pos_weight, soft_target)
-    chosen = backends.select("sigmoid_focal_loss", backend, logits, reason)
+    chosen = backends.select("sigmoid_focal_loss", backend, logits, reason,
+                             triton.unsupported(logits, sparse, pos_weight))
     if sparse:
         return eager.sigmoid_focal_sparse(logits, targets, alpha=alpha, gamma=gamma, weight=weight,
                                           pos_weight=pos_weight, reduction=reduction, normalizer=normalizer)
     kwargs = dict(alpha=alpha, gamma=gamma, weight=weight, pos_weight=pos_weight, soft_target=soft_target,
                   reduction=reduction, normalizer=normalizer)
-    impl = native.sigmoid_focal if chosen == "native" else eager.sigmoid_focal
+    impl = {"native": native.sigmoid_focal, "triton": triton.sigmoid_focal}.get(chosen, eager.sigmoid_focal)
     return impl(logits, targets, **kwargs)
 
 

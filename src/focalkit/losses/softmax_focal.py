@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from focalkit import _checks, backends
 from focalkit._reduce import Normalizer, Reduction
-from focalkit.backends import eager, native
+from focalkit.backends import eager, native, triton
 
 
 def _check_class_targets(logits: Tensor, targets: Tensor, ignore_index: int) -> None:
@@ -100,8 +100,9 @@ def softmax_focal_loss(
             ``backward`` hands that storage on as the gradient. An op that saved ``logits`` for its
             own backward (``torch.exp``, a softmax, ...) then raises autograd's "modified by an
             inplace operation" error instead of computing garbage. Default False.
-        backend: ``"auto"`` (native C kernel on CPU, eager elsewhere or for a ``gamma``
-            schedule), ``"eager"``, ``"native"`` (raises if it cannot run), ``"triton"`` (CUDA).
+        backend: ``"auto"`` (native C kernel on CPU, Triton on CUDA, eager elsewhere or for a
+            ``gamma`` schedule), ``"eager"``, ``"native"``, ``"triton"`` (an explicit backend
+            raises if it cannot run, and says why).
             ``FOCALKIT_BACKEND`` overrides it. See ``docs/backends.md``.
 
     Shape:
@@ -147,8 +148,10 @@ def softmax_focal_loss(
     reduction = _checks.reduction(reduction)
     normalizer = _checks.normalizer(normalizer, reduction)
     inplace_grad = _checks.boolean("inplace_grad", inplace_grad)
-    chosen = backends.select("softmax_focal_loss", backend, logits, native.softmax_unsupported(logits, targets, gamma))
-    impl = native.softmax_focal if chosen == "native" else eager.softmax_focal
+    schedule = "a gamma schedule (e.g. FLSD-53) runs on the eager backend" if callable(gamma) else None
+    chosen = backends.select("softmax_focal_loss", backend, logits,
+                             schedule or native.softmax_unsupported(logits), schedule or triton.unsupported(logits))
+    impl = {"native": native.softmax_focal, "triton": triton.softmax_focal}.get(chosen, eager.softmax_focal)
     out = impl(
         logits, targets, gamma=gamma, weight=weight, ignore_index=ignore_index,
         label_smoothing=label_smoothing, reduction=reduction, normalizer=normalizer, inplace_grad=inplace_grad,

@@ -1,0 +1,152 @@
+"""The Triton kernels reproduce the eager backend. On a machine without a GPU they run in Triton's
+interpreter on CPU tensors (``TRITON_INTERPRET=1``, set by the root conftest); with a GPU and
+``TRITON_INTERPRET=0`` the same tests run on CUDA tensors."""
+
+import itertools
+
+import pytest
+import torch
+
+import focalkit as fk
+from focalkit.backends import triton as tb
+
+pytest.importorskip("triton")  # a test extra on Linux x86-64; elsewhere the backend is simply absent
+
+DEV = "cpu" if tb.interpreting() else "cuda"
+if DEV == "cuda" and not torch.cuda.is_available():  # pragma: no cover
+    pytest.skip("TRITON_INTERPRET=0 and no CUDA device", allow_module_level=True)
+
+D = torch.float64
+TOL = {torch.float32: dict(rtol=1e-4, atol=1e-6), torch.float16: dict(rtol=1e-2, atol=1e-3),
+       torch.bfloat16: dict(rtol=3e-2, atol=1e-2)}
+
+
+def _run(fn, x, t, backend, go=None, **kw):
+    xx = x.clone().requires_grad_()
+    out = fn(xx, t, backend=backend, **kw)
+    out.backward(torch.ones_like(out) if go is None else go)
+    return out.detach(), xx.grad
+
+
+def _same(fn, x, t, go=None, **kw):
+    """Triton (on DEV) against eager in float64 on the CPU, compared in the input dtype."""
+    o1, g1 = _run(fn, x.to(DEV), t.to(DEV), "triton", None if go is None else go.to(DEV), **kw)
+    kw64 = {k: (v.to(D) if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in kw.items()}
+    t64 = t.to(D) if t.is_floating_point() else t
+    o2, g2 = _run(fn, x.to(D), t64, "eager", None if go is None else go.to(D), **kw64)
+    assert o1.dtype == x.dtype and g1.dtype == x.dtype
+    torch.testing.assert_close(o1.cpu(), o2.to(x.dtype), **TOL[x.dtype])
+    torch.testing.assert_close(g1.cpu(), g2.to(x.dtype), **TOL[x.dtype])
+    return o1.cpu(), g1.cpu()
+
+
+def _sig_data(shape, dtype, soft, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(*shape, generator=g, dtype=D) * 5).to(dtype)
+    y = torch.rand(*shape, generator=g, dtype=D) if soft else (torch.rand(*shape, generator=g) < 0.3).to(D)
+    return x, y.to(dtype)
+
+
+@pytest.mark.parametrize(
+    "dtype,form,alpha,pos_weight,weight,reduction",
+    list(itertools.product([torch.float32], ["pt", "linear"], [None, 0.25, "per-class"], [False, True],
+                           [None, "elem"], ["none", "mean", "sum"]))
+    + [(dt, "pt", 0.25, False, None, r) for dt in (torch.float16, torch.bfloat16) for r in ("none", "mean")],
+)
+def test_sigmoid_equals_eager(dtype, form, alpha, pos_weight, weight, reduction):
+    x, y = _sig_data((37, 5), dtype, soft=True)
+    y[:10] = y[:10].round()  # hard and soft targets together
+    a = torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9], dtype=dtype) if alpha == "per-class" else alpha
+    pw = torch.tensor([1.0, 2.0, 0.5, 3.0, 1.5], dtype=dtype) if pos_weight else None
+    w = torch.rand(37, 5, dtype=dtype) if weight else None
+    go = torch.rand(37, 5, dtype=dtype) if reduction == "none" else None
+    kw = dict(alpha=a, gamma=1.5, pos_weight=pw, weight=w, reduction=reduction, soft_target=form)
+    _same(fk.sigmoid_focal_loss, x, y, go, **{k: (v.to(DEV) if isinstance(v, torch.Tensor) else v)
+                                              for k, v in kw.items()})
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_sigmoid_extremes_odd_sizes_nan_and_normalizer(gamma):
+    x = torch.tensor([[1e4, -1e4, 17.0, -17.0, 37.0, -37.0, 88.0, -100.0, 0.0]]).repeat(3, 1)
+    y = torch.tensor([1.0, 0.0, 0.3]).unsqueeze(1).expand(3, 9).contiguous()
+    o, g = _same(fk.sigmoid_focal_loss, x, y, gamma=gamma, reduction="none")
+    assert torch.isfinite(o).all() and torch.isfinite(g).all()
+    _same(fk.sigmoid_focal_loss, *_sig_data((1031,), torch.float32, soft=False), gamma=gamma, normalizer=7.0)
+    xn = x.clone()
+    xn[0, 3] = float("nan")
+    o, g = _run(fk.sigmoid_focal_loss, xn.to(DEV), y.to(DEV), "triton", reduction="none")
+    assert torch.isnan(o[0, 3]) and torch.isnan(g[0, 3]) and torch.isfinite(o[1]).all()
+    x2, y2 = _sig_data((40, 12), torch.float32, soft=True)
+    _same(fk.sigmoid_focal_loss, x2.t(), y2.t(), gamma=gamma)  # non-contiguous
+
+
+def _smx_data(shape, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(*shape, generator=g, dtype=D) * 5).to(dtype)
+    t = torch.randint(0, shape[1], shape[:1] + shape[2:], generator=g)
+    if t.numel() > 2:
+        t.view(-1)[1] = -100
+    q = torch.softmax(torch.randn(*shape, generator=g, dtype=D) * 2, 1).to(dtype)
+    return x, t, q
+
+
+@pytest.mark.parametrize(
+    "shape,target,eps,weight,reduction",
+    list(itertools.product([(37, 5), (3, 7, 4, 5), (4, 300)], ["index", "prob"], [0.0, 0.1], [False, True],
+                           ["none", "mean", "sum"])),
+)
+def test_softmax_equals_eager(shape, target, eps, weight, reduction):
+    x, t, q = _smx_data(shape, torch.float32)
+    w = torch.rand(shape[1]) + 0.1 if weight else None
+    go = torch.rand(shape[:1] + shape[2:]) if reduction == "none" else None
+    _same(fk.softmax_focal_loss, x, t if target == "index" else q, go, gamma=1.5,
+          weight=None if w is None else w.to(DEV), label_smoothing=eps, reduction=reduction)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_softmax_half_extremes_nan_ignored(dtype, gamma):
+    x = torch.tensor([[1e4, -1e4, 0.0], [88.0, -100.0, 87.0], [0.0, 0.0, 0.0], [30.0, -30.0, -30.0]], dtype=dtype)
+    t = torch.tensor([1, 0, 2, 0])
+    for eps in (0.0, 0.1):
+        o, g = _same(fk.softmax_focal_loss, x, t, gamma=gamma, label_smoothing=eps, reduction="none")
+        assert torch.isfinite(o).all() and torch.isfinite(g).all()
+    xn = x.clone()
+    xn[1, 2] = float("nan")
+    o, g = _run(fk.softmax_focal_loss, xn.to(DEV), t.to(DEV), "triton", reduction="none")
+    assert torch.isnan(o[1]) and torch.isnan(g[1]).all() and torch.isfinite(o[[0, 2, 3]]).all()
+    o, g = _run(fk.softmax_focal_loss, xn.to(DEV), torch.tensor([1, -100, 2, 0], device=DEV), "triton")
+    assert torch.isfinite(o) and torch.isfinite(g).all() and not g[1].any()  # ignored NaN row: exactly 0
+    o, g = _same(fk.softmax_focal_loss, x, torch.full_like(t, -100))  # all ignored: 0, not NaN
+    assert o.item() == 0.0 and not g.any()
+
+
+def test_softmax_many_classes_loop_and_inplace_grad():
+    x, t, _ = _smx_data((3, 700, 2), torch.float32)  # more classes than one block: the chunk loops
+    _same(fk.softmax_focal_loss, x, t, label_smoothing=0.05)
+    _, want = _run(fk.softmax_focal_loss, x.to(D), t, "eager")
+    z = x.to(DEV).requires_grad_()
+    zz = z * 1.0
+    out = fk.softmax_focal_loss(zz, t.to(DEV), inplace_grad=True, backend="triton")
+    torch.testing.assert_close(zz.detach().cpu(), want.float(), **TOL[torch.float32])
+    out.backward()
+    torch.testing.assert_close(z.grad.cpu(), want.float(), **TOL[torch.float32])
+
+
+def test_selection_and_reasons(monkeypatch):
+    x, t, _ = _smx_data((6, 4), torch.float32)
+    with pytest.raises(ValueError, match="float64 runs on eager"):
+        fk.softmax_focal_loss(x.to(D).to(DEV), t.to(DEV), backend="triton")
+    with pytest.raises(ValueError, match="schedule"):
+        fk.softmax_focal_loss(x.to(DEV), t.to(DEV), gamma=fk.flsd53_gamma, backend="triton")
+    with pytest.raises(ValueError, match="sparse"):
+        fk.sigmoid_focal_loss(x.to(DEV), t.clamp(min=0).to(DEV), backend="triton")
+    calls = []
+    real = tb.softmax_focal
+    monkeypatch.setattr(tb, "softmax_focal", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setenv("FOCALKIT_BACKEND", "triton")
+    fk.softmax_focal_loss(x.to(DEV), t.to(DEV))
+    assert calls == [1]
+    monkeypatch.setattr(tb, "available", lambda: False)
+    with pytest.raises(RuntimeError, match="triton package is not installed"):
+        fk.softmax_focal_loss(x, t)
