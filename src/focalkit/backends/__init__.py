@@ -43,12 +43,8 @@ def select(op: str, backend: str, logits: Tensor, native_reason: Optional[str],
             raise RuntimeError(f"backend={backend!r} cannot run: {mod.why_unavailable()}")
         if reason is not None:
             raise ValueError(f"backend={backend!r} cannot run {op} here: {reason}")
-        if torch.compiler.is_compiling():
-            raise RuntimeError(f"backend={backend!r} cannot run under torch.compile yet; use 'auto' or 'eager'")
         return backend
     # auto
-    if torch.compiler.is_compiling():
-        return "eager"
     if logits.device.type == "cuda":
         return "triton" if triton_reason is None else "eager"
     if logits.device.type != "cpu":

@@ -51,6 +51,12 @@ class _ClosedForm(torch.autograd.Function):
         return (scale_saved(grad, grad_out, ctx.unsqueeze),) + (None,) * ctx.n_extra
 
 
+def _is_plain(t: Tensor) -> bool:
+    """A real tensor whose value can be read: not traced (compile, make_fx, fake or functional tensors)."""
+    return (type(t) is Tensor and not torch.compiler.is_compiling()
+            and torch.utils._python_dispatch._get_current_dispatch_mode() is None)
+
+
 def scale_saved(grad: Tensor, grad_out: Tensor, unsqueeze: Optional[int] = None) -> Tensor:
     """``grad * grad_out``, for every backend's backward.
 
@@ -59,7 +65,7 @@ def scale_saved(grad: Tensor, grad_out: Tensor, unsqueeze: Optional[int] = None)
     gradient that is still saved (with ``retain_graph=True`` it copies before accumulating), so a
     second backward sees the same buffer.
     """
-    if (grad_out.numel() == 1 and grad_out.device.type == "cpu" and not torch.compiler.is_compiling()
+    if (grad_out.numel() == 1 and grad_out.device.type == "cpu" and _is_plain(grad_out)
             and grad_out.dim() <= grad.dim() and float(grad_out) == 1.0):
         return grad
     if unsqueeze is not None and grad_out.dim() > 0:

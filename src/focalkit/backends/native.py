@@ -21,10 +21,9 @@ from typing import Any, Optional
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from focalkit import _reduce
-from focalkit.backends.eager import scale_saved, write_into_logits
+from focalkit.backends import _ops
+from focalkit.backends.eager import write_into_logits
 
 _LIB: Optional[ctypes.CDLL] = None
 _ERROR: Optional[str] = None
@@ -78,12 +77,6 @@ def _ptr(t: Optional[Tensor]) -> Optional[int]:
     return None if t is None else t.data_ptr()
 
 
-def _class_vector(value: Any, n_cls: int, default: float, dtype: torch.dtype) -> Tensor:
-    if isinstance(value, Tensor):
-        return value.to(dtype).reshape(-1).expand(n_cls).contiguous()
-    return torch.full((n_cls,), default if value is None else float(value), dtype=dtype)
-
-
 def _new_buffer(shape: Any, dtype: torch.dtype) -> Tensor:
     """An uninitialised CPU tensor whose pages are asked to be huge before first touch (see
     ``fk_advise_hugepages``): a fresh gradient-sized buffer then costs a few page faults, not 64k."""
@@ -115,55 +108,48 @@ def unsupported(logits: Tensor, targets: Tensor, pos_weight: Optional[Tensor], s
         return f"dtype {logits.dtype} is not supported"
     if pos_weight is not None and pos_weight.numel() not in (1, logits.shape[-1] if logits.dim() else 1):
         return "pos_weight must be a scalar or per class (shape (C,)) for the native kernel"
-    if (soft_target == "pt" and targets.is_floating_point() and _load() is not None
-            and not torch.compiler.is_compiling() and _has_soft_targets(targets, _compute_dtype(logits.dtype))):
-        return 'soft targets in the "pt" form are not implemented natively (0/1 targets and "linear" are)'
+    if soft_target == "pt" and targets.is_floating_point():
+        if torch.compiler.is_compiling():  # the targets' values cannot be read while tracing
+            return 'float targets in the "pt" form may be soft, which the native kernel does not cover'
+        if _load() is not None and _has_soft_targets(targets, _compute_dtype(logits.dtype)):
+            return 'soft targets in the "pt" form are not implemented natively (0/1 targets and "linear" are)'
     return None
 
 
-class _NativeSigmoidFocal(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor], alpha: Any,
-                pos_weight: Optional[Tensor], gamma: float, reduction: str, normalizer: Any) -> Tensor:
-        lib = _load()
-        ct = _compute_dtype(logits.dtype)
-        x = logits.to(ct).contiguous()
-        y = targets.to(ct).contiguous()
-        n = x.numel()
-        n_cls = x.shape[-1] if x.dim() else 1
-        w = None if weight is None else weight.to(ct).expand(x.shape).contiguous()
-        apos = _class_vector(alpha, n_cls, 1.0, ct)
-        aneg = 1.0 - apos if alpha is not None else torch.ones(n_cls, dtype=ct)
-        pw = _class_vector(pos_weight, n_cls, 1.0, ct)
-        per_class = isinstance(alpha, Tensor) or (pos_weight is not None and pos_weight.numel() > 1)
-        den = _reduce.denominator(reduction, normalizer, n, torch.empty((), dtype=ct))
-        scale = 1.0 if den is None else 1.0 / float(den)
-        loss_out = _new_buffer(x.shape, ct) if reduction == "none" else None
-        grad = _new_buffer(x.shape, ct)
-        total = ctypes.c_double(0.0)
-        fn = lib.fk_sigmoid_focal_f64 if ct == torch.float64 else lib.fk_sigmoid_focal_f32
-        rc = fn(x.data_ptr(), y.data_ptr(), _ptr(w), apos.data_ptr(), aneg.data_ptr(), pw.data_ptr(), n, n_cls,
-                int(per_class), float(gamma), scale, _ptr(loss_out), grad.data_ptr(),
-                torch.get_num_threads(), ctypes.byref(total))
-        if rc != 0:  # pragma: no cover - guarded by the Python checks
-            raise RuntimeError(f"focalkit native kernel failed with code {rc}")
-        ctx.save_for_backward(grad.to(logits.dtype))
-        if loss_out is not None:
-            return loss_out.to(logits.dtype)
-        value = total.value if den is None else total.value / float(den)
-        return torch.tensor(value, dtype=logits.dtype)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: Tensor) -> tuple:
-        (grad,) = ctx.saved_tensors
-        return (scale_saved(grad, grad_out),) + (None,) * 7
+def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apos: Tensor, aneg: Tensor, pw: Tensor,
+                  has_alpha: bool, per_class: bool, pt: bool, gamma: float, reduction: str,
+                  den: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """The kernel computes the "linear" form; "pt" equals it for the 0/1 targets unsupported() let through."""
+    lib = _load()
+    ct = _compute_dtype(logits.dtype)
+    x = logits.detach().to(ct).contiguous()
+    y = targets.to(ct).contiguous()
+    n = x.numel()
+    n_cls = x.shape[-1] if x.dim() else 1
+    w = None if weight is None else weight.to(ct).expand(x.shape).contiguous()
+    scale = 1.0 if den is None else 1.0 / float(den)
+    loss_out = _new_buffer(x.shape, ct) if reduction == "none" and den is None else None
+    grad = _new_buffer(x.shape, ct)
+    total = ctypes.c_double(0.0)
+    fn = lib.fk_sigmoid_focal_f64 if ct == torch.float64 else lib.fk_sigmoid_focal_f32
+    rc = fn(x.data_ptr(), y.data_ptr(), _ptr(w), apos.data_ptr(), aneg.data_ptr(), pw.data_ptr(), n, n_cls,
+            int(per_class), float(gamma), scale, _ptr(loss_out), grad.data_ptr(),
+            torch.get_num_threads(), ctypes.byref(total))
+    if rc != 0:  # pragma: no cover - guarded by the Python checks
+        raise RuntimeError(f"focalkit native kernel failed with code {rc}")
+    grad = grad.to(logits.dtype)
+    if loss_out is not None:
+        return loss_out.to(logits.dtype), grad
+    value = total.value if den is None else total.value / float(den)
+    return torch.tensor(value, dtype=logits.dtype), grad
 
 
-def sigmoid_focal(logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
-                  pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any) -> Tensor:
-    # The kernel computes the "linear" form; "pt" equals it for the 0/1 targets unsupported() let through.
-    return _NativeSigmoidFocal.apply(logits, targets, weight, alpha, pos_weight, gamma, reduction, normalizer)
+sigmoid_op = _ops.define("native_sigmoid_focal", "sigmoid", _sigmoid_impl, "cpu")
+
+
+def sigmoid_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
+    """See :func:`focalkit.sigmoid_focal_loss` (dense targets)."""
+    return _ops.sigmoid(sigmoid_op, logits, targets, **kwargs)
 
 
 # ---- softmax focal loss -------------------------------------------------------------------------
@@ -199,55 +185,48 @@ def _softmax_call(ct: torch.dtype, z: Tensor, y: Optional[Tensor], q: Optional[T
     return total.value
 
 
-class _NativeSoftmaxFocal(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor], gamma: float,
-                ignore_index: int, label_smoothing: float, reduction: str, normalizer: Any,
-                inplace_grad: bool) -> Tensor:
-        _load()
-        dtype = logits.dtype
-        ct = _compute_dtype(dtype)
-        n, n_cls = logits.shape[0], logits.shape[1]
-        w = None if weight is None else weight.to(ct).contiguous()
-        if targets.is_floating_point():
-            y, q = None, targets.contiguous()
-            count: Any = n * logits[0, 0].numel() if n else 0
-        else:
-            y, q = targets.to(torch.int64).contiguous(), None
-            count = _reduce.class_index_count(y, ignore_index, w)
-        den = _reduce.denominator(reduction, normalizer, count, torch.empty((), dtype=ct))
-        scale = 1.0 if den is None else 1.0 / float(den)
-        loss_out = _new_buffer(logits.shape[:1] + logits.shape[2:], ct) if reduction == "none" else None
-        # The gradient goes to the logits' own storage (inplace_grad), or to one new buffer.
-        direct = dtype == ct and logits.is_contiguous()
-        grad = logits.detach() if inplace_grad and direct else _new_buffer(logits.shape, dtype)
-        x = logits.detach() if direct else logits.detach().contiguous()
-        if dtype == ct:
-            total = _softmax_call(ct, x, y, None if q is None else q.to(ct), w, ignore_index, label_smoothing,
-                                  gamma, scale, loss_out, grad)
-        else:  # float16 / bfloat16: blocks of rows through float32, accumulated in float64
-            total, per = 0.0, max(1, _HALF_BLOCK // max(1, x[0].numel() if n else 1))
-            for a in range(0, n, per):
-                b = min(n, a + per)
-                g32 = torch.empty(x[a:b].shape, dtype=ct)
-                total += _softmax_call(ct, x[a:b].to(ct), None if y is None else y[a:b],
-                                       None if q is None else q[a:b].to(ct), w, ignore_index, label_smoothing,
-                                       gamma, scale, None if loss_out is None else loss_out[a:b], g32)
-                grad[a:b].copy_(g32)
-        ctx.save_for_backward(write_into_logits(logits, grad) if inplace_grad else grad)
-        if loss_out is not None:
-            return loss_out.to(dtype)
-        value = total if den is None else total / float(den)
-        return torch.tensor(value, dtype=dtype)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: Tensor) -> tuple:
-        (grad,) = ctx.saved_tensors
-        return (scale_saved(grad, grad_out, 1),) + (None,) * 8
+def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gamma: float, ignore_index: int,
+                  label_smoothing: float, reduction: str, den: Optional[Tensor],
+                  inplace: bool = False) -> tuple[Tensor, Tensor]:
+    _load()
+    dtype = logits.dtype
+    ct = _compute_dtype(dtype)
+    n = logits.shape[0]
+    w = None if weight is None else weight.to(ct).contiguous()
+    if targets.is_floating_point():
+        y, q = None, targets.contiguous()
+    else:
+        y, q = targets.to(torch.int64).contiguous(), None
+    scale = 1.0 if den is None else 1.0 / float(den)
+    store = reduction == "none" and den is None
+    loss_out = _new_buffer(logits.shape[:1] + logits.shape[2:], ct) if store else None
+    # The gradient goes to the logits' own storage (inplace), or to one new buffer.
+    direct = dtype == ct and logits.is_contiguous()
+    grad = logits.detach() if inplace and direct else _new_buffer(logits.shape, dtype)
+    x = logits.detach() if direct else logits.detach().contiguous()
+    if dtype == ct:
+        total = _softmax_call(ct, x, y, None if q is None else q.to(ct), w, ignore_index, label_smoothing,
+                              gamma, scale, loss_out, grad)
+    else:  # float16 / bfloat16: blocks of rows through float32, accumulated in float64
+        total, per = 0.0, max(1, _HALF_BLOCK // max(1, x[0].numel() if n else 1))
+        for a in range(0, n, per):
+            b = min(n, a + per)
+            g32 = torch.empty(x[a:b].shape, dtype=ct)
+            total += _softmax_call(ct, x[a:b].to(ct), None if y is None else y[a:b],
+                                   None if q is None else q[a:b].to(ct), w, ignore_index, label_smoothing,
+                                   gamma, scale, None if loss_out is None else loss_out[a:b], g32)
+            grad[a:b].copy_(g32)
+    if inplace:
+        grad = write_into_logits(logits, grad)
+    if loss_out is not None:
+        return loss_out.to(dtype), grad
+    value = total if den is None else total / float(den)
+    return torch.tensor(value, dtype=dtype), grad
 
 
-def softmax_focal(logits: Tensor, targets: Tensor, *, gamma: float, weight: Optional[Tensor], ignore_index: int,
-                  label_smoothing: float, reduction: str, normalizer: Any, inplace_grad: bool = False) -> Tensor:
-    return _NativeSoftmaxFocal.apply(logits, targets, weight, gamma, ignore_index, label_smoothing, reduction,
-                                     normalizer, inplace_grad)
+softmax_op = _ops.define("native_softmax_focal", "softmax", _softmax_impl, "cpu")
+
+
+def softmax_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
+    """See :func:`focalkit.softmax_focal_loss`."""
+    return _ops.softmax(softmax_op, _softmax_impl, logits, targets, **kwargs)

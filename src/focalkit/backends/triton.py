@@ -20,10 +20,9 @@ from typing import Any, Optional
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from focalkit import _reduce
-from focalkit.backends.eager import scale_saved, write_into_logits
+from focalkit.backends import _ops
+from focalkit.backends.eager import write_into_logits
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -61,12 +60,6 @@ def unsupported(logits: Tensor, sparse: bool = False, pos_weight: Optional[Tenso
     return None
 
 
-def _vector(value: Any, n_cls: int, default: float, device: torch.device) -> Tensor:
-    if isinstance(value, Tensor):
-        return value.to(device=device, dtype=torch.float32).reshape(-1).expand(n_cls).contiguous()
-    return torch.full((n_cls,), default if value is None else float(value), dtype=torch.float32, device=device)
-
-
 def _scale(den: Optional[Tensor], device: torch.device) -> Tensor:
     one = torch.ones(1, dtype=torch.float32, device=device)
     return one if den is None else (one / den.to(torch.float32)).reshape(1)
@@ -77,92 +70,71 @@ def _finish(partials: Tensor, den: Optional[Tensor], dtype: torch.dtype) -> Tens
     return (total if den is None else total / den.to(torch.float64)).to(dtype)
 
 
-class _TritonSigmoidFocal(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor], alpha: Any,
-                pos_weight: Optional[Tensor], gamma: float, pt: bool, reduction: str, normalizer: Any) -> Tensor:
-        k = _kernels()
-        x = logits.contiguous()
-        y = (targets if targets.is_floating_point() else targets.to(x.dtype)).contiguous()
-        n, dev = x.numel(), x.device
-        n_cls = x.shape[-1] if x.dim() else 1
-        w = None if weight is None else weight.expand(x.shape).contiguous()
-        apos = _vector(alpha, n_cls, 1.0, dev)
-        aneg = 1.0 - apos if alpha is not None else torch.ones_like(apos)
-        pw = _vector(pos_weight, n_cls, 1.0, dev)
-        den = _reduce.denominator(reduction, normalizer, n, torch.empty((), dtype=torch.float32, device=dev))
-        store = reduction == "none" and den is None
-        block = 1024
-        grid = (max(1, -(-n // block)),)
-        grad = torch.empty_like(x)
-        loss = torch.empty_like(x) if store else torch.zeros(grid[0], dtype=torch.float32, device=dev)
-        if n:
-            k.sigmoid_focal_kernel[grid](x, y, x if w is None else w, apos, aneg, pw, _scale(den, dev), grad, loss,
-                                         n, n_cls, float(gamma), PT=pt, HAS_W=w is not None,
-                                         HAS_ALPHA=alpha is not None, STORE=store, G0=gamma == 0, BLOCK=block)
-        ctx.save_for_backward(grad)
-        return loss if store else _finish(loss, den, logits.dtype)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: Tensor) -> tuple:
-        (grad,) = ctx.saved_tensors
-        return (scale_saved(grad, grad_out),) + (None,) * 8
+def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apos: Tensor, aneg: Tensor, pw: Tensor,
+                  has_alpha: bool, per_class: bool, pt: bool, gamma: float, reduction: str,
+                  den: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    k = _kernels()
+    x = logits.detach().contiguous()
+    y = (targets if targets.is_floating_point() else targets.to(x.dtype)).contiguous()
+    n, dev = x.numel(), x.device
+    n_cls = x.shape[-1] if x.dim() else 1
+    w = None if weight is None else weight.expand(x.shape).contiguous()
+    store = reduction == "none" and den is None
+    block = 1024
+    grid = (max(1, -(-n // block)),)
+    grad = torch.empty_like(x)
+    loss = torch.empty_like(x) if store else torch.zeros(grid[0], dtype=torch.float32, device=dev)
+    if n:
+        k.sigmoid_focal_kernel[grid](x, y, x if w is None else w, apos, aneg, pw, _scale(den, dev), grad, loss,
+                                     n, n_cls, float(gamma), PT=pt, HAS_W=w is not None, HAS_ALPHA=has_alpha,
+                                     STORE=store, G0=gamma == 0, BLOCK=block)
+    return (loss if store else _finish(loss, den, logits.dtype)), grad
 
 
-def sigmoid_focal(logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
-                  pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any) -> Tensor:
-    return _TritonSigmoidFocal.apply(logits, targets, weight, alpha, pos_weight, gamma, soft_target == "pt",
-                                     reduction, normalizer)
+sigmoid_op = _ops.define("triton_sigmoid_focal", "sigmoid", _sigmoid_impl)
 
 
-class _TritonSoftmaxFocal(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor], gamma: float,
-                ignore_index: int, label_smoothing: float, reduction: str, normalizer: Any,
-                inplace_grad: bool) -> Tensor:
-        k = _kernels()
-        dev = logits.device
-        n, n_cls = logits.shape[0], logits.shape[1]
-        spatial = logits.shape[2:]
-        s = 1
-        for d in spatial:
-            s *= d
-        x = logits.detach().contiguous()
-        w = None if weight is None else weight.to(torch.float32).contiguous()
-        if targets.is_floating_point():
-            y, q = None, targets.contiguous()
-            count: Any = n * s
-        else:
-            y, q = targets.to(torch.int64).contiguous(), None
-            count = _reduce.class_index_count(y, ignore_index, w)
-        den = _reduce.denominator(reduction, normalizer, count, torch.empty((), dtype=torch.float32, device=dev))
-        rows = n * s
-        grad = x if inplace_grad and x.data_ptr() == logits.data_ptr() else torch.empty_like(x)
-        loss = torch.zeros(max(rows, 1), dtype=torch.float32, device=dev)
-        if rows and n_cls:
-            block_c = min(triton_next_power_of_2(n_cls), 256 if interpreting() else 4096)
-            k.softmax_focal_kernel[(rows,)](
-                x, x if y is None else y, x if q is None else q, x if w is None else w, _scale(den, dev), grad,
-                loss, n_cls, s, ignore_index, float(label_smoothing), float(gamma), HAS_Q=q is not None,
-                HAS_W=w is not None, DENSE=q is not None or label_smoothing > 0, G0=gamma == 0, BLOCK_C=block_c)
-        ctx.save_for_backward(write_into_logits(logits, grad) if inplace_grad else grad)
-        if reduction == "none" and den is None:
-            return loss[:rows].view((n,) + tuple(spatial)).to(logits.dtype)
-        return _finish(loss, den, logits.dtype)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: Tensor) -> tuple:
-        (grad,) = ctx.saved_tensors
-        return (scale_saved(grad, grad_out, 1),) + (None,) * 8
+def sigmoid_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
+    """See :func:`focalkit.sigmoid_focal_loss` (dense targets)."""
+    return _ops.sigmoid(sigmoid_op, logits, targets, **kwargs)
 
 
-def triton_next_power_of_2(n: int) -> int:
+def _next_power_of_2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def softmax_focal(logits: Tensor, targets: Tensor, *, gamma: float, weight: Optional[Tensor], ignore_index: int,
-                  label_smoothing: float, reduction: str, normalizer: Any, inplace_grad: bool = False) -> Tensor:
-    return _TritonSoftmaxFocal.apply(logits, targets, weight, gamma, ignore_index, label_smoothing, reduction,
-                                     normalizer, inplace_grad)
+def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gamma: float, ignore_index: int,
+                  label_smoothing: float, reduction: str, den: Optional[Tensor],
+                  inplace: bool = False) -> tuple[Tensor, Tensor]:
+    k = _kernels()
+    dev = logits.device
+    n, n_cls = logits.shape[0], logits.shape[1]
+    spatial = tuple(logits.shape[2:])
+    s = 1
+    for d in spatial:
+        s *= d
+    x = logits.detach().contiguous()
+    w = None if weight is None else weight.to(torch.float32).contiguous()
+    y, q = (None, targets.contiguous()) if targets.is_floating_point() else (targets.to(torch.int64).contiguous(), None)
+    rows = n * s
+    grad = x if inplace and x.data_ptr() == logits.data_ptr() else torch.empty_like(x)
+    loss = torch.zeros(max(rows, 1), dtype=torch.float32, device=dev)
+    if rows and n_cls:
+        block_c = min(_next_power_of_2(n_cls), 256 if interpreting() else 4096)
+        k.softmax_focal_kernel[(rows,)](
+            x, x if y is None else y, x if q is None else q, x if w is None else w, _scale(den, dev), grad,
+            loss, n_cls, s, ignore_index, float(label_smoothing), float(gamma), HAS_Q=q is not None,
+            HAS_W=w is not None, DENSE=q is not None or label_smoothing > 0, G0=gamma == 0, BLOCK_C=block_c)
+    if inplace:
+        grad = write_into_logits(logits, grad)
+    if reduction == "none" and den is None:
+        return loss[:rows].view((n,) + spatial).to(logits.dtype), grad
+    return _finish(loss, den, logits.dtype), grad
+
+
+softmax_op = _ops.define("triton_softmax_focal", "softmax", _softmax_impl)
+
+
+def softmax_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
+    """See :func:`focalkit.softmax_focal_loss`."""
+    return _ops.softmax(softmax_op, _softmax_impl, logits, targets, **kwargs)

@@ -1,0 +1,100 @@
+"""The kernels as ``torch.library`` custom ops: ``torch.library.opcheck`` (schema, fake tensors,
+autograd registration, AOT dispatch) and ``torch.compile(fullgraph=True)`` on each kernel backend."""
+
+import importlib.util
+
+import pytest
+import torch
+
+import focalkit as fk
+from focalkit.backends import native, triton
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None and triton.interpreting()
+BACKENDS = ["native"] + (["triton"] if HAS_TRITON else [])
+
+
+def _ops(backend):
+    return (native.sigmoid_op, native.softmax_op) if backend == "native" else (triton.sigmoid_op, triton.softmax_op)
+
+
+def _sigmoid_samples(dtype):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, generator=g, dtype=dtype, requires_grad=True)
+    y = (torch.rand(6, 3, generator=g) < 0.4).to(dtype)
+    v = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float32 if dtype != torch.float64 else dtype)
+    one = torch.ones_like(v)
+    den = torch.tensor(4.0, dtype=v.dtype)
+    yield (x, y, None, v, 1 - v, one, True, True, True, 2.0, "mean", den)
+    yield (x, y, torch.rand(6, 3, generator=g, dtype=dtype), one, one, one * 2, False, True, False, 0.5, "none", None)
+    yield (x, y * 0.7, None, v, 1 - v, one, True, False, False, 1.0, "sum", None)
+
+
+def _softmax_samples(dtype):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 4, 3, generator=g, dtype=dtype, requires_grad=True)
+    t = torch.randint(0, 4, (5, 3), generator=g)
+    t[0, 0] = -100
+    q = torch.softmax(torch.randn(5, 4, 3, generator=g, dtype=dtype), 1)
+    den = torch.tensor(7.0, dtype=torch.float32 if dtype != torch.float64 else dtype)
+    yield (x, t, None, 2.0, -100, 0.0, "mean", den)
+    yield (x, t, torch.rand(4, generator=g, dtype=dtype), 1.5, -100, 0.1, "none", None)
+    yield (x, q, None, 0.0, -100, 0.2, "sum", None)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_opcheck(backend):
+    sig, smx = _ops(backend)
+    dtypes = [torch.float64, torch.float32] if backend == "native" else [torch.float32]
+    for dtype in dtypes:
+        for args in _sigmoid_samples(dtype):
+            torch.library.opcheck(sig, args)
+        for args in _softmax_samples(dtype):
+            torch.library.opcheck(smx, args)
+
+
+X = torch.randn(64, 5)
+Y = (torch.rand(64, 5) < 0.3).float()
+T = torch.randint(0, 5, (64,))
+T[::7] = -100
+CASES = {
+    "sigmoid-linear": lambda a, b: fk.sigmoid_focal_loss(a, Y * 0.8, soft_target="linear", normalizer=3.0, backend=b),
+    "sigmoid-none": lambda a, b: fk.sigmoid_focal_loss(a, Y, alpha=torch.full((5,), 0.3), reduction="none",
+                                                       soft_target="linear", backend=b).sum(),
+    "softmax": lambda a, b: fk.softmax_focal_loss(a, T, gamma=0.5, label_smoothing=0.1, weight=torch.ones(5),
+                                                  backend=b),
+    "softmax-nd": lambda a, b: fk.softmax_focal_loss(a.view(8, 8, 5).transpose(1, 2), T.clamp(min=0).view(8, 8),
+                                                     reduction="none", backend=b).mean(),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(CASES))
+def test_fullgraph_compile_runs_the_kernel_op(backend, name):
+    fn = CASES[name]
+    torch._dynamo.reset()
+    x1, x2 = X.clone().requires_grad_(), X.clone().requires_grad_()
+    out = torch.compile(lambda a: fn(a, backend), fullgraph=True, backend="aot_eager")(x1)
+    out.backward()
+    ref = fn(x2, "eager")
+    ref.backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(x1.grad, x2.grad)
+
+
+def test_compiled_graph_calls_the_native_op():
+    seen = []
+
+    def count(gm, example_inputs):
+        seen.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.compile(lambda a: fk.softmax_focal_loss(a, T), fullgraph=True, backend=count)(X)
+    assert any("native_softmax_focal" in s for s in seen)
+
+
+def test_inplace_grad_under_compile_raises():
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="inplace_grad"):
+        torch.compile(lambda a: fk.softmax_focal_loss(a, T, inplace_grad=True), fullgraph=True,
+                      backend="aot_eager")(X.clone())
