@@ -97,29 +97,55 @@ def test_non_contiguous_empty_and_deterministic():
     out.backward()
 
 
-def test_auto_picks_native_for_covered_cases_and_eager_otherwise(monkeypatch):
+def test_auto_picks_native_on_cpu(monkeypatch):
     x, y = _data((4, 3), D, soft=False)
-    soft = torch.rand(4, 3, dtype=D)
-    # Soft targets in the "pt" form: the kernel notices them in its pass, auto recomputes on eager.
-    torch.testing.assert_close(fk.sigmoid_focal_loss(x, soft), fk.sigmoid_focal_loss(x, soft, backend="eager"),
-                               rtol=0, atol=0)
     calls = []
-    monkeypatch.setattr(native, "sigmoid_focal", lambda *a, **k: calls.append(1) or torch.zeros(()))
+    real = native.sigmoid_focal
+    monkeypatch.setattr(native, "sigmoid_focal", lambda *a, **k: calls.append(1) or real(*a, **k))
     fk.sigmoid_focal_loss(x, y)
-    assert calls == [1]
-    fk.sigmoid_focal_loss(x, torch.tensor([0, 3, 1, 2]))  # sparse: eager
-    assert calls == [1]
+    fk.sigmoid_focal_loss(x, torch.rand(4, 3, dtype=D))  # soft "pt" targets
+    fk.sigmoid_focal_loss(x, torch.tensor([0, 3, 1, 2]))  # sparse
+    assert calls == [1, 1, 1]
+    fk.sigmoid_focal_loss(x, y, pos_weight=torch.ones(4, 3, dtype=D))  # elementwise pos_weight: eager
+    assert calls == [1, 1, 1]
     monkeypatch.setenv("FOCALKIT_BACKEND", "eager")
     fk.sigmoid_focal_loss(x, y)
-    assert calls == [1]
+    assert calls == [1, 1, 1]
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("dtype", [D, torch.float32])
+def test_soft_pt_targets_mixed_with_hard_ones(gamma, dtype):
+    x, y = _data((300, 257), dtype, soft=True)  # > 65536 elements: two threads
+    y[:100] = y[:100].round()
+    x[0, :9] = torch.tensor([1e4, -1e4, 17.0, -17.0, 37.0, -37.0, 88.0, -100.0, 0.0], dtype=dtype)
+    for kw in (dict(), dict(alpha=0.25, pos_weight=torch.full((257,), 2.0, dtype=dtype)),
+               dict(alpha=torch.rand(257, dtype=dtype), weight=torch.rand(300, 1, dtype=dtype), reduction="none")):
+        go = torch.rand(300, 257, dtype=dtype) if kw.get("reduction") == "none" else None
+        (o1, g1), (o2, g2) = _both(x, y, go, gamma=gamma, soft_target="pt", **kw)
+        assert torch.isfinite(o1).all() and torch.isfinite(g1).all()
+        torch.testing.assert_close(o1, o2, **TOL[dtype])
+        torch.testing.assert_close(g1, g2, **TOL[dtype])
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("dtype", [D, torch.float32, torch.bfloat16])
+def test_sparse_targets_equal_eager(gamma, dtype):
+    x, _ = _data((2, 300, 81), dtype, soft=False)
+    labels = torch.randint(0, 82, (2, 300))  # 81 = background
+    for kw in (dict(), dict(alpha=0.25, normalizer="positives"),
+               dict(alpha=torch.rand(81, dtype=dtype), pos_weight=torch.rand(81, dtype=dtype) + 0.5,
+                    weight=torch.rand(2, 300, 1, dtype=dtype), reduction="none")):
+        go = torch.rand(2, 300, 81, dtype=dtype) if kw.get("reduction") == "none" else None
+        (o1, g1), (o2, g2) = _both(x, labels, go, gamma=gamma, **kw)
+        torch.testing.assert_close(o1, o2, **TOL[dtype])
+        torch.testing.assert_close(g1, g2, **TOL[dtype])
 
 
 def test_explicit_backend_that_cannot_run_raises_with_reason():
     x = torch.randn(4, 3)
-    with pytest.raises(ValueError, match="soft targets"):
-        fk.sigmoid_focal_loss(x, torch.rand(4, 3), backend="native")
-    with pytest.raises(ValueError, match="sparse"):
-        fk.sigmoid_focal_loss(x, torch.tensor([0, 1, 2, 3]), backend="native")
+    with pytest.raises(ValueError, match="pos_weight"):
+        fk.sigmoid_focal_loss(x, torch.rand(4, 3), pos_weight=torch.ones(4, 3), backend="native")
     with pytest.raises((RuntimeError, ValueError), match="backend='triton' cannot run"):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("TRITON_INTERPRET", "0")  # CPU tensors without the interpreter

@@ -4,8 +4,9 @@
  * build serves every torch version. The maths is focalkit/core/sigmoid.py's, in log space:
  *   lp = log sigmoid(x), ln = log sigmoid(-x), p = e^lp, q = e^ln, w+ = y a+ pw, w- = (1-y) a-,
  *   L = -(w+ (1-p)^g lp + w- p^g ln),  L' = w- p^g (p - g q ln) - w+ (1-p)^g (q - g p lp).
- * This is the "linear" soft form; for 0/1 targets it is also the "pt" form (soft "pt" targets run on
- * the eager backend: its selects between vectorised calls defeat gcc's if-conversion).
+ * This is the "linear" soft form; for 0/1 targets it is also the "pt" form. Soft targets in the "pt"
+ * form, alpha_t (1-p_t)^g BCE(x, y) with log(1-p_t) = logaddexp(log(1-y) + lp, log(y) + ln), have their
+ * own loop, and sparse targets (one class index per row, C = background) set y = [class == label].
  * No 1 - sigmoid(x), no negative power of a vanishing 1 - p_t: finite for every finite x, g >= 0.
  *
  * Per class c (last dimension): apos[c], aneg[c] weight the positive / negative terms (alpha, 1 - alpha;
@@ -49,16 +50,22 @@ double log1p(double);
 #endif
 #define FK_INLINE static inline __attribute__((always_inline))
 
+/* MODE: 0 linear form (also "pt" for 0/1 targets), 1 the "pt" form for soft targets, 2 sparse labels  */
+#define FK_LINEAR 0
+#define FK_PT 1
+#define FK_SPARSE 2
+
 #define FK_DEFINE(T, SUF, EXP, LOG, LOG1P)                                                                  \
-FK_INLINE double fk_range_##SUF(const T *x, const T *y, const T *w, const T *apos, const T *aneg,           \
-        const T *pw, int64_t lo, int64_t hi, T g, T scale, T *loss_out, T *grad_out,                          \
-        const int HAS_W, const int STORE) {                                                                  \
+FK_INLINE double fk_range_##SUF(const T *x, const T *y, int64_t lab, const T *w, const T *apos,             \
+        const T *aneg, const T *pw, int64_t lo, int64_t hi, T g, T scale, T *loss_out, T *grad_out,           \
+        const int HAS_W, const int STORE, const int MODE) {                                                  \
     /* apos, aneg, pw point at the class of element lo; they advance with it only in the nested layout */  \
     double acc = 0.0;                                                                                        \
     _Pragma("omp simd reduction(+:acc)")                                                                     \
     for (int64_t i = lo; i < hi; i++) {                                                                      \
         const int64_t k = i - lo;                                                                            \
-        const T xi = x[i], yi = y[i];                                                                        \
+        const T xi = x[i];                                                                                   \
+        const T yi = MODE == FK_SPARSE ? (T)(k == lab) : y[i]; /* sparse: a row's one positive class */      \
         const T ap = apos[k], an = aneg[k], pwi = pw[k];                                                     \
         /* both log-sigmoids from one softplus term: lp - x would cancel for very negative x */             \
         const T e = EXP(xi < 0 ? xi : -xi);                                                                  \
@@ -68,11 +75,25 @@ FK_INLINE double fk_range_##SUF(const T *x, const T *y, const T *w, const T *apo
         /* vectorises (unlike a select of call results), and two exp calls fewer                     */    \
         const T r = 1 / (1 + e), er = e * r;                                                                 \
         const T p = xi < 0 ? er : r, q = xi < 0 ? r : er;                                                    \
-        /* the linear form; for 0/1 targets it equals the p_t form */                                      \
-        const T wp = yi * pwi * ap, wn = (1 - yi) * an;                                                      \
-        const T mp = EXP(g * ln), mn = EXP(g * lp);                                                          \
-        T loss = -(wp * mp * lp + wn * mn * ln);                                                             \
-        T grad = wn * mn * (p - g * q * ln) - wp * mp * (q - g * p * lp);                                    \
+        T loss, grad;                                                                                        \
+        if (MODE == FK_PT) {                                                                                 \
+            /* a_t (1 - p_t)^g BCE, log(1 - p_t) = logaddexp(log(1-y) + lp, log(y) + ln): every call  */    \
+            /* made unconditionally, then selects of plain values only, so the loop stays vectorised  */    \
+            const T pwy = pwi * yi, bce = -(pwy * lp + (1 - yi) * ln), dbce = (1 - yi + pwy) * p - pwy;     \
+            const T la = LOG1P(-yi) + lp, lb = LOG(yi) + ln;                                                 \
+            const T big = la > lb ? la : lb, sml = la > lb ? lb : la;                                        \
+            const T d = big == -INFINITY ? -INFINITY : sml - big;                                            \
+            const T log_u = big + LOG1P(EXP(d));                                                             \
+            const T m = EXP(g * log_u), sr = (1 - 2 * yi) * EXP(lp + ln - log_u);                            \
+            const T at = yi * ap + (1 - yi) * an;                                                            \
+            loss = at * m * bce;                                                                             \
+            grad = at * m * (dbce + g * sr * bce);                                                           \
+        } else {                                                                                             \
+            const T wp = yi * pwi * ap, wn = (1 - yi) * an;                                                  \
+            const T mp = EXP(g * ln), mn = EXP(g * lp);                                                      \
+            loss = -(wp * mp * lp + wn * mn * ln);                                                           \
+            grad = wn * mn * (p - g * q * ln) - wp * mp * (q - g * p * lp);                                  \
+        }                                                                                                    \
         if (HAS_W) {                                                                                         \
             loss *= w[i];                                                                                    \
             grad *= w[i];                                                                                    \
@@ -84,15 +105,15 @@ FK_INLINE double fk_range_##SUF(const T *x, const T *y, const T *w, const T *apo
     return acc;                                                                                              \
 }                                                                                                            \
                                                                                                              \
-FK_INLINE double fk_part_##SUF(const T *x, const T *y, const T *w, const T *apos, const T *aneg,            \
-        const T *pw, int64_t n, int64_t C, int nested, int t, int nt, T g, T scale, T *loss_out,              \
-        T *grad_out, const int HAS_W, const int STORE) {                                                     \
+FK_INLINE double fk_part_##SUF(const T *x, const T *y, const int64_t *labels, const T *w, const T *apos,    \
+        const T *aneg, const T *pw, int64_t n, int64_t C, int nested, int t, int nt, T g, T scale,            \
+        T *loss_out, T *grad_out, const int HAS_W, const int STORE, const int MODE) {                        \
     double acc = 0.0;                                                                                        \
-    if (nested) { /* rows x classes: the class arrays advance along each row */                             \
+    if (nested || MODE == FK_SPARSE) { /* rows x classes: the class arrays advance along each row */        \
         const int64_t rows = n / C, r0 = rows * t / nt, r1 = rows * (t + 1) / nt;                            \
         for (int64_t r = r0; r < r1; r++)                                                                    \
-            acc += fk_range_##SUF(x, y, w, apos, aneg, pw, r * C, (r + 1) * C, g, scale, loss_out,           \
-                                  grad_out, HAS_W, STORE);                                           \
+            acc += fk_range_##SUF(x, y, MODE == FK_SPARSE ? labels[r] : 0, w, apos, aneg, pw, r * C,         \
+                                  (r + 1) * C, g, scale, loss_out, grad_out, HAS_W, STORE, MODE);            \
     } else { /* one class value for all: the arrays are broadcast by a zero stride */                        \
         const int64_t lo = n * t / nt, hi = n * (t + 1) / nt;                                                \
         const int64_t B = 1024;                                                                              \
@@ -100,32 +121,38 @@ FK_INLINE double fk_part_##SUF(const T *x, const T *y, const T *w, const T *apos
         for (int64_t j = 0; j < B; j++) { ap[j] = apos[0]; an[j] = aneg[0]; pwb[j] = pw[0]; }                \
         for (int64_t s = lo; s < hi; s += B) {                                                               \
             const int64_t e = s + B < hi ? s + B : hi;                                                       \
-            acc += fk_range_##SUF(x, y, w, ap, an, pwb, s, e, g, scale, loss_out, grad_out, HAS_W, STORE);   \
+            acc += fk_range_##SUF(x, y, 0, w, ap, an, pwb, s, e, g, scale, loss_out, grad_out, HAS_W, STORE,  \
+                                  MODE);                                                                     \
         }                                                                                                    \
     }                                                                                                        \
     return acc;                                                                                              \
 }                                                                                                            \
                                                                                                              \
-FK_CLONES static double fk_dispatch_##SUF(const T *x, const T *y, const T *w, const T *apos,                 \
-        const T *aneg, const T *pw, int64_t n, int64_t C, int nested, int t, int nt, T g, T scale,            \
-        T *loss_out, T *grad_out) {                                                           \
-    if (w) return loss_out ? fk_part_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out, grad_out, 1, 1)  \
-                           : fk_part_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out, grad_out, 1, 0); \
-    return loss_out ? fk_part_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out, grad_out, 0, 1)          \
-                    : fk_part_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out, grad_out, 0, 0);         \
+/* Every (weight, store, mode) combination is its own branch-free loop. */                                  \
+FK_CLONES static double fk_dispatch_##SUF(const T *x, const T *y, const int64_t *labels, const T *w,         \
+        const T *apos, const T *aneg, const T *pw, int64_t n, int64_t C, int nested, int mode, int t, int nt,  \
+        T g, T scale, T *loss_out, T *grad_out) {                                                            \
+    const int sel = (w != 0) | (loss_out != 0) << 1;                                                          \
+    FK_CASES(SUF, 0) FK_CASES(SUF, 1) FK_CASES(SUF, 2) FK_CASES(SUF, 3)                                      \
+    return 0.0;                                                                                              \
 }                                                                                                            \
                                                                                                              \
-int fk_sigmoid_focal_##SUF(const T *x, const T *y, const T *w, const T *apos, const T *aneg, const T *pw,    \
-        int64_t n, int64_t C, int nested, double g, double scale, T *loss_out, T *grad_out,                  \
-        int nthreads, double *sum_out) {                                                                     \
-    if (C < 1 || n < 0 || (nested && n % C)) return 1;                                                      \
+/* labels: int64 class per row (sparse targets, C = background) or NULL; y: dense targets or NULL.      */  \
+/* pt: 1 for the "pt" form with soft targets (0/1 targets take the linear loop, which equals it).     */  \
+int fk_sigmoid_focal_##SUF(const T *x, const T *y, const int64_t *labels, const T *w, const T *apos,         \
+        const T *aneg, const T *pw, int64_t n, int64_t C, int nested, int pt, double g, double scale,        \
+        T *loss_out, T *grad_out, int nthreads, double *sum_out) {                                           \
+    *sum_out = 0.0;                                                                                          \
+    if (n == 0) return 0;                                                                                    \
+    if (C < 1 || n < 0 || ((nested || labels) && n % C) || (!y && !labels)) return 1;                        \
     if (nthreads < 1 || n < 65536) nthreads = 1; /* small inputs: a second thread costs more than it gives */ \
+    const int mode = labels ? FK_SPARSE : pt ? FK_PT : FK_LINEAR;                                            \
     double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
     if (!part) return 2;                                                                                     \
     _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
     for (int t = 0; t < nthreads; t++)                                                                       \
-        part[t] = fk_dispatch_##SUF(x, y, w, apos, aneg, pw, n, C, nested, t, nthreads, (T)g, (T)scale,      \
-                                    loss_out, grad_out);                                             \
+        part[t] = fk_dispatch_##SUF(x, y, labels, w, apos, aneg, pw, n, C, nested, mode, t, nthreads,        \
+                                    (T)g, (T)scale, loss_out, grad_out);                                     \
     double s = 0.0;                                                                                          \
     for (int t = 0; t < nthreads; t++) s += part[t];                                                         \
     free(part);                                                                                              \
@@ -134,7 +161,7 @@ int fk_sigmoid_focal_##SUF(const T *x, const T *y, const T *w, const T *apos, co
 }                                                                                                            \
                                                                                                              \
 /* How many targets lie outside {0, 1}: the "pt" form equals the kernel's "linear" one only when none  */   \
-/* do. One read-only pass, decided before any work is done.                                           */   \
+/* do, and the linear loop is the cheaper. One read-only pass.                                        */   \
 int64_t fk_count_soft_##SUF(const T *y, int64_t n, int nthreads) {                                          \
     int64_t count = 0;                                                                                       \
     if (nthreads < 1 || n < 65536) nthreads = 1;                                                             \
@@ -142,6 +169,13 @@ int64_t fk_count_soft_##SUF(const T *y, int64_t n, int nthreads) {              
     for (int64_t i = 0; i < n; i++) count += (int64_t)((y[i] != 0) & (y[i] != 1));                           \
     return count;                                                                                            \
 }
+
+/* The cases of fk_dispatch for one (weight, store) selector value S, over the three modes. */
+#define FK_CASE(SUF, S, M)                                                                                   \
+    if (sel == S && mode == M)                                                                               \
+        return fk_part_##SUF(x, y, labels, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out,       \
+                             grad_out, (S) & 1, (S) >> 1, M);
+#define FK_CASES(SUF, S) FK_CASE(SUF, S, FK_LINEAR) FK_CASE(SUF, S, FK_PT) FK_CASE(SUF, S, FK_SPARSE)
 
 FK_DEFINE(float, f32, expf, logf, log1pf)
 FK_DEFINE(double, f64, exp, log, log1p)
@@ -330,7 +364,7 @@ int fk_advise_hugepages(void *p, int64_t bytes) {
     return 0;
 }
 
-int fk_abi_version(void) { return 5; }
+int fk_abi_version(void) { return 6; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }

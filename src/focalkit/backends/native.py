@@ -45,7 +45,7 @@ def _load() -> Optional[ctypes.CDLL]:
     i64, dbl, i32, vp = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
     for name in ("fk_sigmoid_focal_f32", "fk_sigmoid_focal_f64"):
         fn = getattr(lib, name)
-        fn.argtypes = [vp, vp, vp, vp, vp, vp, i64, i64, i32, dbl, dbl, vp, vp, i32, ctypes.POINTER(dbl)]
+        fn.argtypes = [vp, vp, vp, vp, vp, vp, vp, i64, i64, i32, i32, dbl, dbl, vp, vp, i32, ctypes.POINTER(dbl)]
         fn.restype = i32
     for name in ("fk_count_soft_f32", "fk_count_soft_f64"):
         fn = getattr(lib, name)
@@ -57,7 +57,7 @@ def _load() -> Optional[ctypes.CDLL]:
         fn.restype = i32
     lib.fk_advise_hugepages.argtypes = [vp, i64]
     lib.fk_advise_hugepages.restype = i32
-    if lib.fk_abi_version() != 5:  # pragma: no cover
+    if lib.fk_abi_version() != 6:  # pragma: no cover
         _ERROR = "focalkit._focal_native has an unexpected ABI version"
         return None
     _LIB = lib
@@ -90,40 +90,35 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _has_soft_targets(targets: Tensor, ct: torch.dtype) -> bool:
-    """Any target outside {0, 1}? One vectorised read-only pass in C."""
-    y = targets.to(ct).contiguous()
+def _has_soft_targets(y: Tensor, ct: torch.dtype) -> bool:
+    """Any target outside {0, 1}? One vectorised read-only pass in C (``y`` contiguous, of dtype ``ct``)."""
     fn = _LIB.fk_count_soft_f64 if ct == torch.float64 else _LIB.fk_count_soft_f32
     return fn(y.data_ptr(), y.numel(), torch.get_num_threads()) > 0
 
 
-def unsupported(logits: Tensor, targets: Tensor, pos_weight: Optional[Tensor], soft_target: str) -> Optional[str]:
-    """Why the native kernel cannot take these inputs, or None if it can. The kernel computes the
-    "linear" form, which equals "pt" for 0/1 targets: for "pt", float targets are scanned once."""
+def unsupported(logits: Tensor, pos_weight: Optional[Tensor]) -> Optional[str]:
+    """Why the native sigmoid kernel cannot take these inputs, or None if it can."""
     if logits.device.type != "cpu":
         return f"it runs on the CPU, logits are on {logits.device}"
-    if targets.shape != logits.shape:
-        return "sparse class-index targets are not implemented natively"
     if logits.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         return f"dtype {logits.dtype} is not supported"
     if pos_weight is not None and pos_weight.numel() not in (1, logits.shape[-1] if logits.dim() else 1):
         return "pos_weight must be a scalar or per class (shape (C,)) for the native kernel"
-    if soft_target == "pt" and targets.is_floating_point():
-        if torch.compiler.is_compiling():  # the targets' values cannot be read while tracing
-            return 'float targets in the "pt" form may be soft, which the native kernel does not cover'
-        if _load() is not None and _has_soft_targets(targets, _compute_dtype(logits.dtype)):
-            return 'soft targets in the "pt" form are not implemented natively (0/1 targets and "linear" are)'
     return None
 
 
 def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apos: Tensor, aneg: Tensor, pw: Tensor,
                   has_alpha: bool, per_class: bool, pt: bool, gamma: float, reduction: str,
                   den: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-    """The kernel computes the "linear" form; "pt" equals it for the 0/1 targets unsupported() let through."""
+    """Dense targets take the "linear" loop, which is also the "pt" form for 0/1 targets; soft targets
+    in the "pt" form (found by a read-only pre-scan) take the "pt" loop. Class-index targets
+    (shape ``logits.shape[:-1]``, C = background) take the sparse loop: no one-hot tensor."""
     lib = _load()
     ct = _compute_dtype(logits.dtype)
     x = logits.detach().to(ct).contiguous()
-    y = targets.to(ct).contiguous()
+    sparse = targets.shape != logits.shape
+    y = None if sparse else targets.to(ct).contiguous()
+    labels = targets.to(torch.int64).contiguous() if sparse else None
     n = x.numel()
     n_cls = x.shape[-1] if x.dim() else 1
     w = None if weight is None else weight.to(ct).expand(x.shape).contiguous()
@@ -132,8 +127,9 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     grad = _new_buffer(x.shape, ct)
     total = ctypes.c_double(0.0)
     fn = lib.fk_sigmoid_focal_f64 if ct == torch.float64 else lib.fk_sigmoid_focal_f32
-    rc = fn(x.data_ptr(), y.data_ptr(), _ptr(w), apos.data_ptr(), aneg.data_ptr(), pw.data_ptr(), n, n_cls,
-            int(per_class), float(gamma), scale, _ptr(loss_out), grad.data_ptr(),
+    soft_pt = pt and y is not None and _has_soft_targets(y, ct)
+    rc = fn(x.data_ptr(), _ptr(y), _ptr(labels), _ptr(w), apos.data_ptr(), aneg.data_ptr(), pw.data_ptr(), n,
+            n_cls, int(per_class), int(soft_pt), float(gamma), scale, _ptr(loss_out), grad.data_ptr(),
             torch.get_num_threads(), ctypes.byref(total))
     if rc != 0:  # pragma: no cover - guarded by the Python checks
         raise RuntimeError(f"focalkit native kernel failed with code {rc}")

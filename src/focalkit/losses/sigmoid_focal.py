@@ -166,19 +166,16 @@ def sigmoid_focal_loss(
         if sync:
             _checks.fail("sync", "to be used with normalizer='positives'", sync)
         normalizer = _checks.normalizer(normalizer, reduction)
-    if sparse:
-        reason: Optional[str] = "sparse class-index targets are not implemented natively"
-    else:
-        reason = native.unsupported(logits, targets, pos_weight, soft_target)
-    chosen = backends.select("sigmoid_focal_loss", backend, logits, reason,
+    chosen = backends.select("sigmoid_focal_loss", backend, logits, native.unsupported(logits, pos_weight),
                              triton.unsupported(logits, sparse, pos_weight))
+    kwargs = dict(alpha=alpha, gamma=gamma, weight=weight, pos_weight=pos_weight, reduction=reduction,
+                  normalizer=normalizer)
+    if chosen == "native":
+        return native.sigmoid_focal(logits, targets, soft_target=soft_target, **kwargs)
     if sparse:
-        return eager.sigmoid_focal_sparse(logits, targets, alpha=alpha, gamma=gamma, weight=weight,
-                                          pos_weight=pos_weight, reduction=reduction, normalizer=normalizer)
-    kwargs = dict(alpha=alpha, gamma=gamma, weight=weight, pos_weight=pos_weight, soft_target=soft_target,
-                  reduction=reduction, normalizer=normalizer)
-    impl = {"native": native.sigmoid_focal, "triton": triton.sigmoid_focal}.get(chosen, eager.sigmoid_focal)
-    return impl(logits, targets, **kwargs)
+        return eager.sigmoid_focal_sparse(logits, targets, **kwargs)
+    impl = triton.sigmoid_focal if chosen == "triton" else eager.sigmoid_focal
+    return impl(logits, targets, soft_target=soft_target, **kwargs)
 
 
 class SigmoidFocalLoss(nn.Module):
