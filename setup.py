@@ -12,7 +12,7 @@ linux = sys.platform.startswith("linux")
 ext = Extension(
     "focalkit._focal_native",
     sources=["src/focalkit/_native/focal.c"],
-    extra_compile_args=["-O3", "-fno-math-errno", "-fopenmp", "-std=c11"] if linux else [],
+    extra_compile_args=["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-std=c11"] if linux else [],
     extra_link_args=(["-fopenmp", "-lmvec", "-lm"]) if linux else [],
     optional=True,
 )

@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from focalkit import _reduce
 from focalkit.backends.eager import scale_saved
@@ -47,6 +48,7 @@ def define(name: str, kind: str, impl: Callable[..., tuple[Tensor, Tensor]], dev
     def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
         ctx.save_for_backward(output[1])
         ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # no zeros the size of the logits for the unused output
 
     def backward(ctx: Any, grad_out: Tensor, _unused: Any) -> tuple:
         (grad,) = ctx.saved_tensors
@@ -67,7 +69,7 @@ def _class_vector(value: Any, n_cls: int, default: float, like: Tensor) -> Tenso
     return torch.full((n_cls,), default if value is None else float(value), dtype=like.dtype, device=like.device)
 
 
-def sigmoid(op: Any, logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
+def sigmoid(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
             pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any) -> Tensor:
     like = torch.empty((), dtype=vector_dtype(logits), device=logits.device)
     n_cls = logits.shape[-1] if logits.dim() else 1
@@ -76,8 +78,8 @@ def sigmoid(op: Any, logits: Tensor, targets: Tensor, *, alpha: Any, gamma: floa
     pw = _class_vector(pos_weight, n_cls, 1.0, like)
     per_class = isinstance(alpha, Tensor) or (pos_weight is not None and pos_weight.numel() > 1)
     den = _reduce.denominator(reduction, normalizer, logits.numel(), like)
-    return op(logits, targets, weight, apos, aneg, pw, alpha is not None, per_class, soft_target == "pt",
-              float(gamma), reduction, den)[0]
+    args = (weight, apos, aneg, pw, alpha is not None, per_class, soft_target == "pt", float(gamma), reduction, den)
+    return _call(op, impl, "sigmoid", logits, targets, args)
 
 
 def softmax_denominator(logits: Tensor, targets: Tensor, weight: Optional[Tensor], ignore_index: int,
@@ -90,19 +92,34 @@ def softmax_denominator(logits: Tensor, targets: Tensor, weight: Optional[Tensor
     return _reduce.denominator(reduction, normalizer, count, like)
 
 
-class _InplaceSoftmax(torch.autograd.Function):
-    """``inplace_grad=True``: the kernel writes the gradient into the logits' storage (eager mode only)."""
+class _KernelCall(torch.autograd.Function):
+    """Outside ``torch.compile`` a kernel runs through this Function, not through its custom op: the
+    op's dispatch costs tens of microseconds a call, and its first call imports ``torch._dynamo``
+    (over a second). Same impl, same saved buffer, same backward."""
 
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, targets: Tensor, impl: Callable, args: tuple) -> Tensor:
-        out, grad = impl(logits, targets, *args, inplace=True)
+    def forward(ctx: Any, logits: Tensor, targets: Tensor, impl: Callable, args: tuple, unsqueeze: Optional[int],
+                inplace: bool) -> Tensor:
+        out, grad = impl(logits, targets, *args, inplace=True) if inplace else impl(logits, targets, *args)
         ctx.save_for_backward(grad)
+        ctx.unsqueeze = unsqueeze
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple:
         (grad,) = ctx.saved_tensors
-        return scale_saved(grad, grad_out, 1), None, None, None
+        return scale_saved(grad, grad_out, ctx.unsqueeze), None, None, None, None, None
+
+
+def _call(op: Any, impl: Callable, kind: str, logits: Tensor, targets: Tensor, args: tuple,
+          inplace: bool = False) -> Tensor:
+    if torch.compiler.is_compiling():
+        if inplace:
+            raise RuntimeError("inplace_grad=True cannot run under torch.compile (it writes into an input); "
+                               "use inplace_grad=False there")
+        return op(logits, targets, *args)[0]
+    return _KernelCall.apply(logits, targets, impl, args, None if kind == "sigmoid" else 1, inplace)
 
 
 def softmax(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, gamma: float, weight: Optional[Tensor],
@@ -110,9 +127,4 @@ def softmax(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, gamma: 
             inplace_grad: bool = False) -> Tensor:
     den = softmax_denominator(logits, targets, weight, ignore_index, reduction, normalizer)
     args = (weight, float(gamma), ignore_index, float(label_smoothing), reduction, den)
-    if inplace_grad:
-        if torch.compiler.is_compiling():
-            raise RuntimeError("inplace_grad=True cannot run under torch.compile (it writes into an input); "
-                               "use inplace_grad=False there")
-        return _InplaceSoftmax.apply(logits, targets, impl, args)
-    return op(logits, targets, *args)[0]
+    return _call(op, impl, "softmax", logits, targets, args, inplace_grad)

@@ -145,7 +145,7 @@ sigmoid_op = _ops.define("native_sigmoid_focal", "sigmoid", _sigmoid_impl, "cpu"
 
 def sigmoid_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
     """See :func:`focalkit.sigmoid_focal_loss` (dense targets)."""
-    return _ops.sigmoid(sigmoid_op, logits, targets, **kwargs)
+    return _ops.sigmoid(sigmoid_op, _sigmoid_impl, logits, targets, **kwargs)
 
 
 # ---- softmax focal loss -------------------------------------------------------------------------

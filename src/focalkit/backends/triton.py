@@ -96,7 +96,7 @@ sigmoid_op = _ops.define("triton_sigmoid_focal", "sigmoid", _sigmoid_impl)
 
 def sigmoid_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
     """See :func:`focalkit.sigmoid_focal_loss` (dense targets)."""
-    return _ops.sigmoid(sigmoid_op, logits, targets, **kwargs)
+    return _ops.sigmoid(sigmoid_op, _sigmoid_impl, logits, targets, **kwargs)
 
 
 def _next_power_of_2(n: int) -> int:
