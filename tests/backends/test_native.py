@@ -168,6 +168,10 @@ def test_fallback_when_extension_absent_warns_once(monkeypatch):
         fk.sigmoid_focal_loss(x, y)  # only once
     with pytest.raises(RuntimeError, match="not installed"):
         fk.sigmoid_focal_loss(x, y, backend="native")
+    t = torch.tensor([0, 3, 1, 2, 2])
+    torch.testing.assert_close(fk.softmax_focal_loss(x, t), fk.softmax_focal_loss(x, t, backend="eager"))
+    with pytest.raises(RuntimeError, match="not installed"):
+        fk.softmax_focal_loss(x, t, backend="native")
 
 
 def test_module_backend_argument():
@@ -175,3 +179,17 @@ def test_module_backend_argument():
     torch.testing.assert_close(fk.SigmoidFocalLoss(backend="native")(x, y), fk.SigmoidFocalLoss(backend="eager")(x, y))
     with pytest.raises(ValueError, match="`backend`"):
         fk.SigmoidFocalLoss(backend="gpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_in_several_blocks(monkeypatch, dtype):
+    monkeypatch.setattr(native, "_HALF_BLOCK", 40)  # 8 rows of 5 per block
+    x, y = _data((37, 5), dtype, soft=True)
+    for kw in (dict(reduction="none"), dict(soft_target="linear", weight=torch.rand(37, 1, dtype=dtype)),
+               dict(alpha=torch.rand(5, dtype=dtype), normalizer=3.0)):
+        (o1, g1), (o2, g2) = _both(x, y, **kw)
+        torch.testing.assert_close(o1, o2, **TOL[dtype])
+        torch.testing.assert_close(g1, g2, **TOL[dtype])
+    (o1, g1), (o2, g2) = _both(x, torch.randint(0, 6, (37,)), reduction="sum")  # sparse
+    torch.testing.assert_close(o1, o2, **TOL[dtype])
+    torch.testing.assert_close(g1, g2, **TOL[dtype])

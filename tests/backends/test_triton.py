@@ -121,6 +121,13 @@ def test_softmax_half_extremes_nan_ignored(dtype, gamma):
     assert o.item() == 0.0 and not g.any()
 
 
+def test_softmax_non_contiguous_and_grad_output():
+    x, t, q = _smx_data((6, 300, 3), torch.float32)
+    _same(fk.softmax_focal_loss, x.transpose(1, 2).contiguous().transpose(1, 2), t)  # channels-last storage
+    _same(fk.softmax_focal_loss, x[:, ::3], t % 100, reduction="none", go=torch.rand(6, 3))  # strided view
+    _same(fk.softmax_focal_loss, x, q, normalizer=torch.tensor(5.0).to(DEV))
+
+
 def test_softmax_many_classes_loop_and_inplace_grad():
     x, t, _ = _smx_data((3, 700, 2), torch.float32)  # more classes than one block: the chunk loops
     _same(fk.softmax_focal_loss, x, t, label_smoothing=0.05)

@@ -18,14 +18,10 @@
  * baseline, AVX2 and AVX-512 versions, chosen when the library loads. The sum is accumulated in
  * double, one partial per thread over a fixed partition: deterministic for a fixed thread count.
  */
-#define _DEFAULT_SOURCE /* madvise */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -350,28 +346,7 @@ int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w,
 FK_SOFTMAX_DEFINE(float, f32, expf, logf, log1pf)
 FK_SOFTMAX_DEFINE(double, f64, exp, log, log1p)
 
-/* Prepare a freshly allocated, not yet touched buffer (a new gradient): ask Linux for transparent huge
- * pages on its 2 MiB-aligned interior and fault it in with one call (MADV_POPULATE_WRITE, Linux 5.14+).
- * Where THP is in "madvise" mode this turns ~64k page faults per 256 MiB into ~128; measured here, a new
- * 256 MiB buffer went from 65-90 ms to 30-40 ms to first touch, and letting the kernel's two threads
- * fault huge pages themselves was erratic (80-480 ms). Hints only: nothing changes where refused. */
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-int fk_advise_hugepages(void *p, int64_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    const uintptr_t H = (uintptr_t)2 << 20, a = ((uintptr_t)p + H - 1) & ~(H - 1), b = ((uintptr_t)p + (uintptr_t)bytes) & ~(H - 1);
-    if (bytes >= (int64_t)(4 * H) && b > a) {
-        madvise((void *)a, b - a, MADV_HUGEPAGE);
-        return madvise((void *)a, b - a, MADV_POPULATE_WRITE);
-    }
-#else
-    (void)p; (void)bytes;
-#endif
-    return 0;
-}
-
-int fk_abi_version(void) { return 6; }
+int fk_abi_version(void) { return 7; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }

@@ -26,6 +26,7 @@ from focalkit.backends import _ops
 from focalkit.backends.eager import write_into_logits
 
 _LIB: Optional[ctypes.CDLL] = None
+_HALF_BLOCK = 1 << 22  # float16 / bfloat16 are converted to float32 this many elements at a time
 _ERROR: Optional[str] = None
 
 
@@ -55,9 +56,7 @@ def _load() -> Optional[ctypes.CDLL]:
         fn = getattr(lib, name)
         fn.argtypes = [vp, vp, vp, vp, i64, i64, i64, i64, dbl, dbl, dbl, vp, vp, i32, ctypes.POINTER(dbl)]
         fn.restype = i32
-    lib.fk_advise_hugepages.argtypes = [vp, i64]
-    lib.fk_advise_hugepages.restype = i32
-    if lib.fk_abi_version() != 6:  # pragma: no cover
+    if lib.fk_abi_version() != 7:  # pragma: no cover
         _ERROR = "focalkit._focal_native has an unexpected ABI version"
         return None
     _LIB = lib
@@ -75,15 +74,6 @@ def why_unavailable() -> str:
 
 def _ptr(t: Optional[Tensor]) -> Optional[int]:
     return None if t is None else t.data_ptr()
-
-
-def _new_buffer(shape: Any, dtype: torch.dtype) -> Tensor:
-    """An uninitialised CPU tensor whose pages are asked to be huge before first touch (see
-    ``fk_advise_hugepages``): a fresh gradient-sized buffer then costs a few page faults, not 64k."""
-    t = torch.empty(shape, dtype=dtype)
-    if _LIB is not None and t.numel() * t.element_size() >= 8 << 20:
-        _LIB.fk_advise_hugepages(t.data_ptr(), t.numel() * t.element_size())
-    return t
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -114,30 +104,47 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     in the "pt" form (found by a read-only pre-scan) take the "pt" loop. Class-index targets
     (shape ``logits.shape[:-1]``, C = background) take the sparse loop: no one-hot tensor."""
     lib = _load()
-    ct = _compute_dtype(logits.dtype)
-    x = logits.detach().to(ct).contiguous()
+    dtype = logits.dtype
+    ct = _compute_dtype(dtype)
     sparse = targets.shape != logits.shape
-    y = None if sparse else targets.to(ct).contiguous()
-    labels = targets.to(torch.int64).contiguous() if sparse else None
-    n = x.numel()
-    n_cls = x.shape[-1] if x.dim() else 1
-    w = None if weight is None else weight.to(ct).expand(x.shape).contiguous()
+    n_cls = logits.shape[-1] if logits.dim() else 1
+    rows = logits.numel() // n_cls if n_cls else 0
+    xs = logits.detach().reshape(rows, n_cls)
+    ys = targets.reshape(rows) if sparse else targets.reshape(rows, n_cls)
+    ws = None if weight is None else weight.expand(logits.shape).reshape(rows, n_cls)
     scale = 1.0 if den is None else 1.0 / float(den)
-    loss_out = _new_buffer(x.shape, ct) if reduction == "none" and den is None else None
-    grad = _new_buffer(x.shape, ct)
-    total = ctypes.c_double(0.0)
+    store = reduction == "none" and den is None
+    loss_out = torch.empty((rows, n_cls), dtype=dtype) if store else None
+    grad = torch.empty((rows, n_cls), dtype=dtype)
+    half = dtype != ct  # float16 / bfloat16: blocks of rows through float32, accumulated in float64
+    per = max(1, _HALF_BLOCK // max(1, n_cls)) if half else max(1, rows)
     fn = lib.fk_sigmoid_focal_f64 if ct == torch.float64 else lib.fk_sigmoid_focal_f32
-    soft_pt = pt and y is not None and _has_soft_targets(y, ct)
-    rc = fn(x.data_ptr(), _ptr(y), _ptr(labels), _ptr(w), apos.data_ptr(), aneg.data_ptr(), pw.data_ptr(), n,
-            n_cls, int(per_class), int(soft_pt), float(gamma), scale, _ptr(loss_out), grad.data_ptr(),
-            torch.get_num_threads(), ctypes.byref(total))
-    if rc != 0:  # pragma: no cover - guarded by the Python checks
-        raise RuntimeError(f"focalkit native kernel failed with code {rc}")
-    grad = grad.to(logits.dtype)
+    total = 0.0
+    for a in range(0, rows, per):
+        b = min(rows, a + per)
+        x = xs[a:b].to(ct).contiguous()
+        y = None if sparse else ys[a:b].to(ct).contiguous()
+        labels = ys[a:b].to(torch.int64).contiguous() if sparse else None
+        w = None if ws is None else ws[a:b].to(ct).contiguous()
+        g = torch.empty(x.shape, dtype=ct) if half else grad
+        lo = (torch.empty(x.shape, dtype=ct) if half else loss_out) if store else None
+        soft_pt = pt and y is not None and _has_soft_targets(y, ct)
+        acc = ctypes.c_double(0.0)
+        rc = fn(x.data_ptr(), _ptr(y), _ptr(labels), _ptr(w), apos.data_ptr(), aneg.data_ptr(), pw.data_ptr(),
+                x.numel(), n_cls, int(per_class), int(soft_pt), float(gamma), scale, _ptr(lo), g.data_ptr(),
+                torch.get_num_threads(), ctypes.byref(acc))
+        if rc != 0:  # pragma: no cover - guarded by the Python checks
+            raise RuntimeError(f"focalkit native kernel failed with code {rc}")
+        total += acc.value
+        if half:
+            grad[a:b].copy_(g)
+            if store:
+                loss_out[a:b].copy_(lo)
+    grad = grad.view(logits.shape)
     if loss_out is not None:
-        return loss_out.to(logits.dtype), grad
-    value = total.value if den is None else total.value / float(den)
-    return torch.tensor(value, dtype=logits.dtype), grad
+        return loss_out.view(logits.shape), grad
+    value = total if den is None else total / float(den)
+    return torch.tensor(value, dtype=dtype), grad
 
 
 sigmoid_op = _ops.define("native_sigmoid_focal", "sigmoid", _sigmoid_impl, "cpu")
@@ -149,9 +156,6 @@ def sigmoid_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
 
 
 # ---- softmax focal loss -------------------------------------------------------------------------
-
-_HALF_BLOCK = 1 << 22  # float16 / bfloat16 are converted to float32 this many elements at a time
-
 
 def softmax_unsupported(logits: Tensor) -> Optional[str]:
     """Why the native softmax kernel cannot take these logits, or None if it can."""
@@ -195,10 +199,10 @@ def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gam
         y, q = targets.to(torch.int64).contiguous(), None
     scale = 1.0 if den is None else 1.0 / float(den)
     store = reduction == "none" and den is None
-    loss_out = _new_buffer(logits.shape[:1] + logits.shape[2:], ct) if store else None
+    loss_out = torch.empty(logits.shape[:1] + logits.shape[2:], dtype=ct) if store else None
     # The gradient goes to the logits' own storage (inplace), or to one new buffer.
     direct = dtype == ct and logits.is_contiguous()
-    grad = logits.detach() if inplace and direct else _new_buffer(logits.shape, dtype)
+    grad = logits.detach() if inplace and direct else torch.empty(logits.shape, dtype=dtype)
     x = logits.detach() if direct else logits.detach().contiguous()
     if dtype == ct:
         total = _softmax_call(ct, x, y, None if q is None else q.to(ct), w, ignore_index, label_smoothing,
