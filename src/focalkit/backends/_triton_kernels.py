@@ -113,6 +113,22 @@ def _dense_terms(zk, k, mask, a, m, ls, s_rest, s, coef, gamma, G0: tl.constexpr
 
 
 @triton.jit
+def _dense_chunk(z_ptr, q_ptr, w_ptr, base, k, mask, S, C, ysafe, wy, eps, a, m, ls, s_rest, s, gamma,
+                 HAS_Q: tl.constexpr, HAS_W: tl.constexpr, G0: tl.constexpr):
+    """Classes ``k`` of one position: the coefficients c_k = w_k q_k (smoothed), then ``_dense_terms``."""
+    zk = tl.load(z_ptr + base + k * S, mask=mask, other=0.0).to(tl.float32)
+    wk = 1.0
+    if HAS_W:
+        wk = tl.load(w_ptr + k, mask=mask, other=0.0).to(tl.float32)
+    if HAS_Q:
+        qk = tl.load(q_ptr + base + k * S, mask=mask, other=0.0).to(tl.float32)
+        coef = wk * ((1.0 - eps) * qk + eps / C)
+    else:
+        coef = wk * eps / C + tl.where(k == ysafe, (1.0 - eps) * wy, 0.0)
+    return _dense_terms(zk, k, mask, a, m, ls, s_rest, s, coef, gamma, G0)
+
+
+@triton.jit
 def softmax_focal_kernel(z_ptr, y_ptr, q_ptr, w_ptr, scale_ptr, grad_ptr, loss_ptr,
                          C, S, ignore, eps, gamma,
                          HAS_Q: tl.constexpr, HAS_W: tl.constexpr, DENSE: tl.constexpr, G0: tl.constexpr,
@@ -159,31 +175,15 @@ def softmax_focal_kernel(z_ptr, y_ptr, q_ptr, w_ptr, scale_ptr, grad_ptr, loss_p
         for c0 in range(0, C, BLOCK_C):
             k = c0 + ar
             mask = k < C
-            zk = tl.load(z_ptr + base + k * S, mask=mask, other=0.0).to(tl.float32)
-            wk = 1.0
-            if HAS_W:
-                wk = tl.load(w_ptr + k, mask=mask, other=0.0).to(tl.float32)
-            if HAS_Q:
-                qk = tl.load(q_ptr + base + k * S, mask=mask, other=0.0).to(tl.float32)
-                coef = wk * ((1.0 - eps) * qk + eps / C)
-            else:
-                coef = wk * eps / C + tl.where(k == ysafe, (1.0 - eps) * wy, 0.0)
-            term, ck, p = _dense_terms(zk, k, mask, a, m, ls, s_rest, s, coef, gamma, G0)
+            term, ck, p = _dense_chunk(z_ptr, q_ptr, w_ptr, base, k, mask, S, C, ysafe, wy, eps, a, m, ls, s_rest, s,
+                                       gamma, HAS_Q, HAS_W, G0)
             loss += tl.sum(term, axis=0)
             S_acc += tl.sum(ck, axis=0)
         for c0 in range(0, C, BLOCK_C):
             k = c0 + ar
             mask = k < C
-            zk = tl.load(z_ptr + base + k * S, mask=mask, other=0.0).to(tl.float32)
-            wk = 1.0
-            if HAS_W:
-                wk = tl.load(w_ptr + k, mask=mask, other=0.0).to(tl.float32)
-            if HAS_Q:
-                qk = tl.load(q_ptr + base + k * S, mask=mask, other=0.0).to(tl.float32)
-                coef = wk * ((1.0 - eps) * qk + eps / C)
-            else:
-                coef = wk * eps / C + tl.where(k == ysafe, (1.0 - eps) * wy, 0.0)
-            term, ck, p = _dense_terms(zk, k, mask, a, m, ls, s_rest, s, coef, gamma, G0)
+            term, ck, p = _dense_chunk(z_ptr, q_ptr, w_ptr, base, k, mask, S, C, ysafe, wy, eps, a, m, ls, s_rest, s,
+                                       gamma, HAS_Q, HAS_W, G0)
             g = tl.where(valid, (p * S_acc - ck) * scale, 0.0)
             tl.store(grad_ptr + base + k * S, g.to(grad_ptr.dtype.element_ty), mask=mask)
         loss = tl.where(valid, loss, 0.0)
