@@ -5,7 +5,7 @@ Run in the benchmark venv (torch 2.14.1, torchvision 0.29.1, kornia, fvcore; see
     python benchmarks/bench_focal.py [--quick]
 
 Sigmoid focal loss (gamma 2, alpha 0.25, 1 % positives) on N x 80 logits: focalkit (each CPU
-backend), torchvision.ops.sigmoid_focal_loss, fvcore, kornia.losses.binary_focal_loss_with_logits,
+backend, and native with inplace_grad), torchvision.ops.sigmoid_focal_loss, fvcore, kornia.losses.binary_focal_loss_with_logits,
 torch.compile of the textbook formula and F.binary_cross_entropy_with_logits (the gamma = 0 floor).
 Softmax focal loss (gamma 2) on N x 1000 logits with class indices: focalkit (native, native with
 inplace_grad, eager), kornia.losses.focal_loss, torch.compile of the textbook formula and
@@ -54,6 +54,8 @@ def sigmoid_impls():
 
     impls = {
         "focalkit native": lambda x, y: fk.sigmoid_focal_loss(x, y, alpha=0.25, backend="native"),
+        "focalkit native, inplace_grad": lambda x, y: fk.sigmoid_focal_loss(x, y, alpha=0.25, backend="native",
+                                                                            inplace_grad=True),
         "focalkit eager": lambda x, y: fk.sigmoid_focal_loss(x, y, alpha=0.25, backend="eager"),
         "torch.compile(textbook)": torch.compile(textbook_sigmoid, dynamic=False),
         "BCE-with-logits (floor)": lambda x, y: F.binary_cross_entropy_with_logits(x, y),

@@ -193,3 +193,24 @@ def test_half_inputs_in_several_blocks(monkeypatch, dtype):
     (o1, g1), (o2, g2) = _both(x, torch.randint(0, 6, (37,)), reduction="sum")  # sparse
     torch.testing.assert_close(o1, o2, **TOL[dtype])
     torch.testing.assert_close(g1, g2, **TOL[dtype])
+
+
+@pytest.mark.parametrize("backend", ["native", "eager"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("targets", ["dense", "sparse"])
+def test_inplace_grad_writes_the_gradient_into_the_logits(backend, dtype, targets):
+    x, y = _data((33, 7), dtype, soft=True)
+    t = y if targets == "dense" else torch.randint(0, 8, (33,))
+    want_loss, want_grad = _both(x, t, alpha=0.25)[1]  # eager, out of place
+    leaf = x.clone().requires_grad_()
+    z = leaf * 1.0
+    seen = []
+    z.register_hook(lambda g: seen.append(g.data_ptr()))
+    out = fk.sigmoid_focal_loss(z, t, alpha=0.25, inplace_grad=True, backend=backend)
+    torch.testing.assert_close(z.detach(), want_grad, **TOL[dtype])
+    torch.testing.assert_close(out.detach(), want_loss, **TOL[dtype])
+    out.backward()
+    torch.testing.assert_close(leaf.grad, want_grad, **TOL[dtype])
+    assert seen == [z.data_ptr()]
+    with pytest.raises(RuntimeError, match="inplace operation"):
+        fk.sigmoid_focal_loss(leaf.exp(), t, inplace_grad=True, backend=backend).backward()

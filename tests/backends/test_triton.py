@@ -140,6 +140,17 @@ def test_softmax_many_classes_loop_and_inplace_grad():
     torch.testing.assert_close(z.grad.cpu(), want.float(), **TOL[torch.float32])
 
 
+def test_sigmoid_inplace_grad():
+    x, y = _sig_data((40, 6), torch.float32, soft=True)
+    _, want = _run(fk.sigmoid_focal_loss, x.to(D), y.to(D), "eager")
+    z = x.to(DEV).requires_grad_()
+    zz = z * 1.0
+    out = fk.sigmoid_focal_loss(zz, y.to(DEV), inplace_grad=True, backend="triton")
+    torch.testing.assert_close(zz.detach().cpu(), want.float(), **TOL[torch.float32])
+    out.backward()
+    torch.testing.assert_close(z.grad.cpu(), want.float(), **TOL[torch.float32])
+
+
 def test_selection_and_reasons(monkeypatch):
     x, t, _ = _smx_data((6, 4), torch.float32)
     with pytest.raises(ValueError, match="float64 runs on eager"):

@@ -70,7 +70,8 @@ def _class_vector(value: Any, n_cls: int, default: float, like: Tensor) -> Tenso
 
 
 def sigmoid(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
-            pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any) -> Tensor:
+            pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any,
+            inplace_grad: bool = False) -> Tensor:
     like = torch.empty((), dtype=vector_dtype(logits), device=logits.device)
     n_cls = logits.shape[-1] if logits.dim() else 1
     apos = _class_vector(alpha, n_cls, 1.0, like)
@@ -79,7 +80,7 @@ def sigmoid(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, alpha: 
     per_class = isinstance(alpha, Tensor) or (pos_weight is not None and pos_weight.numel() > 1)
     den = _reduce.denominator(reduction, normalizer, logits.numel(), like)
     args = (weight, apos, aneg, pw, alpha is not None, per_class, soft_target == "pt", float(gamma), reduction, den)
-    return _call(op, impl, "sigmoid", logits, targets, args)
+    return _call(op, impl, "sigmoid", logits, targets, args, inplace_grad)
 
 
 def softmax_denominator(logits: Tensor, targets: Tensor, weight: Optional[Tensor], ignore_index: int,

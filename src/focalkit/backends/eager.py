@@ -76,7 +76,7 @@ def scale_saved(grad: Tensor, grad_out: Tensor, unsqueeze: Optional[int] = None)
 class _Elementwise(_ClosedForm):
     @staticmethod
     def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor],
-                fn: Callable, reduction: str, normalizer: Any) -> Tensor:
+                fn: Callable, reduction: str, normalizer: Any, inplace_grad: bool = False) -> Tensor:
         x = logits.to(compute_dtype(logits.dtype))
         y = targets.to(x.dtype) if targets.shape == logits.shape else targets  # else class indices
         terms = fn(x, y)
@@ -86,17 +86,18 @@ class _Elementwise(_ClosedForm):
             loss, grad = loss * w, grad * w
         den = _reduce.denominator(reduction, normalizer, loss.numel(), loss)
         out, grad = _reduce.reduce(loss, grad, reduction, den)
-        ctx.save_for_backward(grad.to(logits.dtype))
-        ctx.unsqueeze, ctx.n_extra = None, 5
+        ctx.save_for_backward(write_into_logits(logits, grad) if inplace_grad else grad.to(logits.dtype))
+        ctx.unsqueeze, ctx.n_extra = None, 6
         return out.to(logits.dtype)
 
 
 def sigmoid_focal(logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
-                  pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any) -> Tensor:
+                  pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any,
+                  inplace_grad: bool = False) -> Tensor:
     ct = compute_dtype(logits.dtype)
     core = sigmoid_focal_pt if soft_target == "pt" else sigmoid_focal_linear
     fn = partial(core, gamma=gamma, alpha=_cast(alpha, ct), pos_weight=_cast(pos_weight, ct))
-    return _Elementwise.apply(logits, targets, weight, fn, reduction, normalizer)
+    return _Elementwise.apply(logits, targets, weight, fn, reduction, normalizer, inplace_grad)
 
 
 def _sparse_terms(x: Tensor, labels: Tensor, *, gamma: float, alpha: Any, pos_weight: Any):
@@ -119,10 +120,11 @@ def _sparse_terms(x: Tensor, labels: Tensor, *, gamma: float, alpha: Any, pos_we
 
 
 def sigmoid_focal_sparse(logits: Tensor, labels: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
-                         pos_weight: Optional[Tensor], reduction: str, normalizer: Any) -> Tensor:
+                         pos_weight: Optional[Tensor], reduction: str, normalizer: Any,
+                         inplace_grad: bool = False) -> Tensor:
     ct = compute_dtype(logits.dtype)
     fn = partial(_sparse_terms, gamma=gamma, alpha=_cast(alpha, ct), pos_weight=_cast(pos_weight, ct))
-    return _Elementwise.apply(logits, labels, weight, fn, reduction, normalizer)
+    return _Elementwise.apply(logits, labels, weight, fn, reduction, normalizer, inplace_grad)
 
 
 def focal_loss_star(logits: Tensor, targets: Tensor, *, gamma: float, beta: float, alpha: Any,

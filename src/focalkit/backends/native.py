@@ -99,7 +99,7 @@ def unsupported(logits: Tensor, pos_weight: Optional[Tensor]) -> Optional[str]:
 
 def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apos: Tensor, aneg: Tensor, pw: Tensor,
                   has_alpha: bool, per_class: bool, pt: bool, gamma: float, reduction: str,
-                  den: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+                  den: Optional[Tensor], inplace: bool = False) -> tuple[Tensor, Tensor]:
     """Dense targets take the "linear" loop, which is also the "pt" form for 0/1 targets; soft targets
     in the "pt" form (found by a read-only pre-scan) take the "pt" loop. Class-index targets
     (shape ``logits.shape[:-1]``, C = background) take the sparse loop: no one-hot tensor."""
@@ -115,7 +115,9 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     scale = 1.0 if den is None else 1.0 / float(den)
     store = reduction == "none" and den is None
     loss_out = torch.empty((rows, n_cls), dtype=dtype) if store else None
-    grad = torch.empty((rows, n_cls), dtype=dtype)
+    # The gradient goes to the logits' own storage (inplace), or to one new buffer.
+    grad = xs if inplace and xs.data_ptr() == logits.data_ptr() and xs.is_contiguous() \
+        else torch.empty((rows, n_cls), dtype=dtype)
     half = dtype != ct  # float16 / bfloat16: blocks of rows through float32, accumulated in float64
     per = max(1, _HALF_BLOCK // max(1, n_cls)) if half else max(1, rows)
     fn = lib.fk_sigmoid_focal_f64 if ct == torch.float64 else lib.fk_sigmoid_focal_f32
@@ -141,6 +143,8 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
             if store:
                 loss_out[a:b].copy_(lo)
     grad = grad.view(logits.shape)
+    if inplace:
+        grad = write_into_logits(logits, grad)
     if loss_out is not None:
         return loss_out.view(logits.shape), grad
     value = total if den is None else total / float(den)

@@ -72,7 +72,7 @@ def _finish(partials: Tensor, den: Optional[Tensor], dtype: torch.dtype) -> Tens
 
 def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apos: Tensor, aneg: Tensor, pw: Tensor,
                   has_alpha: bool, per_class: bool, pt: bool, gamma: float, reduction: str,
-                  den: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+                  den: Optional[Tensor], inplace: bool = False) -> tuple[Tensor, Tensor]:
     k = _kernels()
     x = logits.detach().contiguous()
     y = (targets if targets.is_floating_point() else targets.to(x.dtype)).contiguous()
@@ -82,12 +82,14 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     store = reduction == "none" and den is None
     block = 1024
     grid = (max(1, -(-n // block)),)
-    grad = torch.empty_like(x)
+    grad = x if inplace and x.data_ptr() == logits.data_ptr() else torch.empty_like(x)
     loss = torch.empty_like(x) if store else torch.zeros(grid[0], dtype=torch.float32, device=dev)
     if n:
         k.sigmoid_focal_kernel[grid](x, y, x if w is None else w, apos, aneg, pw, _scale(den, dev), grad, loss,
                                      n, n_cls, float(gamma), PT=pt, HAS_W=w is not None, HAS_ALPHA=has_alpha,
                                      STORE=store, G0=gamma == 0, BLOCK=block)
+    if inplace:
+        grad = write_into_logits(logits, grad)
     return (loss if store else _finish(loss, den, logits.dtype)), grad
 
 

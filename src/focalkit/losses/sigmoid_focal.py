@@ -61,6 +61,7 @@ def sigmoid_focal_loss(
     soft_target: SoftTarget = "pt",
     normalizer: Union[Normalizer, Literal["positives"]] = None,
     sync: bool = False,
+    inplace_grad: bool = False,
     backend: Literal["auto", "eager", "native", "triton"] = "auto",
 ) -> Tensor:
     r"""Sigmoid focal loss on logits, for binary and multi-label targets.
@@ -110,6 +111,8 @@ def sigmoid_focal_loss(
         sync: with ``normalizer="positives"``, average the count over ``torch.distributed`` ranks
             (all-reduce; the FCOS / mmdet convention) so that DDP training reproduces single-process
             training on the concatenated batch. No effect without an initialised process group.
+        inplace_grad: write the gradient into the logits' own storage instead of a new buffer
+            (the logits then hold it after the call), as in :func:`softmax_focal_loss`. Default False.
         backend: ``"auto"`` (native C kernel on CPU, Triton on CUDA, where they cover the
             arguments, else eager), ``"eager"``, ``"native"``, ``"triton"`` (an explicit backend
             raises if it cannot run, and says why).
@@ -169,7 +172,7 @@ def sigmoid_focal_loss(
     chosen = backends.select("sigmoid_focal_loss", backend, logits, native.unsupported(logits, pos_weight),
                              triton.unsupported(logits, sparse, pos_weight))
     kwargs = dict(alpha=alpha, gamma=gamma, weight=weight, pos_weight=pos_weight, reduction=reduction,
-                  normalizer=normalizer)
+                  normalizer=normalizer, inplace_grad=_checks.boolean("inplace_grad", inplace_grad))
     if chosen == "native":
         return native.sigmoid_focal(logits, targets, soft_target=soft_target, **kwargs)
     if sparse:
@@ -182,8 +185,8 @@ class SigmoidFocalLoss(nn.Module):
     """Sigmoid focal loss as a module. See :func:`sigmoid_focal_loss`.
 
     Args:
-        alpha, gamma, reduction, weight, pos_weight, soft_target: as in :func:`sigmoid_focal_loss`,
-            validated once here. Tensor arguments are registered as buffers (they follow ``.to()``).
+        alpha, gamma, reduction, weight, pos_weight, soft_target, inplace_grad, backend: as in
+            :func:`sigmoid_focal_loss`, validated once here. Tensor arguments are registered as buffers (they follow ``.to()``).
 
     ``forward(logits, targets, normalizer=None)`` takes the per-batch ``normalizer``.
 
@@ -204,10 +207,12 @@ class SigmoidFocalLoss(nn.Module):
         weight: Optional[Tensor] = None,
         pos_weight: Optional[Tensor] = None,
         soft_target: SoftTarget = "pt",
+        inplace_grad: bool = False,
         backend: str = "auto",
     ) -> None:
         super().__init__()
         self.backend = _checks.choice("backend", backend, backends.BACKENDS)
+        self.inplace_grad = _checks.boolean("inplace_grad", inplace_grad)
         self.gamma = _checks.gamma(gamma)
         alpha = _checks.alpha(alpha)
         self.reduction = _checks.reduction(reduction)
@@ -227,7 +232,7 @@ class SigmoidFocalLoss(nn.Module):
         return sigmoid_focal_loss(
             logits, targets, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction,
             weight=self.weight, pos_weight=self.pos_weight, soft_target=self.soft_target,
-            normalizer=normalizer, sync=sync, backend=self.backend,
+            normalizer=normalizer, sync=sync, inplace_grad=self.inplace_grad, backend=self.backend,
         )
 
     def extra_repr(self) -> str:
