@@ -56,3 +56,14 @@ def select(op: str, backend: str, logits: Tensor, native_reason: Optional[str],
                           stacklevel=3)
         return "eager"
     return "native" if native_reason is None else "eager"
+
+
+def eager_only(op: str, backend: str) -> str:
+    """``backend=`` of a loss that has no kernel: "auto" and "eager" run it eagerly; an explicit
+    "native" or "triton" raises and says why. ``FOCALKIT_BACKEND`` does not apply (it forces the
+    backend of the losses that have kernels, and this one has only eager)."""
+    _checks.choice("backend", backend, BACKENDS)
+    if backend in ("native", "triton"):
+        raise ValueError(f"backend={backend!r} cannot run {op}: it has no {backend} kernel (eager only); "
+                         "use 'auto' or 'eager'")
+    return backend

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from focalkit import _checks
+from focalkit import _checks, backends
 from focalkit._reduce import Normalizer, Reduction, reduce_autograd
 from focalkit.backends import eager
 from focalkit.losses.sigmoid_focal import _check_elementwise_weight, _check_targets
@@ -16,7 +16,7 @@ from focalkit.losses.sigmoid_focal import _check_elementwise_weight, _check_targ
 
 def asymmetric_loss(logits: Tensor, targets: Tensor, *, gamma_pos: float = 0.0, gamma_neg: float = 4.0,
                     clip: float = 0.05, detach_weight: bool = False, reduction: Reduction = "mean",
-                    weight: Optional[Tensor] = None, normalizer: Normalizer = None) -> Tensor:
+                    weight: Optional[Tensor] = None, normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
     r"""ASL: asymmetric focusing plus a probability margin on the negatives.
 
     .. math::
@@ -34,6 +34,7 @@ def asymmetric_loss(logits: Tensor, targets: Tensor, *, gamma_pos: float = 0.0, 
         gamma_pos, gamma_neg: >= 0. Paper: 0 and 4. clip: margin :math:`m\in[0,1)`. Default 0.05.
         logits, targets (same shape, in [0, 1]), reduction, weight, normalizer: as :func:`sigmoid_focal_loss`.
     """
+    backends.eager_only("asymmetric_loss", backend)
     _check_targets(logits, targets)
     gp, gn = _checks.gamma(gamma_pos, "gamma_pos"), _checks.gamma(gamma_neg, "gamma_neg")
     m = _checks.number("clip", clip, lo=0.0, hi=1.0, hi_open=True)
@@ -65,8 +66,9 @@ class AsymmetricLoss(nn.Module):
     """See :func:`asymmetric_loss`. Args: ``gamma_pos``, ``gamma_neg``, ``clip``, ``detach_weight``, ``reduction``."""
 
     def __init__(self, *, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05,
-                 detach_weight: bool = False, reduction: Reduction = "mean") -> None:
+                 detach_weight: bool = False, reduction: Reduction = "mean", backend: str = "auto") -> None:
         super().__init__()
+        self.backend = backends.eager_only("AsymmetricLoss", backend)
         self.gamma_pos = _checks.gamma(gamma_pos, "gamma_pos")
         self.gamma_neg = _checks.gamma(gamma_neg, "gamma_neg")
         self.clip = _checks.number("clip", clip, lo=0.0, hi=1.0, hi_open=True)
@@ -76,4 +78,4 @@ class AsymmetricLoss(nn.Module):
     def forward(self, logits, targets, weight=None, normalizer=None):
         return asymmetric_loss(logits, targets, gamma_pos=self.gamma_pos, gamma_neg=self.gamma_neg, clip=self.clip,
                                detach_weight=self.detach_weight, reduction=self.reduction, weight=weight,
-                               normalizer=normalizer)
+                               normalizer=normalizer, backend=self.backend)

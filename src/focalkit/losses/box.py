@@ -22,7 +22,7 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
-from focalkit import _checks
+from focalkit import _checks, backends
 from focalkit._reduce import Normalizer, Reduction, reduce_autograd
 from focalkit.core import box as geo
 
@@ -97,7 +97,7 @@ _ARGS = """
 
 
 def iou_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: Reduction = "mean",
-             weight: Optional[Tensor] = None, normalizer: Normalizer = None) -> Tensor:
+             weight: Optional[Tensor] = None, normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
     r""":math:`1-\mathrm{IoU}`, with :math:`\mathrm{IoU}=I/(U+\varepsilon)`.
 
     Example:
@@ -106,33 +106,37 @@ def iou_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: Redu
         >>> iou_loss(torch.tensor([[0.0, 0.0, 2.0, 2.0]]), torch.tensor([[1.0, 1.0, 3.0, 3.0]]))
         tensor(0.8571)
     """
+    backends.eager_only("iou_loss", backend)
     return _iou_family("iou", pred, target, eps, reduction, weight, normalizer)
 
 
 def giou_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: Reduction = "mean",
-              weight: Optional[Tensor] = None, normalizer: Normalizer = None) -> Tensor:
+              weight: Optional[Tensor] = None, normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
     r"""Generalised IoU loss :math:`1-\mathrm{IoU}+(|C|-U)/|C|` (Rezatofighi et al. 2019,
     arXiv:1902.09630); equals ``torchvision.ops.generalized_box_iou_loss``."""
+    backends.eager_only("giou_loss", backend)
     return _iou_family("giou", pred, target, eps, reduction, weight, normalizer)
 
 
 def diou_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: Reduction = "mean",
-              weight: Optional[Tensor] = None, normalizer: Normalizer = None) -> Tensor:
+              weight: Optional[Tensor] = None, normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
     r"""Distance IoU loss :math:`1-\mathrm{IoU}+\rho^2/(c_w^2+c_h^2+\varepsilon)` (Zheng et al. 2020,
     arXiv:1911.08287); equals ``torchvision.ops.distance_box_iou_loss``."""
+    backends.eager_only("diou_loss", backend)
     return _iou_family("diou", pred, target, eps, reduction, weight, normalizer)
 
 
 def ciou_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: Reduction = "mean",
-              weight: Optional[Tensor] = None, normalizer: Normalizer = None) -> Tensor:
+              weight: Optional[Tensor] = None, normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
     r"""Complete IoU loss: DIoU + :math:`\alpha v`, :math:`v=\frac4{\pi^2}(\arctan\frac{w_g}{h_g}-\arctan\frac wh)^2`,
     :math:`\alpha=v/(1-\mathrm{IoU}+v+\varepsilon)` treated as a constant (no gradient), torchvision's
     convention (mmdet 3 also gates it with IoU > 0.5; YOLO uses ``v/(v-IoU+1+eps)``)."""
+    backends.eager_only("ciou_loss", backend)
     return _iou_family("ciou", pred, target, eps, reduction, weight, normalizer)
 
 
 def eiou_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: Reduction = "mean",
-              weight: Optional[Tensor] = None, normalizer: Normalizer = None) -> Tensor:
+              weight: Optional[Tensor] = None, normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
     r"""Efficient IoU loss (Zhang et al., arXiv:2101.08158):
 
     .. math::
@@ -140,6 +144,7 @@ def eiou_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: Red
 
     Not mmdet's ``EIoULoss``, which is the different *Extended*-IoU loss of Peng and Yu.
     """
+    backends.eager_only("eiou_loss", backend)
     return _iou_family("eiou", pred, target, eps, reduction, weight, normalizer)
 
 
@@ -149,7 +154,7 @@ for _f in (iou_loss, giou_loss, diou_loss, ciou_loss, eiou_loss):
 
 def focal_eiou_loss(pred: Tensor, target: Tensor, *, gamma: float = 0.5, eps: float = 1e-7,
                     normalize: Literal["mean", "weight_sum"] = "mean", reduction: Reduction = "mean",
-                    weight: Optional[Tensor] = None) -> Tensor:
+                    weight: Optional[Tensor] = None, backend: str = "auto") -> Tensor:
     r"""Focal-EIoU :math:`\mathrm{IoU}^\gamma\,\mathcal L_{EIoU}` with the weight **detached**.
 
     The weight grows with IoU: it focuses on high-quality boxes. Differentiating through it would
@@ -164,6 +169,7 @@ def focal_eiou_loss(pred: Tensor, target: Tensor, *, gamma: float = 0.5, eps: fl
         normalize: ``"mean"`` or ``"weight_sum"``, see above.
         pred, target, eps, reduction, weight: as :func:`eiou_loss`.
     """
+    backends.eager_only("focal_eiou_loss", backend)
     gamma = _checks.gamma(gamma)
     normalize = _checks.choice("normalize", normalize, ("mean", "weight_sum"))
     eps, reduction, _ = _check_common(eps, reduction, None)
@@ -180,7 +186,7 @@ def focal_eiou_loss(pred: Tensor, target: Tensor, *, gamma: float = 0.5, eps: fl
 
 def focal_l1_loss(pred: Tensor, target: Tensor, *, alpha: float = 1.0, beta: float = 1 / math.e,
                   reduction: Reduction = "mean", weight: Optional[Tensor] = None,
-                  normalizer: Normalizer = None) -> Tensor:
+                  normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
     r"""Focal-L1 (Zhang et al., arXiv:2101.08158, §3.2) of the elementwise error :math:`x=|p-t|`:
 
     .. math::
@@ -198,6 +204,7 @@ def focal_l1_loss(pred: Tensor, target: Tensor, *, alpha: float = 1.0, beta: flo
         alpha: > 0. beta: in [1/e, 1].
         reduction, weight (broadcastable to ``pred``), normalizer: as elsewhere.
     """
+    backends.eager_only("focal_l1_loss", backend)
     alpha = _checks.number("alpha", alpha, lo=0.0, lo_open=True)
     beta = _checks.number("beta", beta, lo=1 / math.e - 1e-12, hi=1.0)
     reduction = _checks.reduction(reduction)
@@ -210,13 +217,14 @@ def focal_l1_loss(pred: Tensor, target: Tensor, *, alpha: float = 1.0, beta: flo
 class _BoxLoss(nn.Module):
     _fn = staticmethod(iou_loss)
 
-    def __init__(self, *, eps: float = 1e-7, reduction: Reduction = "mean") -> None:
+    def __init__(self, *, eps: float = 1e-7, reduction: Reduction = "mean", backend: str = "auto") -> None:
         super().__init__()
+        self.backend = backends.eager_only(type(self).__name__, backend)
         self.eps, self.reduction, _ = _check_common(eps, reduction, None)
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 normalizer: Normalizer = None) -> Tensor:
-        return type(self)._fn(pred, target, eps=self.eps, reduction=self.reduction, weight=weight,
+        return type(self)._fn(pred, target, backend=self.backend, eps=self.eps, reduction=self.reduction, weight=weight,
                               normalizer=normalizer)
 
     def extra_repr(self) -> str:
@@ -252,22 +260,25 @@ class FocalEIoULoss(nn.Module):
     """See :func:`focal_eiou_loss`. Args: ``gamma``, ``eps``, ``normalize``, ``reduction``."""
 
     def __init__(self, *, gamma: float = 0.5, eps: float = 1e-7, normalize: str = "mean",
-                 reduction: Reduction = "mean") -> None:
+                 reduction: Reduction = "mean", backend: str = "auto") -> None:
         super().__init__()
+        self.backend = backends.eager_only("FocalEIoULoss", backend)
         self.gamma = _checks.gamma(gamma)
         self.normalize = _checks.choice("normalize", normalize, ("mean", "weight_sum"))
         self.eps, self.reduction, _ = _check_common(eps, reduction, None)
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None) -> Tensor:
         return focal_eiou_loss(pred, target, gamma=self.gamma, eps=self.eps, normalize=self.normalize,
-                               reduction=self.reduction, weight=weight)
+                               reduction=self.reduction, weight=weight, backend=self.backend)
 
 
 class FocalL1Loss(nn.Module):
     """See :func:`focal_l1_loss`. Args: ``alpha``, ``beta``, ``reduction``."""
 
-    def __init__(self, *, alpha: float = 1.0, beta: float = 1 / math.e, reduction: Reduction = "mean") -> None:
+    def __init__(self, *, alpha: float = 1.0, beta: float = 1 / math.e, reduction: Reduction = "mean",
+                 backend: str = "auto") -> None:
         super().__init__()
+        self.backend = backends.eager_only("FocalL1Loss", backend)
         self.alpha = _checks.number("alpha", alpha, lo=0.0, lo_open=True)
         self.beta = _checks.number("beta", beta, lo=1 / math.e - 1e-12, hi=1.0)
         self.reduction = _checks.reduction(reduction)
@@ -275,4 +286,4 @@ class FocalL1Loss(nn.Module):
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 normalizer: Normalizer = None) -> Tensor:
         return focal_l1_loss(pred, target, alpha=self.alpha, beta=self.beta, reduction=self.reduction,
-                             weight=weight, normalizer=normalizer)
+                             weight=weight, normalizer=normalizer, backend=self.backend)

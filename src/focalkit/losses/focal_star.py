@@ -6,7 +6,7 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from focalkit import _checks
+from focalkit import _checks, backends
 from focalkit._reduce import Normalizer, Reduction
 from focalkit.backends import eager
 from focalkit.losses.sigmoid_focal import Alpha, _check_elementwise_weight, _check_targets
@@ -22,6 +22,7 @@ def focal_loss_star(
     reduction: Reduction = "mean",
     weight: Optional[Tensor] = None,
     normalizer: Normalizer = None,
+    backend: str = "auto",
 ) -> Tensor:
     r"""FL*: :math:`-\log\sigma(\gamma x_t+\beta)/\gamma`, with :math:`x_t=(2y-1)\,x`.
 
@@ -56,6 +57,7 @@ def focal_loss_star(
     References:
         Lin et al. Focal Loss for Dense Object Detection, Appendix A. https://arxiv.org/abs/1708.02002
     """
+    backends.eager_only("focal_loss_star", backend)
     _check_targets(logits, targets)
     gamma = _checks.gamma(gamma, positive=True)
     beta = _checks.number("beta", beta)
@@ -75,8 +77,9 @@ class FocalLossStar(nn.Module):
     """
 
     def __init__(self, *, gamma: float = 1.0, beta: float = 0.0, alpha: Alpha = None,
-                 reduction: Reduction = "mean") -> None:
+                 reduction: Reduction = "mean", backend: str = "auto") -> None:
         super().__init__()
+        self.backend = backends.eager_only("FocalLossStar", backend)
         self.gamma = _checks.gamma(gamma, positive=True)
         self.beta = _checks.number("beta", beta)
         alpha = _checks.alpha(alpha)
@@ -89,7 +92,7 @@ class FocalLossStar(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor, normalizer: Normalizer = None) -> Tensor:
         return focal_loss_star(logits, targets, gamma=self.gamma, beta=self.beta, alpha=self.alpha,
-                               reduction=self.reduction, normalizer=normalizer)
+                               reduction=self.reduction, normalizer=normalizer, backend=self.backend)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, beta={self.beta}, reduction={self.reduction!r}"

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from focalkit import _checks
+from focalkit import _checks, backends
 from focalkit._reduce import Normalizer, Reduction, reduce_autograd
 from focalkit.backends import eager
 from focalkit.core.sigmoid import log_one_minus_pt
@@ -19,7 +19,7 @@ from focalkit.losses.softmax_focal import softmax_focal_loss
 
 def poly1_cross_entropy(logits: Tensor, targets: Tensor, *, epsilon: float = 1.0, weight: Optional[Tensor] = None,
                         ignore_index: int = -100, label_smoothing: float = 0.0,
-                        reduction: Reduction = "mean") -> Tensor:
+                        reduction: Reduction = "mean", backend: str = "auto") -> Tensor:
     r"""Poly-1 cross-entropy :math:`\mathrm{CE}+\varepsilon(1-P_t)`, :math:`P_t=\sum_kq_kp_k` the
     probability given to the (smoothed) target.
 
@@ -29,6 +29,7 @@ def poly1_cross_entropy(logits: Tensor, targets: Tensor, *, epsilon: float = 1.0
     coefficient :math:`1+\varepsilon` non-negative; there is no universal default (the paper tunes it
     per task; 1.0 as in common ports). ``epsilon=0`` is ``F.cross_entropy``.
     """
+    backends.eager_only("poly1_cross_entropy", backend)
     epsilon = _checks.number("epsilon", epsilon, lo=-1.0)
     reduction = _checks.reduction(reduction)
     ce = softmax_focal_loss(logits, targets, gamma=0.0, weight=weight, ignore_index=ignore_index,
@@ -56,13 +57,14 @@ def poly1_cross_entropy(logits: Tensor, targets: Tensor, *, epsilon: float = 1.0
 
 def poly1_focal_loss(logits: Tensor, targets: Tensor, *, epsilon: float = 1.0, alpha: Alpha = 0.25,
                      gamma: float = 2.0, reduction: Reduction = "mean", weight: Optional[Tensor] = None,
-                     normalizer: Normalizer = None) -> Tensor:
+                     normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
     r"""Poly-1 sigmoid focal loss :math:`\mathrm{FL}+\varepsilon\,\alpha_t(1-p_t)^{\gamma+1}`.
 
     :math:`\mathrm{FL}` is :func:`sigmoid_focal_loss` (``"pt"`` soft form); the poly term is formed as
     :math:`\alpha_te^{(\gamma+1)\log(1-p_t)}`, finite everywhere. ``epsilon=0`` is the focal loss;
     :math:`\varepsilon\ge-1`.
     """
+    backends.eager_only("poly1_focal_loss", backend)
     epsilon = _checks.number("epsilon", epsilon, lo=-1.0)
     fl = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="none", weight=weight)
     reduction = _checks.reduction(reduction)
@@ -84,8 +86,9 @@ class Poly1CrossEntropyLoss(nn.Module):
     ``label_smoothing``, ``reduction``."""
 
     def __init__(self, *, epsilon: float = 1.0, weight: Optional[Tensor] = None, ignore_index: int = -100,
-                 label_smoothing: float = 0.0, reduction: Reduction = "mean") -> None:
+                 label_smoothing: float = 0.0, reduction: Reduction = "mean", backend: str = "auto") -> None:
         super().__init__()
+        self.backend = backends.eager_only("Poly1CrossEntropyLoss", backend)
         self.epsilon = _checks.number("epsilon", epsilon, lo=-1.0)
         self.ignore_index = _checks.integer("ignore_index", ignore_index)
         self.label_smoothing = _checks.number("label_smoothing", label_smoothing, lo=0.0, hi=1.0)
@@ -93,7 +96,7 @@ class Poly1CrossEntropyLoss(nn.Module):
         self.register_buffer("weight", weight)
 
     def forward(self, logits, targets):
-        return poly1_cross_entropy(logits, targets, epsilon=self.epsilon, weight=self.weight,
+        return poly1_cross_entropy(logits, targets, backend=self.backend, epsilon=self.epsilon, weight=self.weight,
                                    ignore_index=self.ignore_index, label_smoothing=self.label_smoothing,
                                    reduction=self.reduction)
 
@@ -102,8 +105,9 @@ class Poly1FocalLoss(nn.Module):
     """See :func:`poly1_focal_loss`. Args: ``epsilon``, ``alpha``, ``gamma``, ``reduction``."""
 
     def __init__(self, *, epsilon: float = 1.0, alpha: Alpha = 0.25, gamma: float = 2.0,
-                 reduction: Reduction = "mean") -> None:
+                 reduction: Reduction = "mean", backend: str = "auto") -> None:
         super().__init__()
+        self.backend = backends.eager_only("Poly1FocalLoss", backend)
         self.epsilon = _checks.number("epsilon", epsilon, lo=-1.0)
         self.alpha = _checks.alpha(alpha)
         self.gamma = _checks.gamma(gamma)
@@ -111,4 +115,4 @@ class Poly1FocalLoss(nn.Module):
 
     def forward(self, logits, targets, weight=None, normalizer=None):
         return poly1_focal_loss(logits, targets, epsilon=self.epsilon, alpha=self.alpha, gamma=self.gamma,
-                                reduction=self.reduction, weight=weight, normalizer=normalizer)
+                                reduction=self.reduction, weight=weight, normalizer=normalizer, backend=self.backend)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from focalkit import _checks
+from focalkit import _checks, backends
 from focalkit._reduce import Normalizer, Reduction, reduce_autograd
 from focalkit.backends import eager
 from focalkit.losses.sigmoid_focal import _check_elementwise_weight
@@ -42,7 +42,7 @@ def _dense_quality(logits: Tensor, targets: QualityTargets) -> Tensor:
 
 
 def quality_focal_loss(logits: Tensor, targets: QualityTargets, *, beta: float = 2.0, reduction: Reduction = "mean",
-                       weight: Optional[Tensor] = None, normalizer: Normalizer = None) -> Tensor:
+                       weight: Optional[Tensor] = None, normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
     r"""Quality Focal Loss :math:`|y-\sigma(x)|^\beta\,\mathrm{BCE}(x,y)` (Li et al., arXiv:2006.04388).
 
     ``targets`` are soft quality scores (e.g. IoU) of the logits' shape, or a pair ``(labels, scores)``
@@ -61,6 +61,7 @@ def quality_focal_loss(logits: Tensor, targets: QualityTargets, *, beta: float =
         >>> quality_focal_loss(logits, (torch.tensor([0, 2]), torch.tensor([0.8, 0.0])), reduction="sum")
         tensor(0.5549)
     """
+    backends.eager_only("quality_focal_loss", backend)
     q = _dense_quality(logits, targets)
     beta = _checks.gamma(beta, "beta")
     reduction = _checks.reduction(reduction)
@@ -72,7 +73,7 @@ def quality_focal_loss(logits: Tensor, targets: QualityTargets, *, beta: float =
 
 def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamma: float = 2.0,
                    iou_weighted: bool = True, reduction: Reduction = "mean", weight: Optional[Tensor] = None,
-                   normalizer: Normalizer = None) -> Tensor:
+                   normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
     r"""Varifocal Loss (Zhang et al., arXiv:2008.13367), mmdet's definition:
 
     .. math::
@@ -87,6 +88,7 @@ def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamm
         logits, targets: same shape; ``targets`` are IoU-aware scores in [0, 1].
         alpha: weight of the negatives, >= 0. Default 0.75. gamma: >= 0. Default 2.
     """
+    backends.eager_only("varifocal_loss", backend)
     _checks.float_tensor("logits", logits)
     _checks.float_tensor("targets", targets)
     if targets.shape != logits.shape:
@@ -110,7 +112,8 @@ def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamm
 
 
 def distribution_focal_loss(logits: Tensor, targets: Tensor, *, reduction: Reduction = "mean",
-                            weight: Optional[Tensor] = None, normalizer: Normalizer = None) -> Tensor:
+                            weight: Optional[Tensor] = None, normalizer: Normalizer = None,
+                            backend: str = "auto") -> Tensor:
     r"""Distribution Focal Loss (Li et al. 2020) over bins :math:`0..n` (logits of shape ``(N, n+1)``):
 
     .. math::
@@ -124,6 +127,7 @@ def distribution_focal_loss(logits: Tensor, targets: Tensor, *, reduction: Reduc
     Args:
         logits: ``(N, n+1)``. targets: float ``(N,)`` distances in bin units.
     """
+    backends.eager_only("distribution_focal_loss", backend)
     _checks.float_tensor("logits", logits)
     _checks.float_tensor("targets", targets)
     if logits.dim() != 2 or logits.shape[1] < 2 or targets.shape != logits.shape[:1]:
@@ -149,22 +153,24 @@ def distribution_focal_loss(logits: Tensor, targets: Tensor, *, reduction: Reduc
 class QualityFocalLoss(nn.Module):
     """See :func:`quality_focal_loss`. Args: ``beta``, ``reduction``; ``forward(logits, targets, weight=None, normalizer=None)``."""
 
-    def __init__(self, *, beta: float = 2.0, reduction: Reduction = "mean") -> None:
+    def __init__(self, *, beta: float = 2.0, reduction: Reduction = "mean", backend: str = "auto") -> None:
         super().__init__()
+        self.backend = backends.eager_only("QualityFocalLoss", backend)
         self.beta = _checks.gamma(beta, "beta")
         self.reduction = _checks.reduction(reduction)
 
     def forward(self, logits, targets, weight=None, normalizer=None):
         return quality_focal_loss(logits, targets, beta=self.beta, reduction=self.reduction, weight=weight,
-                                  normalizer=normalizer)
+                                  normalizer=normalizer, backend=self.backend)
 
 
 class VarifocalLoss(nn.Module):
     """See :func:`varifocal_loss`. Args: ``alpha``, ``gamma``, ``iou_weighted``, ``reduction``."""
 
     def __init__(self, *, alpha: float = 0.75, gamma: float = 2.0, iou_weighted: bool = True,
-                 reduction: Reduction = "mean") -> None:
+                 reduction: Reduction = "mean", backend: str = "auto") -> None:
         super().__init__()
+        self.backend = backends.eager_only("VarifocalLoss", backend)
         self.alpha = _checks.number("alpha", alpha, lo=0.0)
         self.gamma = _checks.gamma(gamma)
         self.iou_weighted = bool(iou_weighted)
@@ -172,16 +178,17 @@ class VarifocalLoss(nn.Module):
 
     def forward(self, logits, targets, weight=None, normalizer=None):
         return varifocal_loss(logits, targets, alpha=self.alpha, gamma=self.gamma, iou_weighted=self.iou_weighted,
-                              reduction=self.reduction, weight=weight, normalizer=normalizer)
+                              reduction=self.reduction, weight=weight, normalizer=normalizer, backend=self.backend)
 
 
 class DistributionFocalLoss(nn.Module):
     """See :func:`distribution_focal_loss`. Args: ``reduction``."""
 
-    def __init__(self, *, reduction: Reduction = "mean") -> None:
+    def __init__(self, *, reduction: Reduction = "mean", backend: str = "auto") -> None:
         super().__init__()
+        self.backend = backends.eager_only("DistributionFocalLoss", backend)
         self.reduction = _checks.reduction(reduction)
 
     def forward(self, logits, targets, weight=None, normalizer=None):
-        return distribution_focal_loss(logits, targets, reduction=self.reduction, weight=weight,
+        return distribution_focal_loss(logits, targets, backend=self.backend, reduction=self.reduction, weight=weight,
                                        normalizer=normalizer)
