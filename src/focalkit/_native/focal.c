@@ -54,7 +54,7 @@ double log1p(double);
 #define FK_DEFINE(T, SUF, EXP, LOG, LOG1P)                                                                  \
 FK_INLINE double fk_range_##SUF(const T *x, const T *y, int64_t lab, const T *w, const T *apos,             \
         const T *aneg, const T *pw, int64_t lo, int64_t hi, T g, T scale, T *loss_out, T *grad_out,           \
-        const int HAS_W, const int STORE, const int MODE) {                                                  \
+        const int HAS_W, const int STORE, const int MODE, const int G2) {                                    \
     /* apos, aneg, pw point at the class of element lo; they advance with it only in the nested layout */  \
     double acc = 0.0;                                                                                        \
     _Pragma("omp simd reduction(+:acc)")                                                                     \
@@ -75,7 +75,7 @@ FK_INLINE double fk_range_##SUF(const T *x, const T *y, int64_t lab, const T *w,
         if (MODE == FK_PT) {                                                                                 \
             /* a_t (1 - p_t)^g BCE, log(1 - p_t) = logaddexp(log(1-y) + lp, log(y) + ln): every call  */    \
             /* made unconditionally, then selects of plain values only, so the loop stays vectorised  */    \
-            const T pwy = pwi * yi, bce = -(pwy * lp + (1 - yi) * ln), dbce = (1 - yi + pwy) * p - pwy;     \
+            const T pwy = pwi * yi, bce = -(pwy * lp + (1 - yi) * ln), dbce = (1 - yi) * p - pwy * q;      \
             const T la = LOG1P(-yi) + lp, lb = LOG(yi) + ln;                                                 \
             const T big = la > lb ? la : lb, sml = la > lb ? lb : la;                                        \
             const T d = big == -INFINITY ? -INFINITY : sml - big;                                            \
@@ -86,7 +86,8 @@ FK_INLINE double fk_range_##SUF(const T *x, const T *y, int64_t lab, const T *w,
             grad = at * m * (dbce + g * sr * bce);                                                           \
         } else {                                                                                             \
             const T wp = yi * pwi * ap, wn = (1 - yi) * an;                                                  \
-            const T mp = EXP(g * ln), mn = EXP(g * lp);                                                      \
+            /* gamma = 2, the usual one: q^2 and p^2 instead of two exp calls */                             \
+            const T mp = G2 ? q * q : EXP(g * ln), mn = G2 ? p * p : EXP(g * lp);                             \
             loss = -(wp * mp * lp + wn * mn * ln);                                                           \
             grad = wn * mn * (p - g * q * ln) - wp * mp * (q - g * p * lp);                                  \
         }                                                                                                    \
@@ -103,13 +104,13 @@ FK_INLINE double fk_range_##SUF(const T *x, const T *y, int64_t lab, const T *w,
                                                                                                              \
 FK_INLINE double fk_part_##SUF(const T *x, const T *y, const int64_t *labels, const T *w, const T *apos,    \
         const T *aneg, const T *pw, int64_t n, int64_t C, int nested, int t, int nt, T g, T scale,            \
-        T *loss_out, T *grad_out, const int HAS_W, const int STORE, const int MODE) {                        \
+        T *loss_out, T *grad_out, const int HAS_W, const int STORE, const int MODE, const int G2) {          \
     double acc = 0.0;                                                                                        \
     if (nested || MODE == FK_SPARSE) { /* rows x classes: the class arrays advance along each row */        \
         const int64_t rows = n / C, r0 = rows * t / nt, r1 = rows * (t + 1) / nt;                            \
         for (int64_t r = r0; r < r1; r++)                                                                    \
             acc += fk_range_##SUF(x, y, MODE == FK_SPARSE ? labels[r] : 0, w, apos, aneg, pw, r * C,         \
-                                  (r + 1) * C, g, scale, loss_out, grad_out, HAS_W, STORE, MODE);            \
+                                  (r + 1) * C, g, scale, loss_out, grad_out, HAS_W, STORE, MODE, G2);        \
     } else { /* one class value for all: the arrays are broadcast by a zero stride */                        \
         const int64_t lo = n * t / nt, hi = n * (t + 1) / nt;                                                \
         const int64_t B = 1024;                                                                              \
@@ -118,18 +119,19 @@ FK_INLINE double fk_part_##SUF(const T *x, const T *y, const int64_t *labels, co
         for (int64_t s = lo; s < hi; s += B) {                                                               \
             const int64_t e = s + B < hi ? s + B : hi;                                                       \
             acc += fk_range_##SUF(x, y, 0, w, ap, an, pwb, s, e, g, scale, loss_out, grad_out, HAS_W, STORE,  \
-                                  MODE);                                                                     \
+                                  MODE, G2);                                                                 \
         }                                                                                                    \
     }                                                                                                        \
     return acc;                                                                                              \
 }                                                                                                            \
                                                                                                              \
-/* Every (weight, store, mode) combination is its own branch-free loop. */                                  \
+/* Every (weight, store, mode, gamma = 2) combination is its own branch-free loop. */                        \
 FK_CLONES static double fk_dispatch_##SUF(const T *x, const T *y, const int64_t *labels, const T *w,         \
         const T *apos, const T *aneg, const T *pw, int64_t n, int64_t C, int nested, int mode, int t, int nt,  \
         T g, T scale, T *loss_out, T *grad_out) {                                                            \
-    const int sel = (w != 0) | (loss_out != 0) << 1;                                                          \
+    const int sel = (w != 0) | (loss_out != 0) << 1 | (mode != FK_PT && g == 2) << 2;                       \
     FK_CASES(SUF, 0) FK_CASES(SUF, 1) FK_CASES(SUF, 2) FK_CASES(SUF, 3)                                      \
+    FK_CASES_G2(SUF, 4) FK_CASES_G2(SUF, 5) FK_CASES_G2(SUF, 6) FK_CASES_G2(SUF, 7)                          \
     return 0.0;                                                                                              \
 }                                                                                                            \
                                                                                                              \
@@ -166,12 +168,14 @@ int64_t fk_count_soft_##SUF(const T *y, int64_t n, int nthreads) {              
     return count;                                                                                            \
 }
 
-/* The cases of fk_dispatch for one (weight, store) selector value S, over the three modes. */
+/* The cases of fk_dispatch for one selector value S (bit 0 weight, bit 1 store, bit 2 gamma = 2), over
+ * the modes; the "pt" loop has no gamma = 2 variant. */
 #define FK_CASE(SUF, S, M)                                                                                   \
     if (sel == S && mode == M)                                                                               \
         return fk_part_##SUF(x, y, labels, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out,       \
-                             grad_out, (S) & 1, (S) >> 1, M);
+                             grad_out, (S) & 1, ((S) >> 1) & 1, M, (S) >> 2);
 #define FK_CASES(SUF, S) FK_CASE(SUF, S, FK_LINEAR) FK_CASE(SUF, S, FK_PT) FK_CASE(SUF, S, FK_SPARSE)
+#define FK_CASES_G2(SUF, S) FK_CASE(SUF, S, FK_LINEAR) FK_CASE(SUF, S, FK_SPARSE)
 
 FK_DEFINE(float, f32, expf, logf, log1pf)
 FK_DEFINE(double, f64, exp, log, log1p)
@@ -217,12 +221,12 @@ FK_INLINE T fk_smx_hard_row_##SUF(T *r, int64_t C, int64_t y, T c, T g, T scale)
 /* Part of a dense row, classes [lo, hi), none of them the arg-max (so p <= 1/2): coefficient c_k, K_k   */  \
 /* into t, p into r; returns the loss, adds c_k K_k to *S.                                               */  \
 FK_INLINE T fk_smx_dense_range_##SUF(T *r, T *t, const T *cf, int64_t lo, int64_t hi, T m, T ls, T is,       \
-                                     T g, T *S) {                                                            \
+                                     T g, T *S, const int G2) {                                              \
     T loss = 0, acc = 0;                                                                                     \
     _Pragma("omp simd reduction(+:loss, acc)")                                                               \
     for (int64_t k = lo; k < hi; k++) {                                                                      \
-        const T lp = r[k] - m - ls, p = t[k] * is, om = 1 - p, l1m = LOG1P(-p);                              \
-        const T psi = -p * lp / om, mod = EXP(g * l1m), c = cf[k];                                           \
+        const T lp = r[k] - m - ls, p = t[k] * is, om = 1 - p; /* p <= 1/2: 1 - p is exact enough */       \
+        const T psi = -p * lp / om, mod = G2 ? om * om : EXP(g * LOG1P(-p)), c = cf[k];                      \
         const T ck = c * mod * (1 + g * psi);                                                                \
         loss += c * mod * -lp;                                                                               \
         acc += ck;                                                                                           \
@@ -234,7 +238,7 @@ FK_INLINE T fk_smx_dense_range_##SUF(T *r, T *t, const T *cf, int64_t lo, int64_
 }                                                                                                            \
                                                                                                              \
 /* One row with per-class coefficients cf (class weight times target mass); t is scratch of length C. */     \
-FK_INLINE T fk_smx_dense_row_##SUF(T *r, T *t, const T *cf, int64_t C, T g, T scale) {                      \
+FK_INLINE T fk_smx_dense_row_##SUF(T *r, T *t, const T *cf, int64_t C, T g, T scale, const int G2) {        \
     T m = -INFINITY;                                                                                         \
     int64_t a = 0;                                                                                           \
     for (int64_t k = 0; k < C; k++) if (r[k] > m) { m = r[k]; a = k; }                                       \
@@ -245,8 +249,8 @@ FK_INLINE T fk_smx_dense_row_##SUF(T *r, T *t, const T *cf, int64_t C, T g, T sc
     for (int64_t k = a + 1; k < C; k++) { const T e = EXP(r[k] - m); t[k] = e; s2 += e; }                    \
     const T rest = s1 + s2, za = r[a], s = rest + EXP(za - m), ls = LOG(s), is = 1 / s;                      \
     T S = 0;                                                                                                 \
-    T loss = fk_smx_dense_range_##SUF(r, t, cf, 0, a, m, ls, is, g, &S)                                      \
-           + fk_smx_dense_range_##SUF(r, t, cf, a + 1, C, m, ls, is, g, &S);                                 \
+    T loss = fk_smx_dense_range_##SUF(r, t, cf, 0, a, m, ls, is, g, &S, G2)                                  \
+           + fk_smx_dense_range_##SUF(r, t, cf, a + 1, C, m, ls, is, g, &S, G2);                             \
     { /* the arg-max class, exactly */                                                                       \
         T logp = za - m - ls;                                                                                \
         const T u = rest / s;                                                                                \
@@ -291,7 +295,8 @@ FK_CLONES static double fk_smx_part_##SUF(const T *z, const int64_t *y, const T 
             if (q) { /* probability targets, smoothed: c_k = w_k ((1 - eps) q_k + eps / C) */                \
                 for (int64_t k = 0; k < C; k++)                                                              \
                     cf[k] = (w ? w[k] : (T)1) * ((1 - eps) * q[base + k * S + j] + eps / (T)C);              \
-                loss = fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale);                                       \
+                loss = g == 2 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 1)                            \
+                              : fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 0);                           \
             } else if (y[pos] == ignore || y[pos] < 0 || y[pos] >= C) {                                     \
                 if (y[pos] != ignore) *bad = 1; /* out of range: reported as an error */                     \
                 memset(r, 0, (size_t)C * sizeof(T));                                                         \
@@ -301,7 +306,8 @@ FK_CLONES static double fk_smx_part_##SUF(const T *z, const int64_t *y, const T 
             } else { /* smoothed class index: c_k = w_k eps / C + w_y (1 - eps) [k = y] */                   \
                 for (int64_t k = 0; k < C; k++) cf[k] = (w ? w[k] : (T)1) * eps / (T)C;                      \
                 cf[y[pos]] += (w ? w[y[pos]] : (T)1) * (1 - eps);                                            \
-                loss = fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale);                                       \
+                loss = g == 2 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 1)                            \
+                              : fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 0);                           \
             }                                                                                                \
             if (loss_out) loss_out[pos] = loss;                                                              \
             acc += (double)loss;                                                                             \
@@ -346,7 +352,7 @@ int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w,
 FK_SOFTMAX_DEFINE(float, f32, expf, logf, log1pf)
 FK_SOFTMAX_DEFINE(double, f64, exp, log, log1p)
 
-int fk_abi_version(void) { return 7; }
+int fk_abi_version(void) { return 8; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }

@@ -51,7 +51,7 @@ def sigmoid_focal_kernel(x_ptr, y_ptr, w_ptr, apos_ptr, aneg_ptr, pw_ptr, scale_
         # alpha_t (1 - p_t)^g BCE_pw, log(1 - p_t) = logaddexp(log(1-y) + lp, log(y) + ln)
         pwy = pw * y
         bce = -(pwy * lp + (1.0 - y) * ln)
-        dbce = (1.0 - y + pwy) * p - pwy
+        dbce = (1.0 - y) * p - pwy * q  # no p - 1 cancellation where y = 1
         if G0:
             loss = bce
             grad = dbce

@@ -56,7 +56,7 @@ def _load() -> Optional[ctypes.CDLL]:
         fn = getattr(lib, name)
         fn.argtypes = [vp, vp, vp, vp, i64, i64, i64, i64, dbl, dbl, dbl, vp, vp, i32, ctypes.POINTER(dbl)]
         fn.restype = i32
-    if lib.fk_abi_version() != 7:  # pragma: no cover
+    if lib.fk_abi_version() != 8:  # pragma: no cover
         _ERROR = "focalkit._focal_native has an unexpected ABI version"
         return None
     _LIB = lib

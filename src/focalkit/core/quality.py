@@ -31,9 +31,10 @@ def quality_focal(
     lp = F.logsigmoid(x)
     ln = F.logsigmoid(-x)
     p = lp.exp()
+    q = ln.exp()
     pw_y = y if pos_weight is None else pos_weight * y
     bce = -(pw_y * lp + (1.0 - y) * ln)
-    dbce = (1.0 - y + pw_y) * p - pw_y
+    dbce = (1.0 - y) * p - pw_y * q  # = (1 - y + w y) p - w y, without the p - 1 cancellation
     if beta == 0.0:
         loss, grad = bce, dbce
     else:

@@ -67,7 +67,8 @@ def sigmoid_focal_pt(
         L'=\alpha_t m\,[B'+\gamma(1-2y)\,r\,B],\quad
         L''=\alpha_t m\,[\gamma(1-2y)rB((\gamma-1)(1-2y)r+1-2p)+2\gamma(1-2y)rB'+c\,s]
 
-    where :math:`B'=cp-w_+y`. :math:`\log u` is a log-add-exp of two log-sigmoids, exact for hard
+    where :math:`B'=cp-w_+y=(1-y)p-w_+y(1-p)`, computed in the second form (the first cancels where
+    :math:`y=1` and :math:`p` rounds to 1). :math:`\log u` is a log-add-exp of two log-sigmoids, exact for hard
     labels (it reduces to :math:`\ell(-x_t)`), so nothing here divides by a vanishing :math:`u`.
     """
     lp = F.logsigmoid(x)
@@ -79,7 +80,8 @@ def sigmoid_focal_pt(
     pw_y = y if pos_weight is None else pos_weight * y
     c = 1.0 - y + pw_y
     bce = -(pw_y * lp + (1.0 - y) * ln)
-    dbce = c * p - pw_y
+    # c p - w y = (1 - y) p - w y (1 - p): no p - 1 cancellation where y = 1 and p rounds to 1
+    dbce = (1.0 - y) * p - pw_y * q
 
     if gamma == 0.0:
         loss, grad = bce, dbce
