@@ -139,7 +139,7 @@ def softmax_focal_kernel(z_ptr, y_ptr, q_ptr, w_ptr, scale_ptr, grad_ptr, loss_p
     scale = tl.load(scale_ptr)
     ar = tl.arange(0, BLOCK_C).to(tl.int64)
     if HAS_Q:
-        valid = True
+        valid = row >= 0  # a tensor (always true), so that tl.where compiles the same on a GPU
         ysafe = tl.zeros((), tl.int64)
     else:
         yy = tl.load(y_ptr + row)
