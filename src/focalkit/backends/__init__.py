@@ -14,7 +14,6 @@ import os
 import warnings
 from typing import Optional
 
-import torch
 from torch import Tensor
 
 from focalkit import _checks

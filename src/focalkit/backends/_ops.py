@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from focalkit import _reduce
-from focalkit.backends.eager import scale_saved
+from focalkit.backends.eager import compute_dtype, scale_saved
 
 SIGMOID_SCHEMA = ("(Tensor logits, Tensor targets, Tensor? weight, Tensor apos, Tensor aneg, Tensor pw, "
                   "bool has_alpha, bool per_class, bool pt, float gamma, str reduction, Tensor? den) "
@@ -59,20 +59,16 @@ def define(name: str, kind: str, impl: Callable[..., tuple[Tensor, Tensor]], dev
     return op
 
 
-def vector_dtype(logits: Tensor) -> torch.dtype:
-    return torch.float64 if logits.dtype == torch.float64 else torch.float32
-
-
 def _class_vector(value: Any, n_cls: int, default: float, like: Tensor) -> Tensor:
     if isinstance(value, Tensor):
         return value.to(dtype=like.dtype, device=like.device).reshape(-1).expand(n_cls).contiguous()
     return torch.full((n_cls,), default if value is None else float(value), dtype=like.dtype, device=like.device)
 
 
-def sigmoid(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
-            pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any,
-            inplace_grad: bool = False) -> Tensor:
-    like = torch.empty((), dtype=vector_dtype(logits), device=logits.device)
+def sigmoid(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float,
+            weight: Optional[Tensor], pos_weight: Optional[Tensor], soft_target: str, reduction: str,
+            normalizer: Any, inplace_grad: bool = False) -> Tensor:
+    like = torch.empty((), dtype=compute_dtype(logits.dtype), device=logits.device)
     n_cls = logits.shape[-1] if logits.dim() else 1
     apos = _class_vector(alpha, n_cls, 1.0, like)
     aneg = 1.0 - apos if alpha is not None else torch.ones_like(apos)
@@ -85,11 +81,14 @@ def sigmoid(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, alpha: 
 
 def softmax_denominator(logits: Tensor, targets: Tensor, weight: Optional[Tensor], ignore_index: int,
                         reduction: str, normalizer: Any) -> Optional[Tensor]:
-    like = torch.empty((), dtype=vector_dtype(logits), device=logits.device)
-    if targets.is_floating_point():
-        count: Any = logits.numel() // logits.shape[1] if logits.shape[1] else logits.shape[0]
-    else:
-        count = _reduce.class_index_count(targets, ignore_index, None if weight is None else weight.to(like.dtype))
+    like = torch.empty((), dtype=compute_dtype(logits.dtype), device=logits.device)
+    count: Any = None  # the mean's denominator, only counted where it is used
+    if reduction == "mean" and normalizer is None:
+        if targets.is_floating_point():
+            count = logits.numel() // logits.shape[1] if logits.shape[1] else logits.shape[0]
+        else:
+            w = None if weight is None else weight.to(like.dtype)
+            count = _reduce.class_index_count(targets, ignore_index, w)
     return _reduce.denominator(reduction, normalizer, count, like)
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from focalkit.backends import _ops
-from focalkit.backends.eager import write_into_logits
+from focalkit.backends.eager import compute_dtype, write_into_logits
 
 _LIB: Optional[ctypes.CDLL] = None
 _HALF_BLOCK = 1 << 22  # float16 / bfloat16 are converted to float32 this many elements at a time
@@ -76,10 +76,6 @@ def _ptr(t: Optional[Tensor]) -> Optional[int]:
     return None if t is None else t.data_ptr()
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _has_soft_targets(y: Tensor, ct: torch.dtype) -> bool:
     """Any target outside {0, 1}? One vectorised read-only pass in C (``y`` contiguous, of dtype ``ct``)."""
     fn = _LIB.fk_count_soft_f64 if ct == torch.float64 else _LIB.fk_count_soft_f32
@@ -105,7 +101,7 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     (shape ``logits.shape[:-1]``, C = background) take the sparse loop: no one-hot tensor."""
     lib = _load()
     dtype = logits.dtype
-    ct = _compute_dtype(dtype)
+    ct = compute_dtype(dtype)
     sparse = targets.shape != logits.shape
     n_cls = logits.shape[-1] if logits.dim() else 1
     rows = logits.numel() // n_cls if n_cls else 0
@@ -194,7 +190,7 @@ def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gam
                   inplace: bool = False) -> tuple[Tensor, Tensor]:
     _load()
     dtype = logits.dtype
-    ct = _compute_dtype(dtype)
+    ct = compute_dtype(dtype)
     n = logits.shape[0]
     w = None if weight is None else weight.to(ct).contiguous()
     if targets.is_floating_point():

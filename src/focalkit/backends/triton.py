@@ -15,6 +15,7 @@ scalar / per class, ``pos_weight`` per class, elementwise ``weight``) and
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from typing import Any, Optional
 
@@ -112,9 +113,7 @@ def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gam
     dev = logits.device
     n, n_cls = logits.shape[0], logits.shape[1]
     spatial = tuple(logits.shape[2:])
-    s = 1
-    for d in spatial:
-        s *= d
+    s = math.prod(spatial)
     x = logits.detach().contiguous()
     w = None if weight is None else weight.to(torch.float32).contiguous()
     y, q = (None, targets.contiguous()) if targets.is_floating_point() else (targets.to(torch.int64).contiguous(), None)
