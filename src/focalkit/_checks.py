@@ -34,7 +34,12 @@ def is_number(value: Any) -> bool:
 
 def number(name: str, value: Any, *, lo: Optional[float] = None, hi: Optional[float] = None,
            lo_open: bool = False, hi_open: bool = False) -> float:
-    """A finite real number within [lo, hi] (open ends where asked); returns it as float."""
+    """A finite real number within [lo, hi] (open ends where asked); returns it as float.
+
+    Under ``torch.compile(dynamic=True)`` numbers arrive as symbolic floats / ints: ``float()``
+    specialises them (a guard), so they are checked like any other number."""
+    if isinstance(value, (torch.SymFloat, torch.SymInt)):
+        value = float(value)
     if not is_number(value):
         fail(name, "to be a real number", value, TypeError)
     value = float(value)
@@ -96,11 +101,71 @@ def can_read(value: Tensor) -> bool:
     return value.device.type == "cpu" and value.numel() > 0 and not torch.compiler.is_compiling()
 
 
-def in_unit_interval(name: str, value: Tensor) -> None:
-    """Values in [0, 1]; only checked where :func:`can_read`."""
-    if can_read(value) and not bool(((value >= 0) & (value <= 1)).all()):
-        bad = value[~((value >= 0) & (value <= 1))][0].item()
-        fail(name, "to hold values in [0, 1]", f"a value {bad!r}")
+def in_unit_interval(name: str, value: Tensor, allow: Optional[float] = None) -> None:
+    """Values in [0, 1] (NaN passes: it propagates); only checked where :func:`can_read`. One pass
+    (``aminmax``) in the common case. ``allow``: one more value that is accepted (an ignore index)."""
+    if not can_read(value) or value.dtype == torch.bool:
+        return
+    lo, hi = torch.aminmax(value)
+    if bool(lo >= 0) and bool(hi <= 1):
+        return
+    outside = ((value < 0) | (value > 1)) if allow is None else (((value < 0) | (value > 1)) & (value != allow))
+    if bool(outside.any()):
+        fail(name, "to hold values in [0, 1]" + ("" if allow is None else f" or {allow:g}"),
+             f"a value {value[outside][0].item()!r}")
+
+
+def nonnegative(name: str, value: Optional[Tensor]) -> None:
+    """The package's one rule for weights (class weights, elementwise weights, ``pos_weight``, alpha
+    vectors): every value >= 0 (NaN propagates). Checked where :func:`can_read`."""
+    if value is None or not can_read(value):
+        return
+    if bool(value.detach().min() < 0):
+        fail(name, "to hold values >= 0 (weights cannot be negative)", f"a value {value[value < 0][0].item()!r}")
+
+
+def labels_in_range(name: str, labels: Tensor, lo: int, hi: int, ignore: Optional[int], condition: str) -> None:
+    """Integer class indices in [lo, hi] (or ``ignore``). Read where :func:`can_read`; elsewhere (CUDA,
+    torch.compile) an asynchronous device-side assertion (``torch._assert_async``): no host sync, and
+    no bad label is ever computed as if it were a class."""
+    if labels.numel() == 0:
+        return
+    bad = (labels < lo) | (labels > hi)
+    if ignore is not None:
+        bad = bad & (labels != ignore)
+    if can_read(labels):
+        if bool(bad.any()):
+            fail(name, condition, f"a value {labels[bad][0].item()}")
+        return
+    torch._assert_async(~bad.any(), f"Expected `{name}` {condition}")
+
+
+def self_overlapping(t: Tensor) -> bool:
+    """Whether two elements of ``t`` may share memory (expanded, unfolded or other overlapping views).
+    Dims sorted by stride: each stride must step past everything the smaller ones reach."""
+    extent = 1
+    for stride, size in sorted((st, sz) for st, sz in zip(t.stride(), t.shape) if sz > 1):
+        if stride < extent:
+            return True
+        extent += stride * (size - 1)
+    return False
+
+
+def inplace_grad(value: Any, logits: Tensor, others: Sequence[Any]) -> bool:
+    """``inplace_grad=True`` only where writing the gradient into the logits' storage can be right."""
+    boolean("inplace_grad", value)
+    if not value:
+        return False
+    if logits.is_leaf and logits.requires_grad:
+        fail("inplace_grad", "to be False for a leaf tensor that requires grad (PyTorch forbids in-place "
+             "writes there; its .grad would share the logits' storage)", value)
+    if self_overlapping(logits):
+        fail("inplace_grad", "to be False for logits whose elements share memory (expanded or overlapping "
+             "views: one gradient would overwrite another); pass logits.contiguous()", value)
+    if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in others):
+        fail("inplace_grad", "to be False when targets or weights require grad (their gradients need the "
+             "logits, which inplace_grad overwrites)", value)
+    return True
 
 
 def alpha(value: Any, num_classes: Optional[int] = None, *, allow_none: bool = True):
@@ -129,8 +194,11 @@ def normalizer(value: Any, reduction_: str) -> Any:
     if isinstance(value, Tensor):
         if value.dim() != 0:
             fail("normalizer", "to be a number or a 0-dim tensor", f"shape {tuple(value.shape)}")
-        if can_read(value) and not bool(value > 0):
-            fail("normalizer", "> 0", value)
+        if not value.is_floating_point() and value.dtype not in (torch.int32, torch.int64, torch.int16,
+                                                                 torch.int8, torch.uint8):
+            fail("normalizer", "to be a real number or a real 0-dim tensor", value.dtype, TypeError)
+        if can_read(value) and not (bool(value > 0) and bool(torch.isfinite(value))):
+            fail("normalizer", "to be finite and > 0", value)
         return value
     return number("normalizer", value, lo=0.0, lo_open=True)
 
@@ -143,6 +211,7 @@ def class_weight(name: str, value: Optional[Tensor], num_classes: int, ref: Tens
     if value.dim() != 1 or value.numel() != num_classes:
         fail(name, f"to have shape ({num_classes},) (one entry per class)", f"shape {tuple(value.shape)}")
     same_device(name, value, ref)
+    nonnegative(name, value)
     return value
 
 

@@ -143,6 +143,11 @@ int fk_sigmoid_focal_##SUF(const T *x, const T *y, const int64_t *labels, const 
     *sum_out = 0.0;                                                                                          \
     if (n == 0) return 0;                                                                                    \
     if (C < 1 || n < 0 || ((nested || labels) && n % C) || (!y && !labels)) return 1;                        \
+    if (labels) { /* class indices in [0, C] (C = background): anything else is an error, not background */ \
+        int64_t bad = 0;                                                                                     \
+        for (int64_t r = 0; r < n / C; r++) bad |= (labels[r] < 0) | (labels[r] > C);                        \
+        if (bad) return 3;                                                                                   \
+    }                                                                                                        \
     if (nthreads < 1 || n < 65536) nthreads = 1; /* small inputs: a second thread costs more than it gives */ \
     const int mode = labels ? FK_SPARSE : pt ? FK_PT : FK_LINEAR;                                            \
     double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
@@ -352,7 +357,7 @@ int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w,
 FK_SOFTMAX_DEFINE(float, f32, expf, logf, log1pf)
 FK_SOFTMAX_DEFINE(double, f64, exp, log, log1p)
 
-int fk_abi_version(void) { return 8; }
+int fk_abi_version(void) { return 9; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }

@@ -6,6 +6,11 @@ Every op returns ``(loss, grad)``: the (reduced) loss and its gradient with resp
 already divided by the reduction's denominator; backward multiplies ``grad`` by ``grad_output``.
 The arguments that need no kernel (per-class vectors, the denominator) are prepared here with
 ordinary tensor ops, which trace.
+
+The ops are public (``torch.ops.focalkit.*``), so each one validates every argument's shape, dtype
+and device itself (metadata only, no host synchronisation) before any pointer reaches a kernel:
+:func:`check_sigmoid_args`, :func:`check_softmax_args`. Their gradients flow to the logits only, and
+first order only; the losses of :mod:`focalkit` give the rest (``eager.LossFunction``).
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from focalkit import _reduce
+from focalkit.backends import eager
 from focalkit.backends.eager import compute_dtype, scale_saved
 
 SIGMOID_SCHEMA = ("(Tensor logits, Tensor targets, Tensor? weight, Tensor apos, Tensor aneg, Tensor pw, "
@@ -24,6 +29,82 @@ SIGMOID_SCHEMA = ("(Tensor logits, Tensor targets, Tensor? weight, Tensor apos, 
                   "-> (Tensor, Tensor)")
 SOFTMAX_SCHEMA = ("(Tensor logits, Tensor targets, Tensor? weight, float gamma, int ignore_index, "
                   "float label_smoothing, str reduction, Tensor? den) -> (Tensor, Tensor)")
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _bad(op: str, name: str, condition: str, got: Any) -> None:
+    raise ValueError(f"focalkit::{op}: expected `{name}` {condition}, got {got}.")
+
+
+def _meta(t: Tensor) -> str:
+    return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
+
+
+def _check_common(op: str, logits: Tensor, reduction: str, den: Optional[Tensor]) -> None:
+    if not isinstance(logits, Tensor) or logits.dtype not in _FLOATS:
+        _bad(op, "logits", "to be a float16/bfloat16/float32/float64 tensor", _meta(logits))
+    if reduction not in ("none", "mean", "sum"):
+        _bad(op, "reduction", "to be 'none', 'mean' or 'sum'", repr(reduction))
+    if den is not None and (den.numel() != 1 or den.device != logits.device or not den.is_floating_point()):
+        _bad(op, "den", f"to be a 1-element float tensor on {logits.device}", _meta(den))
+
+
+def _check_on(op: str, name: str, t: Tensor, logits: Tensor) -> None:
+    if t.device != logits.device:
+        _bad(op, name, f"on the logits' device {logits.device}", _meta(t))
+
+
+def check_sigmoid_args(op: str, logits: Tensor, targets: Tensor, weight: Optional[Tensor], apos: Tensor,
+                       aneg: Tensor, pw: Tensor, reduction: str, den: Optional[Tensor]) -> None:
+    """Every argument of a sigmoid op, by metadata: no kernel reads or writes outside a tensor."""
+    _check_common(op, logits, reduction, den)
+    n_cls = logits.shape[-1] if logits.dim() else 1
+    _check_on(op, "targets", targets, logits)
+    if targets.shape == logits.shape:
+        if targets.dtype not in _FLOATS + _INTS + (torch.bool,):
+            _bad(op, "targets", "to be real", _meta(targets))
+    elif logits.dim() >= 2 and n_cls > 1 and targets.shape == logits.shape[:-1] and targets.dtype in _INTS:
+        pass  # sparse class indices, range-checked by the kernel
+    else:
+        _bad(op, "targets", f"of shape {tuple(logits.shape)}, or integer class indices of shape "
+             f"{tuple(logits.shape[:-1])}", _meta(targets))
+    if weight is not None:
+        _check_on(op, "weight", weight, logits)
+        if weight.dtype not in _FLOATS or torch.broadcast_shapes(weight.shape, logits.shape) != logits.shape:
+            _bad(op, "weight", f"to be a float tensor broadcastable to {tuple(logits.shape)}", _meta(weight))
+    for name, t in (("apos", apos), ("aneg", aneg), ("pw", pw)):
+        _check_on(op, name, t, logits)
+        if t.dim() != 1 or t.shape[0] != n_cls or t.dtype != compute_dtype(logits.dtype):
+            _bad(op, name, f"to have shape ({n_cls},) and dtype {compute_dtype(logits.dtype)}", _meta(t))
+
+
+def check_softmax_args(op: str, logits: Tensor, targets: Tensor, weight: Optional[Tensor], reduction: str,
+                       den: Optional[Tensor]) -> None:
+    _check_common(op, logits, reduction, den)
+    if logits.dim() < 2:
+        _bad(op, "logits", "to have shape (N, C, d1, ...)", _meta(logits))
+    _check_on(op, "targets", targets, logits)
+    if targets.is_floating_point():
+        if targets.shape != logits.shape:
+            _bad(op, "targets", f"as probabilities to have shape {tuple(logits.shape)}", _meta(targets))
+    elif targets.dtype not in _INTS or targets.shape != logits.shape[:1] + logits.shape[2:]:
+        _bad(op, "targets", f"to be integer class indices of shape {tuple(logits.shape[:1] + logits.shape[2:])}",
+             _meta(targets))
+    if weight is not None:
+        _check_on(op, "weight", weight, logits)
+        if weight.dim() != 1 or weight.shape[0] != logits.shape[1] or not weight.is_floating_point():
+            _bad(op, "weight", f"to be a float tensor of shape ({logits.shape[1]},)", _meta(weight))
+
+
+def raw(t: Optional[Tensor], dtype: Optional[torch.dtype] = None) -> Optional[Tensor]:
+    """A contiguous tensor whose memory holds its values (neg / conj views resolved), for a raw pointer."""
+    if t is None:
+        return None
+    t = t.detach()
+    if dtype is not None:
+        t = t.to(dtype)
+    return torch.resolve_conj(torch.resolve_neg(t)).contiguous()
 
 
 def _stores(reduction: str, den: Optional[Tensor]) -> bool:
@@ -38,6 +119,10 @@ def define(name: str, kind: str, impl: Callable[..., tuple[Tensor, Tensor]], dev
     n_args = len(schema.split("->")[0].split(","))
 
     def fake(logits: Tensor, targets: Tensor, *rest: Any) -> tuple[Tensor, Tensor]:
+        if kind == "sigmoid":
+            check_sigmoid_args(name, logits, targets, *rest[:4], rest[-2], rest[-1])
+        else:
+            check_softmax_args(name, logits, targets, rest[0], rest[-2], rest[-1])
         reduction, den = rest[-2], rest[-1]
         if not _stores(reduction, den):
             shape: Any = ()
@@ -51,7 +136,15 @@ def define(name: str, kind: str, impl: Callable[..., tuple[Tensor, Tensor]], dev
         ctx.set_materialize_grads(False)  # no zeros the size of the logits for the unused output
 
     def backward(ctx: Any, grad_out: Tensor, _unused: Any) -> tuple:
+        if any(ctx.needs_input_grad[1:]):
+            raise RuntimeError(f"torch.ops.focalkit.{name} differentiates the logits only; call the focalkit "
+                               "loss function for gradients of targets or weights")
         (grad,) = ctx.saved_tensors
+        if grad_out is None:
+            return (None,) * n_args
+        if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            raise RuntimeError(f"torch.ops.focalkit.{name} has no second derivative; call the focalkit loss "
+                               "function, whose backward supports create_graph=True")
         return (scale_saved(grad, grad_out, None if kind == "sigmoid" else 1),) + (None,) * (n_args - 1)
 
     op.register_fake(fake)
@@ -61,13 +154,32 @@ def define(name: str, kind: str, impl: Callable[..., tuple[Tensor, Tensor]], dev
 
 def _class_vector(value: Any, n_cls: int, default: float, like: Tensor) -> Tensor:
     if isinstance(value, Tensor):
-        return value.to(dtype=like.dtype, device=like.device).reshape(-1).expand(n_cls).contiguous()
+        return value.detach().to(dtype=like.dtype, device=like.device).reshape(-1).expand(n_cls).contiguous()
     return torch.full((n_cls,), default if value is None else float(value), dtype=like.dtype, device=like.device)
+
+
+def class_vector_layout(value: Optional[Tensor], n_cls: int) -> bool:
+    """Whether a broadcastable ``pos_weight`` is one value, or one per class along the last dim (what the
+    kernels take); any other layout (per row, elementwise) runs eagerly."""
+    if value is None or value.numel() == 1:
+        return True
+    return value.dim() >= 1 and value.shape[-1] == n_cls and value.numel() == n_cls
+
+
+def _call(op: Any, run: eager.Run, logits: Tensor, targets: Tensor, args: tuple, aux: tuple) -> Tensor:
+    if torch.compiler.is_compiling():
+        if torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in aux):
+            return run.reference(logits, *aux)[0]
+        if run.inplace:
+            raise RuntimeError("inplace_grad=True cannot run under torch.compile (it writes into an input); "
+                               "use inplace_grad=False there")
+        return op(logits, targets, *args)[0]
+    return eager.apply(run, logits, *aux)
 
 
 def sigmoid(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float,
             weight: Optional[Tensor], pos_weight: Optional[Tensor], soft_target: str, reduction: str,
-            normalizer: Any, inplace_grad: bool = False) -> Tensor:
+            normalizer: Any, inplace_grad: bool = False, sparse: bool = False) -> Tensor:
     like = torch.empty((), dtype=compute_dtype(logits.dtype), device=logits.device)
     n_cls = logits.shape[-1] if logits.dim() else 1
     apos = _class_vector(alpha, n_cls, 1.0, like)
@@ -75,8 +187,15 @@ def sigmoid(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, alpha: 
     pw = _class_vector(pos_weight, n_cls, 1.0, like)
     per_class = isinstance(alpha, Tensor) or (pos_weight is not None and pos_weight.numel() > 1)
     den = _reduce.denominator(reduction, normalizer, logits.numel(), like)
+    den = None if den is None else den.detach()
     args = (weight, apos, aneg, pw, alpha is not None, per_class, soft_target == "pt", float(gamma), reduction, den)
-    return _call(op, impl, "sigmoid", logits, targets, args, inplace_grad)
+    ref = eager.sigmoid_reference(alpha=alpha, gamma=gamma, soft_target=soft_target, reduction=reduction,
+                                  normalizer=normalizer, sparse=sparse)
+    compute = (lambda lg, tg, *_: impl(lg, tg, *args, inplace=True)) if inplace_grad \
+        else (lambda lg, tg, *_: impl(lg, tg, *args))
+    run = eager.Run("sigmoid_focal_loss", compute, ref, None, inplace_grad)
+    aux = eager.sigmoid_aux(targets, weight, pos_weight, alpha, normalizer)
+    return _call(op, run, logits, targets, args, aux)
 
 
 def softmax_denominator(logits: Tensor, targets: Tensor, weight: Optional[Tensor], ignore_index: int,
@@ -87,44 +206,21 @@ def softmax_denominator(logits: Tensor, targets: Tensor, weight: Optional[Tensor
         if targets.is_floating_point():
             count = logits.numel() // logits.shape[1] if logits.shape[1] else logits.shape[0]
         else:
-            w = None if weight is None else weight.to(like.dtype)
+            w = None if weight is None else weight.detach().to(like.dtype)
             count = _reduce.class_index_count(targets, ignore_index, w)
-    return _reduce.denominator(reduction, normalizer, count, like)
-
-
-class _KernelCall(torch.autograd.Function):
-    """Outside ``torch.compile`` a kernel runs through this Function, not through its custom op: the
-    op's dispatch costs tens of microseconds a call, and its first call imports ``torch._dynamo``
-    (over a second). Same impl, same saved buffer, same backward."""
-
-    @staticmethod
-    def forward(ctx: Any, logits: Tensor, targets: Tensor, impl: Callable, args: tuple, unsqueeze: Optional[int],
-                inplace: bool) -> Tensor:
-        out, grad = impl(logits, targets, *args, inplace=True) if inplace else impl(logits, targets, *args)
-        ctx.save_for_backward(grad)
-        ctx.unsqueeze = unsqueeze
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: Tensor) -> tuple:
-        (grad,) = ctx.saved_tensors
-        return scale_saved(grad, grad_out, ctx.unsqueeze), None, None, None, None, None
-
-
-def _call(op: Any, impl: Callable, kind: str, logits: Tensor, targets: Tensor, args: tuple,
-          inplace: bool = False) -> Tensor:
-    if torch.compiler.is_compiling():
-        if inplace:
-            raise RuntimeError("inplace_grad=True cannot run under torch.compile (it writes into an input); "
-                               "use inplace_grad=False there")
-        return op(logits, targets, *args)[0]
-    return _KernelCall.apply(logits, targets, impl, args, None if kind == "sigmoid" else 1, inplace)
+    den = _reduce.denominator(reduction, normalizer, count, like)
+    return None if den is None else den.detach()
 
 
 def softmax(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, gamma: float, weight: Optional[Tensor],
             ignore_index: int, label_smoothing: float, reduction: str, normalizer: Any,
             inplace_grad: bool = False) -> Tensor:
     den = softmax_denominator(logits, targets, weight, ignore_index, reduction, normalizer)
-    args = (weight, float(gamma), ignore_index, float(label_smoothing), reduction, den)
-    return _call(op, impl, "softmax", logits, targets, args, inplace_grad)
+    w = None if weight is None else weight.detach()
+    args = (w, float(gamma), ignore_index, float(label_smoothing), reduction, den)
+    ref = eager.softmax_reference(gamma=gamma, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                                  reduction=reduction, normalizer=normalizer)
+    compute = (lambda lg, tg, *_: impl(lg, tg, *args, inplace=True)) if inplace_grad \
+        else (lambda lg, tg, *_: impl(lg, tg, *args))
+    run = eager.Run("softmax_focal_loss", compute, ref, 1, inplace_grad)
+    return _call(op, run, logits, targets, args, (targets, weight, eager.tensor_or_none(normalizer)))

@@ -144,7 +144,10 @@ def softmax_focal_kernel(z_ptr, y_ptr, q_ptr, w_ptr, scale_ptr, grad_ptr, loss_p
     else:
         yy = tl.load(y_ptr + row)
         valid = yy != ignore
-        ysafe = tl.where(valid, yy, 0)
+        # an index outside [0, C) reads nothing: the position's loss and gradient become NaN (the host
+        # cannot be told without a synchronisation; the losses' own checks raise where they can read)
+        bad = valid & ((yy < 0) | (yy >= C))
+        ysafe = tl.where(valid & (bad == 0), yy, 0)
     # pass 1: max and arg-max
     m = -float("inf")
     a = tl.zeros((), tl.int64)
@@ -185,8 +188,12 @@ def softmax_focal_kernel(z_ptr, y_ptr, q_ptr, w_ptr, scale_ptr, grad_ptr, loss_p
             term, ck, p = _dense_chunk(z_ptr, q_ptr, w_ptr, base, k, mask, S, C, ysafe, wy, eps, a, m, ls, s_rest, s,
                                        gamma, HAS_Q, HAS_W, G0)
             g = tl.where(valid, (p * S_acc - ck) * scale, 0.0)
+            if not HAS_Q:
+                g = tl.where(bad, float("nan"), g)
             tl.store(grad_ptr + base + k * S, g.to(grad_ptr.dtype.element_ty), mask=mask)
         loss = tl.where(valid, loss, 0.0)
+        if not HAS_Q:
+            loss = tl.where(bad, float("nan"), loss)
     else:
         zy = tl.load(z_ptr + base + ysafe * S).to(tl.float32)
         logp = zy - m - ls
@@ -209,5 +216,7 @@ def softmax_focal_kernel(z_ptr, y_ptr, q_ptr, w_ptr, scale_ptr, grad_ptr, loss_p
             zk = tl.load(z_ptr + base + k * S, mask=mask, other=0.0).to(tl.float32)
             g = tl.where(k == ysafe, -ck * u * scale, tl.exp(zk - m) * f)
             g = tl.where(valid, g, 0.0)
+            g = tl.where(bad, float("nan"), g)
             tl.store(grad_ptr + base + k * S, g.to(grad_ptr.dtype.element_ty), mask=mask)
+        loss = tl.where(bad, float("nan"), loss)
     tl.store(loss_ptr + row, loss)

@@ -1,22 +1,31 @@
-"""Eager backend: closed-form loss and gradient in one forward pass, backward scales by grad_output.
+"""Eager backend, the reference: closed-form loss and gradient in one forward pass with PyTorch ops;
+backward only scales the saved gradient.
 
-Memory: each op saves exactly one tensor for backward, the gradient of the (reduced) loss with
-respect to the logits, in the logits' dtype. float16 / bfloat16 logits are computed in float32 and
-the loss and gradient are returned in the input dtype.
+Every closed-form loss, on every backend, runs through one ``torch.autograd.Function``,
+:class:`LossFunction`, described by a :class:`Run`: ``compute`` (the fast forward: a kernel, or the
+eager formula without autograd) and ``reference`` (the eager formula of :mod:`focalkit.core` as
+differentiable tensor ops). The first-order gradient with respect to the logits is the saved
+closed-form one (one gradient-sized buffer; no recompute). Backward re-evaluates ``reference`` with
+autograd only when it has to:
 
-Gradients flow to the logits only: targets, weights, ``alpha`` and ``normalizer`` are constants.
-The backward is not itself differentiable (``once_differentiable``); the closed-form second
-derivatives are in :mod:`focalkit.core` for those who need them.
+* ``create_graph=True`` (gradient penalties, Hessian-vector products, MAML): the gradient is then the
+  reference's closed-form gradient as a differentiable expression, so its own derivative (the
+  Hessian) is exact;
+* targets, weights, ``pos_weight``, ``alpha`` or a ``normalizer`` tensor that require a gradient
+  (distillation, IoU-aware targets): their gradients come from autograd through the reference loss.
+
+float16 / bfloat16 logits are computed in float32 and the loss and gradient are returned in the
+input dtype. With ``inplace_grad=True`` the logits are overwritten, so neither can be recomputed:
+those cases are refused with an error that says so.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from focalkit import _reduce
 from focalkit.core import (
@@ -41,14 +50,21 @@ def _cast(value: Any, dtype: torch.dtype) -> Any:
     return value.to(dtype) if isinstance(value, Tensor) else value
 
 
-class _ClosedForm(torch.autograd.Function):
-    """Base: ``forward`` saves d(output)/d(logits); ``backward`` multiplies it by grad_output."""
+def tensor_or_none(value: Any) -> Optional[Tensor]:
+    """Arguments that autograd must see are passed as tensors; numbers stay in the closures."""
+    return value if isinstance(value, Tensor) else None
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: Tensor) -> tuple:
-        (grad,) = ctx.saved_tensors
-        return (scale_saved(grad, grad_out, ctx.unsqueeze),) + (None,) * ctx.n_extra
+
+class Run(NamedTuple):
+    """How one call computes: ``compute(logits, *aux) -> (out, grad)`` runs without autograd (a kernel or
+    the eager formula); ``reference(logits, *aux) -> (out, grad)`` is the eager formula in
+    differentiable ops. ``unsqueeze``: where ``grad_output`` of ``reduction="none"`` gets the class dim."""
+
+    name: str
+    compute: Callable[..., tuple[Tensor, Tensor]]
+    reference: Callable[..., tuple[Tensor, Tensor]]
+    unsqueeze: Optional[int] = None
+    inplace: bool = False
 
 
 def _is_plain(t: Tensor) -> bool:
@@ -66,38 +82,138 @@ def scale_saved(grad: Tensor, grad_out: Tensor, unsqueeze: Optional[int] = None)
     second backward sees the same buffer.
     """
     if (grad_out.numel() == 1 and grad_out.device.type == "cpu" and _is_plain(grad_out)
-            and grad_out.dim() <= grad.dim() and float(grad_out) == 1.0):
+            and not grad_out.requires_grad and grad_out.dim() <= grad.dim() and float(grad_out) == 1.0):
         return grad
     if unsqueeze is not None and grad_out.dim() > 0:
         grad_out = grad_out.unsqueeze(unsqueeze)
     return grad * grad_out.to(grad.dtype)
 
 
-class _Elementwise(_ClosedForm):
+def write_into_logits(logits: Tensor, grad: Tensor) -> Tensor:
+    """``inplace_grad=True``: the gradient replaces the logits in their own storage. The logits'
+    version counter is bumped, so an op that saved them for its backward raises instead of reading
+    gradients. Returns the (detached) logits, now holding the gradient."""
+    out = logits.detach()
+    if grad.data_ptr() != out.data_ptr() or grad.is_neg() != out.is_neg():
+        out.copy_(grad)
+    torch.autograd.graph.increment_version(logits)
+    return out
+
+
+_INPLACE_REFUSED = ("inplace_grad=True overwrote the logits with their gradient, so {what} cannot be computed; "
+                    "call the loss with inplace_grad=False")
+
+
+class LossFunction(torch.autograd.Function):
+    """``apply(run, logits, *aux)``: see the module docstring."""
+
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor],
-                fn: Callable, reduction: str, normalizer: Any, inplace_grad: bool = False) -> Tensor:
-        x = logits.to(compute_dtype(logits.dtype))
-        y = targets.to(x.dtype) if targets.shape == logits.shape else targets  # else class indices
-        terms = fn(x, y)
-        loss, grad = terms[0], terms[1]
-        if weight is not None:
-            w = weight.to(x.dtype)
-            loss, grad = loss * w, grad * w
-        den = _reduce.denominator(reduction, normalizer, loss.numel(), loss)
-        out, grad = _reduce.reduce(loss, grad, reduction, den)
-        ctx.save_for_backward(write_into_logits(logits, grad) if inplace_grad else grad.to(logits.dtype))
-        ctx.unsqueeze, ctx.n_extra = None, 6
-        return out.to(logits.dtype)
+    def forward(ctx: Any, run: Run, logits: Tensor, *aux: Optional[Tensor]) -> Tensor:
+        out, grad = run.compute(logits, *aux)
+        if run.inplace:
+            grad = write_into_logits(logits, grad)
+            ctx.save_for_backward(grad)
+        else:
+            ctx.save_for_backward(grad, logits, *aux)
+        ctx.run = run
+        ctx.set_materialize_grads(False)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Optional[Tensor]) -> tuple:
+        run: Run = ctx.run
+        n_aux = len(ctx.needs_input_grad) - 2
+        if grad_out is None:
+            return (None,) * (n_aux + 2)
+        saved = ctx.saved_tensors
+        grad = saved[0]
+        higher = torch.is_grad_enabled()  # create_graph=True
+        aux_need = ctx.needs_input_grad[2:]
+        if not higher and not any(aux_need):
+            return (None, scale_saved(grad, grad_out, run.unsqueeze)) + (None,) * n_aux
+        if run.inplace:
+            what = "second-order gradients" if higher else "gradients of targets or weights"
+            raise RuntimeError(f"{run.name}: " + _INPLACE_REFUSED.format(what=what))
+        logits, aux = saved[1], list(saved[2:])
+        with torch.enable_grad():
+            if not higher:
+                logits = logits.detach()
+                aux = [None if a is None else a.detach().requires_grad_(need) for a, need in zip(aux, aux_need)]
+            out, ref_grad = run.reference(logits, *aux)
+            wanted = [a for a, need in zip(aux, aux_need) if need]
+            aux_grads: Any = ()
+            if wanted and out.requires_grad:
+                aux_grads = torch.autograd.grad(out, wanted, grad_out, create_graph=higher, allow_unused=True)
+            elif wanted:
+                aux_grads = (None,) * len(wanted)
+        d_logits = None
+        if ctx.needs_input_grad[1]:
+            d_logits = scale_saved(ref_grad if higher else grad, grad_out, run.unsqueeze)
+        it = iter(aux_grads)
+        return (None, d_logits) + tuple(next(it) if need else None for need in aux_need)
+
+
+def apply(run: Run, logits: Tensor, *aux: Optional[Tensor]) -> Tensor:
+    """Run a closed-form loss. Under ``torch.compile`` a call whose targets or weights need a gradient
+    is traced as the reference's plain tensor ops (autograd differentiates them)."""
+    if (torch.compiler.is_compiling() and torch.is_grad_enabled()
+            and any(a is not None and a.requires_grad for a in aux)):
+        return run.reference(logits, *aux)[0]
+    return LossFunction.apply(run, logits, *aux)
+
+
+def eager_run(name: str, reference: Callable, inplace: bool = False, unsqueeze: Optional[int] = None) -> Run:
+    """A run whose fast forward is the reference itself (under no_grad, inside the Function)."""
+    return Run(name, reference, reference, unsqueeze, inplace)
+
+
+# ---- elementwise (sigmoid-family) losses --------------------------------------------------------
+
+def _elementwise(logits: Tensor, targets: Tensor, weight: Optional[Tensor], normalizer: Any, terms: Callable,
+                 reduction: str) -> tuple[Tensor, Tensor]:
+    x = logits.to(compute_dtype(logits.dtype))
+    y = targets.to(x.dtype) if targets.shape == logits.shape else targets  # else class indices
+    loss, grad = terms(x, y)[:2]
+    if weight is not None:
+        w = weight.to(x.dtype)
+        loss, grad = loss * w, grad * w
+    den = _reduce.denominator(reduction, normalizer, loss.numel(), loss)
+    out, grad = _reduce.reduce(loss, grad, reduction, den)
+    return out.to(logits.dtype), grad.to(logits.dtype)
+
+
+def sigmoid_reference(*, alpha: Any, gamma: float, soft_target: str, reduction: str, normalizer: Any,
+                      sparse: bool = False) -> Callable:
+    """``reference(logits, targets, weight, pos_weight, alpha, normalizer)`` for sigmoid focal loss;
+    the tensor arguments given there replace the numbers given here."""
+
+    def reference(logits: Tensor, targets: Tensor, weight: Optional[Tensor], pos_weight: Optional[Tensor],
+                  alpha_t: Optional[Tensor], norm_t: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        ct = compute_dtype(logits.dtype)
+        a = _cast(alpha if alpha_t is None else alpha_t, ct)
+        pw = _cast(pos_weight, ct)
+        if sparse:
+            terms = partial(_sparse_terms, gamma=gamma, alpha=a, pos_weight=pw)
+        else:
+            core = sigmoid_focal_pt if soft_target == "pt" else sigmoid_focal_linear
+            terms = partial(core, gamma=gamma, alpha=a, pos_weight=pw)
+        return _elementwise(logits, targets, weight, normalizer if norm_t is None else norm_t, terms, reduction)
+
+    return reference
+
+
+def sigmoid_aux(targets: Tensor, weight: Optional[Tensor], pos_weight: Optional[Tensor], alpha: Any,
+                normalizer: Any) -> tuple:
+    return targets, weight, pos_weight, tensor_or_none(alpha), tensor_or_none(normalizer)
 
 
 def sigmoid_focal(logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
                   pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any,
-                  inplace_grad: bool = False) -> Tensor:
-    ct = compute_dtype(logits.dtype)
-    core = sigmoid_focal_pt if soft_target == "pt" else sigmoid_focal_linear
-    fn = partial(core, gamma=gamma, alpha=_cast(alpha, ct), pos_weight=_cast(pos_weight, ct))
-    return _Elementwise.apply(logits, targets, weight, fn, reduction, normalizer, inplace_grad)
+                  inplace_grad: bool = False, sparse: bool = False) -> Tensor:
+    ref = sigmoid_reference(alpha=alpha, gamma=gamma, soft_target=soft_target, reduction=reduction,
+                            normalizer=normalizer, sparse=sparse)
+    run = eager_run("sigmoid_focal_loss", ref, inplace_grad)
+    return apply(run, logits, *sigmoid_aux(targets, weight, pos_weight, alpha, normalizer))
 
 
 def _sparse_terms(x: Tensor, labels: Tensor, *, gamma: float, alpha: Any, pos_weight: Any):
@@ -114,40 +230,45 @@ def _sparse_terms(x: Tensor, labels: Tensor, *, gamma: float, alpha: Any, pos_we
     if pos_weight is not None:
         pw = pos_weight.expand(x.shape).reshape(-1, n_cls).gather(1, idx).squeeze(1)
         l_pos, g_pos = l_pos * pw, g_pos * pw
-    for full, new in ((loss2, l_pos), (grad2, g_pos)):
-        full.scatter_(1, idx, torch.where(pos, new, full.gather(1, idx).squeeze(1)).unsqueeze(1))
-    return loss, grad
-
-
-def sigmoid_focal_sparse(logits: Tensor, labels: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
-                         pos_weight: Optional[Tensor], reduction: str, normalizer: Any,
-                         inplace_grad: bool = False) -> Tensor:
-    ct = compute_dtype(logits.dtype)
-    fn = partial(_sparse_terms, gamma=gamma, alpha=_cast(alpha, ct), pos_weight=_cast(pos_weight, ct))
-    return _Elementwise.apply(logits, labels, weight, fn, reduction, normalizer, inplace_grad)
+    loss2 = loss2.scatter(1, idx, torch.where(pos, l_pos, loss2.gather(1, idx).squeeze(1)).unsqueeze(1))
+    grad2 = grad2.scatter(1, idx, torch.where(pos, g_pos, grad2.gather(1, idx).squeeze(1)).unsqueeze(1))
+    return loss2.view(x.shape), grad2.view(x.shape)
 
 
 def focal_loss_star(logits: Tensor, targets: Tensor, *, gamma: float, beta: float, alpha: Any,
                     weight: Optional[Tensor], reduction: str, normalizer: Any) -> Tensor:
-    ct = compute_dtype(logits.dtype)
-    fn = partial(focal_star, gamma=gamma, beta=beta, alpha=_cast(alpha, ct))
-    return _Elementwise.apply(logits, targets, weight, fn, reduction, normalizer)
+    def reference(logits, targets, weight, alpha_t, norm_t):
+        ct = compute_dtype(logits.dtype)
+        terms = partial(focal_star, gamma=gamma, beta=beta, alpha=_cast(alpha if alpha_t is None else alpha_t, ct))
+        return _elementwise(logits, targets, weight, normalizer if norm_t is None else norm_t, terms, reduction)
+
+    return apply(eager_run("focal_loss_star", reference), logits, targets, weight, tensor_or_none(alpha),
+                 tensor_or_none(normalizer))
 
 
 def quality_focal_loss(logits: Tensor, targets: Tensor, *, beta: float, alpha: Any, weight: Optional[Tensor],
                        pos_weight: Optional[Tensor], reduction: str, normalizer: Any) -> Tensor:
-    ct = compute_dtype(logits.dtype)
-    fn = partial(quality_focal, beta=beta, alpha=_cast(alpha, ct), pos_weight=_cast(pos_weight, ct))
-    return _Elementwise.apply(logits, targets, weight, fn, reduction, normalizer)
+    def reference(logits, targets, weight, pos_weight, alpha_t, norm_t):
+        ct = compute_dtype(logits.dtype)
+        terms = partial(quality_focal, beta=beta, alpha=_cast(alpha if alpha_t is None else alpha_t, ct),
+                        pos_weight=_cast(pos_weight, ct))
+        return _elementwise(logits, targets, weight, normalizer if norm_t is None else norm_t, terms, reduction)
+
+    return apply(eager_run("quality_focal_loss", reference), logits,
+                 *sigmoid_aux(targets, weight, pos_weight, alpha, normalizer))
 
 
-class _SoftmaxFocal(_ClosedForm):
-    @staticmethod
-    def forward(ctx: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor], gamma: float,
-                ignore_index: int, label_smoothing: float, reduction: str, normalizer: Any,
-                inplace_grad: bool) -> Tensor:
+# ---- softmax focal loss -------------------------------------------------------------------------
+
+def softmax_reference(*, gamma: Any, ignore_index: int, label_smoothing: float, reduction: str,
+                      normalizer: Any) -> Callable:
+    """``reference(logits, targets, weight, normalizer)`` for softmax focal loss."""
+
+    def reference(logits: Tensor, targets: Tensor, weight: Optional[Tensor],
+                  norm_t: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         z = logits.to(compute_dtype(logits.dtype))
         n_cls = z.shape[1]
+        g = gamma
         # Per-class weight laid out along dim 1, broadcastable against z.
         w_cls = None if weight is None else weight.to(z.dtype).view((1, n_cls) + (1,) * (z.dim() - 2))
         if targets.is_floating_point():
@@ -155,47 +276,39 @@ class _SoftmaxFocal(_ClosedForm):
             if label_smoothing > 0:
                 q = q * (1.0 - label_smoothing) + label_smoothing / n_cls
             coef = q if w_cls is None else q * w_cls
-            loss, grad = softmax_focal_dense(z, coef, gamma)
+            loss, grad = softmax_focal_dense(z, coef, g)
             count: Any = loss.numel()
         else:
             valid = targets != ignore_index
             y = torch.where(valid, targets, torch.zeros_like(targets))
-            if callable(gamma):  # a per-sample schedule of the (constant) target probability, FLSD-53
-                p_y = torch.exp(z.gather(1, y.unsqueeze(1)) - torch.logsumexp(z, 1, keepdim=True))
-                gamma = torch.as_tensor(gamma(p_y), dtype=z.dtype, device=z.device)
+            if callable(g):  # a per-sample schedule of the (constant) target probability, FLSD-53
+                zd = z.detach()
+                p_y = torch.exp(zd.gather(1, y.unsqueeze(1)) - torch.logsumexp(zd, 1, keepdim=True))
+                g = torch.as_tensor(g(p_y), dtype=z.dtype, device=z.device).detach()
             w_y = valid.to(z.dtype) if weight is None else weight.to(z.dtype)[y] * valid
             if label_smoothing == 0:
-                loss, grad = softmax_focal_hard(z, y, gamma, w_y)
+                loss, grad = softmax_focal_hard(z, y, g, w_y)
             else:
                 # q_k = (1 - eps) [k = y] + eps / C, times the class weight w_k; 0 on ignored rows.
                 base = torch.full_like(z, label_smoothing / n_cls) if w_cls is None \
                     else (label_smoothing / n_cls) * w_cls.expand_as(z)
                 coef = base * valid.unsqueeze(1)
-                coef.scatter_add_(1, y.unsqueeze(1), ((1.0 - label_smoothing) * w_y).unsqueeze(1))
-                loss, grad = softmax_focal_dense(z, coef, gamma)
+                coef = coef.scatter_add(1, y.unsqueeze(1), ((1.0 - label_smoothing) * w_y).unsqueeze(1))
+                loss, grad = softmax_focal_dense(z, coef, g)
             # Ignored rows give exactly 0, whatever their logits hold (NaN included).
             loss = torch.where(valid, loss, torch.zeros_like(loss))
             grad = torch.where(valid.unsqueeze(1), grad, torch.zeros_like(grad))
             count = w_y.sum()
-        den = _reduce.denominator(reduction, normalizer, count, loss)
+        den = _reduce.denominator(reduction, normalizer if norm_t is None else norm_t, count, loss)
         out, grad = _reduce.reduce(loss, grad, reduction, den)
-        ctx.save_for_backward(write_into_logits(logits, grad) if inplace_grad else grad.to(logits.dtype))
-        ctx.unsqueeze, ctx.n_extra = 1, 8
-        return out.to(logits.dtype)
+        return out.to(logits.dtype), grad.to(logits.dtype)
+
+    return reference
 
 
-def write_into_logits(logits: Tensor, grad: Tensor) -> Tensor:
-    """``inplace_grad=True``: the gradient replaces the logits in their own storage. The logits'
-    version counter is bumped, so an op that saved them for its backward raises instead of reading
-    gradients. Returns the (detached) logits, now holding the gradient."""
-    out = logits.detach()
-    if grad.data_ptr() != out.data_ptr():
-        out.copy_(grad)
-    torch.autograd.graph.increment_version(logits)
-    return out
-
-
-def softmax_focal(logits: Tensor, targets: Tensor, *, gamma: float, weight: Optional[Tensor], ignore_index: int,
+def softmax_focal(logits: Tensor, targets: Tensor, *, gamma: Any, weight: Optional[Tensor], ignore_index: int,
                   label_smoothing: float, reduction: str, normalizer: Any, inplace_grad: bool = False) -> Tensor:
-    return _SoftmaxFocal.apply(logits, targets, weight, gamma, ignore_index, label_smoothing, reduction, normalizer,
-                               inplace_grad)
+    ref = softmax_reference(gamma=gamma, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                            reduction=reduction, normalizer=normalizer)
+    run = eager_run("softmax_focal_loss", ref, inplace_grad, unsqueeze=1)
+    return apply(run, logits, targets, weight, tensor_or_none(normalizer))

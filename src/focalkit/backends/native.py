@@ -23,53 +23,60 @@ import torch
 from torch import Tensor
 
 from focalkit.backends import _ops
-from focalkit.backends.eager import compute_dtype, write_into_logits
+from focalkit.backends._ops import raw
+from focalkit.backends.eager import compute_dtype
 
-_LIB: Optional[ctypes.CDLL] = None
 _HALF_BLOCK = 1 << 22  # float16 / bfloat16 are converted to float32 this many elements at a time
-_ERROR: Optional[str] = None
+ABI_VERSION = 9
+_SIGNATURES = {  # symbol: (argument types, result type), filled in below
+    "fk_sigmoid_focal": "vp vp vp vp vp vp vp i64 i64 i32 i32 dbl dbl vp vp i32 pdbl -> i32",
+    "fk_count_soft": "vp i64 i32 -> i64",
+    "fk_softmax_focal": "vp vp vp vp i64 i64 i64 i64 dbl dbl dbl vp vp i32 pdbl -> i32",
+}
 
 
-def _load() -> Optional[ctypes.CDLL]:
-    global _LIB, _ERROR
-    if _LIB is not None or _ERROR is not None:
-        return _LIB
+def _load() -> tuple[Optional[ctypes.CDLL], Optional[str]]:
+    """The library, or why it cannot be used. Any fault (missing, unloadable, a stale build without a
+    symbol or of another ABI) makes the backend unavailable: ``auto`` then runs eager with one warning."""
     spec = importlib.util.find_spec("focalkit._focal_native")
     if spec is None or spec.origin is None:
-        _ERROR = "the compiled extension focalkit._focal_native is not installed (no C compiler at install time?)"
-        return None
+        return None, "the compiled extension focalkit._focal_native is not installed (no C compiler at install time?)"
+    types = {"vp": ctypes.c_void_p, "i64": ctypes.c_int64, "i32": ctypes.c_int, "dbl": ctypes.c_double,
+             "pdbl": ctypes.POINTER(ctypes.c_double)}
     try:
         lib = ctypes.CDLL(str(Path(spec.origin)))
-    except OSError as exc:  # pragma: no cover - depends on the machine
-        _ERROR = f"cannot load {spec.origin}: {exc}"
-        return None
-    i64, dbl, i32, vp = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
-    for name in ("fk_sigmoid_focal_f32", "fk_sigmoid_focal_f64"):
-        fn = getattr(lib, name)
-        fn.argtypes = [vp, vp, vp, vp, vp, vp, vp, i64, i64, i32, i32, dbl, dbl, vp, vp, i32, ctypes.POINTER(dbl)]
-        fn.restype = i32
-    for name in ("fk_count_soft_f32", "fk_count_soft_f64"):
-        fn = getattr(lib, name)
-        fn.argtypes = [vp, i64, i32]
-        fn.restype = i64
-    for name in ("fk_softmax_focal_f32", "fk_softmax_focal_f64"):
-        fn = getattr(lib, name)
-        fn.argtypes = [vp, vp, vp, vp, i64, i64, i64, i64, dbl, dbl, dbl, vp, vp, i32, ctypes.POINTER(dbl)]
-        fn.restype = i32
-    if lib.fk_abi_version() != 8:  # pragma: no cover
-        _ERROR = "focalkit._focal_native has an unexpected ABI version"
-        return None
-    _LIB = lib
-    return lib
+        version = lib.fk_abi_version()
+        if version != ABI_VERSION:
+            return None, (f"{spec.origin} was built for ABI {version}, this focalkit needs {ABI_VERSION} "
+                          "(a stale build: reinstall focalkit)")
+        for base, sig in _SIGNATURES.items():
+            args, res = sig.split(" -> ")
+            for suffix in ("_f32", "_f64"):
+                fn = getattr(lib, base + suffix)
+                fn.argtypes = [types[a] for a in args.split()]
+                fn.restype = types[res]
+    except (OSError, AttributeError) as exc:
+        return None, f"cannot use {spec.origin}: {exc} (a stale or broken build: reinstall focalkit)"
+    return lib, None
+
+
+# Loaded once, at import (a dlopen, about a millisecond): ``available()`` then only reads a constant,
+# which torch.compile can trace even when it holds the process's first focalkit call.
+_LIB, _ERROR = _load()
 
 
 def available() -> bool:
-    return _load() is not None
+    return _LIB is not None
 
 
 def why_unavailable() -> str:
-    _load()
     return _ERROR or ""
+
+
+def _require() -> ctypes.CDLL:
+    if _LIB is None:
+        raise RuntimeError(f"the native backend cannot run: {_ERROR}")
+    return _LIB
 
 
 def _ptr(t: Optional[Tensor]) -> Optional[int]:
@@ -83,13 +90,16 @@ def _has_soft_targets(y: Tensor, ct: torch.dtype) -> bool:
 
 
 def unsupported(logits: Tensor, pos_weight: Optional[Tensor]) -> Optional[str]:
-    """Why the native sigmoid kernel cannot take these inputs, or None if it can."""
+    """Why the native sigmoid kernel cannot take these inputs, or None if it can. Decided by shapes
+    and dtypes: weights and targets of any layout are made contiguous; ``pos_weight`` must be one
+    value or one per class along the last dimension."""
     if logits.device.type != "cpu":
         return f"it runs on the CPU, logits are on {logits.device}"
     if logits.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         return f"dtype {logits.dtype} is not supported"
-    if pos_weight is not None and pos_weight.numel() not in (1, logits.shape[-1] if logits.dim() else 1):
-        return "pos_weight must be a scalar or per class (shape (C,)) for the native kernel"
+    if not _ops.class_vector_layout(pos_weight, logits.shape[-1] if logits.dim() else 1):
+        return (f"pos_weight of shape {tuple(pos_weight.shape)} is neither one value nor one per class "
+                "(shape (C,)) for the native kernel")
     return None
 
 
@@ -99,20 +109,24 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     """Dense targets take the "linear" loop, which is also the "pt" form for 0/1 targets; soft targets
     in the "pt" form (found by a read-only pre-scan) take the "pt" loop. Class-index targets
     (shape ``logits.shape[:-1]``, C = background) take the sparse loop: no one-hot tensor."""
-    lib = _load()
+    _ops.check_sigmoid_args("native_sigmoid_focal", logits, targets, weight, apos, aneg, pw, reduction, den)
+    if logits.device.type != "cpu":
+        raise ValueError(f"focalkit::native_sigmoid_focal: expected CPU tensors, got logits on {logits.device}")
+    lib = _require()
     dtype = logits.dtype
     ct = compute_dtype(dtype)
     sparse = targets.shape != logits.shape
     n_cls = logits.shape[-1] if logits.dim() else 1
     rows = logits.numel() // n_cls if n_cls else 0
-    xs = logits.detach().reshape(rows, n_cls)
-    ys = targets.reshape(rows) if sparse else targets.reshape(rows, n_cls)
-    ws = None if weight is None else weight.expand(logits.shape).reshape(rows, n_cls)
+    xs = raw(logits).reshape(rows, n_cls)
+    ys = targets.detach().reshape(rows) if sparse else targets.detach().reshape(rows, n_cls)
+    ws = None if weight is None else weight.detach().expand(logits.shape).reshape(rows, n_cls)
+    apos, aneg, pw = raw(apos), raw(aneg), raw(pw)
     scale = 1.0 if den is None else 1.0 / float(den)
     store = reduction == "none" and den is None
     loss_out = torch.empty((rows, n_cls), dtype=dtype) if store else None
     # The gradient goes to the logits' own storage (inplace), or to one new buffer.
-    grad = xs if inplace and xs.data_ptr() == logits.data_ptr() and xs.is_contiguous() \
+    grad = xs if inplace and xs.data_ptr() == logits.data_ptr() and not logits.is_neg() \
         else torch.empty((rows, n_cls), dtype=dtype)
     half = dtype != ct  # float16 / bfloat16: blocks of rows through float32, accumulated in float64
     per = max(1, _HALF_BLOCK // max(1, n_cls)) if half else max(1, rows)
@@ -120,10 +134,10 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     total = 0.0
     for a in range(0, rows, per):
         b = min(rows, a + per)
-        x = xs[a:b].to(ct).contiguous()
-        y = None if sparse else ys[a:b].to(ct).contiguous()
-        labels = ys[a:b].to(torch.int64).contiguous() if sparse else None
-        w = None if ws is None else ws[a:b].to(ct).contiguous()
+        x = raw(xs[a:b], ct)
+        y = None if sparse else raw(ys[a:b], ct)
+        labels = raw(ys[a:b], torch.int64) if sparse else None
+        w = None if ws is None else raw(ws[a:b], ct)
         g = torch.empty(x.shape, dtype=ct) if half else grad
         lo = (torch.empty(x.shape, dtype=ct) if half else loss_out) if store else None
         soft_pt = pt and y is not None and _has_soft_targets(y, ct)
@@ -131,7 +145,9 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
         rc = fn(x.data_ptr(), _ptr(y), _ptr(labels), _ptr(w), apos.data_ptr(), aneg.data_ptr(), pw.data_ptr(),
                 x.numel(), n_cls, int(per_class), int(soft_pt), float(gamma), scale, _ptr(lo), g.data_ptr(),
                 torch.get_num_threads(), ctypes.byref(acc))
-        if rc != 0:  # pragma: no cover - guarded by the Python checks
+        if rc == 3:  # reached only where the Python checks could not read the labels (torch.compile)
+            raise ValueError(f"Expected `targets` as class indices to lie in [0, {n_cls}] ({n_cls} = background)")
+        if rc != 0:  # pragma: no cover - guarded by the checks above
             raise RuntimeError(f"focalkit native kernel failed with code {rc}")
         total += acc.value
         if half:
@@ -139,8 +155,6 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
             if store:
                 loss_out[a:b].copy_(lo)
     grad = grad.view(logits.shape)
-    if inplace:
-        grad = write_into_logits(logits, grad)
     if loss_out is not None:
         return loss_out.view(logits.shape), grad
     value = total if den is None else total / float(den)
@@ -151,7 +165,7 @@ sigmoid_op = _ops.define("native_sigmoid_focal", "sigmoid", _sigmoid_impl, "cpu"
 
 
 def sigmoid_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
-    """See :func:`focalkit.sigmoid_focal_loss` (dense targets)."""
+    """See :func:`focalkit.sigmoid_focal_loss` (dense or sparse targets)."""
     return _ops.sigmoid(sigmoid_op, _sigmoid_impl, logits, targets, **kwargs)
 
 
@@ -188,22 +202,25 @@ def _softmax_call(ct: torch.dtype, z: Tensor, y: Optional[Tensor], q: Optional[T
 def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gamma: float, ignore_index: int,
                   label_smoothing: float, reduction: str, den: Optional[Tensor],
                   inplace: bool = False) -> tuple[Tensor, Tensor]:
-    _load()
+    _ops.check_softmax_args("native_softmax_focal", logits, targets, weight, reduction, den)
+    if logits.device.type != "cpu":
+        raise ValueError(f"focalkit::native_softmax_focal: expected CPU tensors, got logits on {logits.device}")
+    _require()
     dtype = logits.dtype
     ct = compute_dtype(dtype)
     n = logits.shape[0]
-    w = None if weight is None else weight.to(ct).contiguous()
+    w = raw(weight, ct)
     if targets.is_floating_point():
-        y, q = None, targets.contiguous()
+        y, q = None, raw(targets)
     else:
-        y, q = targets.to(torch.int64).contiguous(), None
+        y, q = raw(targets, torch.int64), None
     scale = 1.0 if den is None else 1.0 / float(den)
     store = reduction == "none" and den is None
     loss_out = torch.empty(logits.shape[:1] + logits.shape[2:], dtype=ct) if store else None
     # The gradient goes to the logits' own storage (inplace), or to one new buffer.
-    direct = dtype == ct and logits.is_contiguous()
+    direct = dtype == ct and logits.is_contiguous() and not logits.is_neg()
     grad = logits.detach() if inplace and direct else torch.empty(logits.shape, dtype=dtype)
-    x = logits.detach() if direct else logits.detach().contiguous()
+    x = logits.detach() if direct else raw(logits)
     if dtype == ct:
         total = _softmax_call(ct, x, y, None if q is None else q.to(ct), w, ignore_index, label_smoothing,
                               gamma, scale, loss_out, grad)
@@ -216,8 +233,6 @@ def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gam
                                    None if q is None else q[a:b].to(ct), w, ignore_index, label_smoothing,
                                    gamma, scale, None if loss_out is None else loss_out[a:b], g32)
             grad[a:b].copy_(g32)
-    if inplace:
-        grad = write_into_logits(logits, grad)
     if loss_out is not None:
         return loss_out.to(dtype), grad
     value = total if den is None else total / float(den)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from focalkit.backends import _ops
-from focalkit.backends.eager import write_into_logits
+from focalkit.backends._ops import raw
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -56,9 +56,19 @@ def unsupported(logits: Tensor, sparse: bool = False, pos_weight: Optional[Tenso
         return f"dtype {logits.dtype} is not supported (float16, bfloat16, float32; float64 runs on eager)"
     if sparse:
         return "sparse class-index targets are not implemented in Triton"
-    if pos_weight is not None and pos_weight.numel() not in (1, logits.shape[-1] if logits.dim() else 1):
-        return "pos_weight must be a scalar or per class (shape (C,))"
+    if not _ops.class_vector_layout(pos_weight, logits.shape[-1] if logits.dim() else 1):
+        return (f"pos_weight of shape {tuple(pos_weight.shape)} is neither one value nor one per class "
+                "(shape (C,)) for the Triton kernel")
     return None
+
+
+def _check_device(op: str, logits: Tensor) -> None:
+    if not available():
+        raise RuntimeError(f"the triton backend cannot run: {why_unavailable()}")
+    if logits.device.type != "cuda" and not (interpreting() and logits.device.type == "cpu"):
+        raise ValueError(f"focalkit::{op}: expected CUDA tensors, got logits on {logits.device}")
+    if logits.dtype not in _DTYPES:
+        raise ValueError(f"focalkit::{op}: expected float16/bfloat16/float32 logits, got {logits.dtype}")
 
 
 def _scale(den: Optional[Tensor], device: torch.device) -> Tensor:
@@ -74,23 +84,26 @@ def _finish(partials: Tensor, den: Optional[Tensor], dtype: torch.dtype) -> Tens
 def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apos: Tensor, aneg: Tensor, pw: Tensor,
                   has_alpha: bool, per_class: bool, pt: bool, gamma: float, reduction: str,
                   den: Optional[Tensor], inplace: bool = False) -> tuple[Tensor, Tensor]:
+    _ops.check_sigmoid_args("triton_sigmoid_focal", logits, targets, weight, apos, aneg, pw, reduction, den)
+    _check_device("triton_sigmoid_focal", logits)
+    if targets.shape != logits.shape:
+        raise ValueError("focalkit::triton_sigmoid_focal: sparse class-index targets are not implemented in Triton")
     k = _kernels()
-    x = logits.detach().contiguous()
-    y = (targets if targets.is_floating_point() else targets.to(x.dtype)).contiguous()
+    x = raw(logits)
+    y = raw(targets, None if targets.is_floating_point() else x.dtype)
     n, dev = x.numel(), x.device
     n_cls = x.shape[-1] if x.dim() else 1
-    w = None if weight is None else weight.expand(x.shape).contiguous()
+    w = None if weight is None else raw(weight.detach().expand(x.shape))
+    apos, aneg, pw = raw(apos), raw(aneg), raw(pw)
     store = reduction == "none" and den is None
     block = 1024
     grid = (max(1, -(-n // block)),)
-    grad = x if inplace and x.data_ptr() == logits.data_ptr() else torch.empty_like(x)
+    grad = x if inplace and x.data_ptr() == logits.data_ptr() and not logits.is_neg() else torch.empty_like(x)
     loss = torch.empty_like(x) if store else torch.zeros(grid[0], dtype=torch.float32, device=dev)
     if n:
         k.sigmoid_focal_kernel[grid](x, y, x if w is None else w, apos, aneg, pw, _scale(den, dev), grad, loss,
                                      n, n_cls, float(gamma), PT=pt, HAS_W=w is not None, HAS_ALPHA=has_alpha,
                                      STORE=store, G0=gamma == 0, BLOCK=block)
-    if inplace:
-        grad = write_into_logits(logits, grad)
     return (loss if store else _finish(loss, den, logits.dtype)), grad
 
 
@@ -109,16 +122,18 @@ def _next_power_of_2(n: int) -> int:
 def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gamma: float, ignore_index: int,
                   label_smoothing: float, reduction: str, den: Optional[Tensor],
                   inplace: bool = False) -> tuple[Tensor, Tensor]:
+    _ops.check_softmax_args("triton_softmax_focal", logits, targets, weight, reduction, den)
+    _check_device("triton_softmax_focal", logits)
     k = _kernels()
     dev = logits.device
     n, n_cls = logits.shape[0], logits.shape[1]
     spatial = tuple(logits.shape[2:])
     s = math.prod(spatial)
-    x = logits.detach().contiguous()
-    w = None if weight is None else weight.to(torch.float32).contiguous()
-    y, q = (None, targets.contiguous()) if targets.is_floating_point() else (targets.to(torch.int64).contiguous(), None)
+    x = raw(logits)
+    w = raw(weight, torch.float32)
+    y, q = (None, raw(targets)) if targets.is_floating_point() else (raw(targets, torch.int64), None)
     rows = n * s
-    grad = x if inplace and x.data_ptr() == logits.data_ptr() else torch.empty_like(x)
+    grad = x if inplace and x.data_ptr() == logits.data_ptr() and not logits.is_neg() else torch.empty_like(x)
     loss = torch.zeros(max(rows, 1), dtype=torch.float32, device=dev)
     if rows and n_cls:
         block_c = min(_next_power_of_2(n_cls), 256 if interpreting() else 4096)
@@ -126,8 +141,6 @@ def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gam
             x, x if y is None else y, x if q is None else q, x if w is None else w, _scale(den, dev), grad,
             loss, n_cls, s, ignore_index, float(label_smoothing), float(gamma), HAS_Q=q is not None,
             HAS_W=w is not None, DENSE=q is not None or label_smoothing > 0, G0=gamma == 0, BLOCK_C=block_c)
-    if inplace:
-        grad = write_into_logits(logits, grad)
     if reduction == "none" and den is None:
         return loss[:rows].view((n,) + spatial).to(logits.dtype), grad
     return _finish(loss, den, logits.dtype), grad

@@ -64,6 +64,7 @@ def softmax_focal_hard(
     Returns:
         ``(loss, grad)``: loss of ``y``'s shape, gradient of ``z``'s shape.
     """
+    z = _shift(z, dim)
     yi = y.unsqueeze(dim)
     lse = torch.logsumexp(z, dim, keepdim=True)
     z_y = z.gather(dim, yi)
@@ -87,6 +88,7 @@ def softmax_focal_dense(z: Tensor, coef: Tensor, gamma: float, dim: int = 1) -> 
 
     ``coef[k] = weight[k] * q[k]`` where ``q`` is the (smoothed or probability) target.
     """
+    z = _shift(z, dim)
     lse = torch.logsumexp(z, dim, keepdim=True)
     logp = z - lse
     log1mp = _log1m_exp(logp.clamp(max=0.0))
@@ -101,6 +103,16 @@ def softmax_focal_dense(z: Tensor, coef: Tensor, gamma: float, dim: int = 1) -> 
     ck = coef * m * (1.0 + gamma * psi)
     grad = logp.exp() * ck.sum(dim, keepdim=True) - ck
     return loss, grad
+
+
+def _shift(z: Tensor, dim: int) -> Tensor:
+    """``z`` minus its (detached) maximum along ``dim``: the loss is shift-invariant, and in the shifted
+    logits ``z - LSE(z)`` no longer rounds at the scale of the largest logit (``[1e4, 1e4 - 0.5, 0]``
+    kept 4e-4 relative error in float32; ``[1e8, 1e8, 0]`` gave inf). The subtraction itself is exact
+    for the logits near the maximum (Sterbenz), the only ones whose probabilities matter."""
+    if z.shape[dim] == 0:
+        return z
+    return z - z.detach().amax(dim, keepdim=True)
 
 
 def _expand(coef: Tensor | float, dim: int) -> Tensor | float:
@@ -119,6 +131,7 @@ def softmax_focal_hard_hess_diag(z: Tensor, y: Tensor, gamma: float, coef: Tenso
     which is :math:`c_yp_j(1-p_j)` (cross-entropy's) at :math:`\gamma=0` and can be negative where
     :math:`p_y` is small (focal loss is not convex there).
     """
+    z = _shift(z, dim)
     yi = y.unsqueeze(dim)
     lse = torch.logsumexp(z, dim, keepdim=True)
     z_rest = z.scatter(dim, yi, float("-inf"))

@@ -17,17 +17,24 @@ Alpha = Union[float, Tensor, None]
 
 
 def _is_sparse(logits: Tensor, targets: Tensor) -> bool:
-    return (isinstance(targets, Tensor) and isinstance(logits, Tensor) and logits.dim() >= 1
-            and not targets.is_floating_point() and targets.dtype != torch.bool
+    """Sparse class indices: integer (not bool) targets of shape ``logits.shape[:-1]``, logits (..., C)
+    with at least 2 dims. With C = 1 that shape is refused (see :func:`_check_sparse`)."""
+    return (isinstance(targets, Tensor) and isinstance(logits, Tensor) and logits.dim() >= 2
+            and not targets.is_floating_point() and not targets.is_complex() and targets.dtype != torch.bool
             and targets.shape == logits.shape[:-1])
 
 
-def _check_sparse(logits: Tensor, labels: Tensor) -> None:
+def _check_sparse(logits: Tensor, labels: Tensor) -> Tensor:
+    """Class indices in [0, C] (C = background), as int64."""
     _checks.same_device("targets", labels, logits)
     n_cls = logits.shape[-1]
-    if _checks.can_read(labels) and bool(((labels < 0) | (labels > n_cls)).any()):
-        bad = labels[(labels < 0) | (labels > n_cls)][0].item()
-        _checks.fail("targets", f"as class indices to lie in [0, {n_cls}] ({n_cls} = background)", f"a value {bad}")
+    if n_cls == 1:
+        _checks.fail("targets", f"of the logits' shape {tuple(logits.shape)} for one class (integer targets of "
+                     f"shape {tuple(labels.shape)} would be sparse class indices, where 1 means background: "
+                     "pass targets.unsqueeze(-1) for 0/1 labels)", f"shape {tuple(labels.shape)}")
+    _checks.labels_in_range("targets", labels, 0, n_cls, None,
+                            f"as class indices to lie in [0, {n_cls}] ({n_cls} = background)")
+    return labels if labels.dtype == torch.int64 else labels.long()
 
 
 def _check_targets(logits: Tensor, targets: Tensor) -> None:
@@ -38,6 +45,7 @@ def _check_targets(logits: Tensor, targets: Tensor) -> None:
     if targets.shape != logits.shape:
         _checks.fail("targets", f"to have the logits' shape {tuple(logits.shape)}", f"shape {tuple(targets.shape)}")
     _checks.same_device("targets", targets, logits)
+    _checks.in_unit_interval("targets", targets)
 
 
 def _check_elementwise_weight(name: str, value: Optional[Tensor], logits: Tensor) -> Optional[Tensor]:
@@ -46,6 +54,7 @@ def _check_elementwise_weight(name: str, value: Optional[Tensor], logits: Tensor
     _checks.float_tensor(name, value)
     _checks.broadcastable(name, value, logits.shape)
     _checks.same_device(name, value, logits)
+    _checks.nonnegative(name, value)
     return value
 
 
@@ -148,7 +157,7 @@ def sigmoid_focal_loss(
     sparse = _is_sparse(logits, targets)
     if sparse:
         _checks.float_tensor("logits", logits)
-        _check_sparse(logits, targets)
+        targets = _check_sparse(logits, targets)
     else:
         _check_targets(logits, targets)
     gamma = _checks.gamma(gamma)
@@ -169,16 +178,16 @@ def sigmoid_focal_loss(
         if sync:
             _checks.fail("sync", "to be used with normalizer='positives'", sync)
         normalizer = _checks.normalizer(normalizer, reduction)
+    inplace_grad = _checks.inplace_grad(inplace_grad, logits, (targets, weight, pos_weight, alpha, normalizer))
     chosen = backends.select("sigmoid_focal_loss", backend, logits, native.unsupported(logits, pos_weight),
                              triton.unsupported(logits, sparse, pos_weight))
     kwargs = dict(alpha=alpha, gamma=gamma, weight=weight, pos_weight=pos_weight, reduction=reduction,
-                  normalizer=normalizer, inplace_grad=_checks.boolean("inplace_grad", inplace_grad))
+                  normalizer=normalizer, inplace_grad=inplace_grad, soft_target=soft_target)
     if chosen == "native":
-        return native.sigmoid_focal(logits, targets, soft_target=soft_target, **kwargs)
-    if sparse:
-        return eager.sigmoid_focal_sparse(logits, targets, **kwargs)
-    impl = triton.sigmoid_focal if chosen == "triton" else eager.sigmoid_focal
-    return impl(logits, targets, soft_target=soft_target, **kwargs)
+        return native.sigmoid_focal(logits, targets, sparse=sparse, **kwargs)
+    if chosen == "triton":
+        return triton.sigmoid_focal(logits, targets, **kwargs)
+    return eager.sigmoid_focal(logits, targets, sparse=sparse, **kwargs)
 
 
 class SigmoidFocalLoss(nn.Module):

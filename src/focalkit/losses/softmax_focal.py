@@ -12,8 +12,10 @@ from focalkit._reduce import Normalizer, Reduction
 from focalkit.backends import eager, native, triton
 
 
-def _check_class_targets(logits: Tensor, targets: Tensor, ignore_index: int) -> None:
-    """Shapes and dtypes; on CPU also the range of the class indices."""
+def _check_class_targets(logits: Tensor, targets: Tensor, ignore_index: int) -> Tensor:
+    """Shapes and dtypes, and the range of the class indices (read on the CPU, asserted on the device
+    elsewhere). Integer targets of every dtype are returned as int64, so that ``weight[t]`` and
+    ``ignore_index`` mean the same for uint8, int8, int16, int32 and int64."""
     _checks.float_tensor("logits", logits)
     _checks.tensor("targets", targets)
     _checks.same_device("targets", targets, logits)
@@ -22,21 +24,20 @@ def _check_class_targets(logits: Tensor, targets: Tensor, ignore_index: int) -> 
     if targets.is_floating_point():
         if targets.shape != logits.shape:
             _checks.fail("targets", "of a floating dtype to be class probabilities with the logits' shape "
-                         f"{tuple(logits.shape)} (class indices must be int64)",
+                         f"{tuple(logits.shape)} (class indices must have an integer dtype)",
                          f"shape {tuple(targets.shape)}", TypeError)
-        return
+        _checks.in_unit_interval("targets", targets)
+        return targets
     if targets.dtype == torch.bool or targets.is_complex():
-        _checks.fail("targets", "to be int64 class indices or float class probabilities", targets.dtype, TypeError)
+        _checks.fail("targets", "to be integer class indices or float class probabilities", targets.dtype, TypeError)
     want = logits.shape[:1] + logits.shape[2:]
     if targets.shape != want:
         _checks.fail("targets", f"to have shape {tuple(want)} (the logits' shape without the class dim 1)",
                      f"shape {tuple(targets.shape)}")
-    if _checks.can_read(targets):
-        n_cls = logits.shape[1]
-        bad = (targets != ignore_index) & ((targets < 0) | (targets >= n_cls))
-        if bool(bad.any()):
-            _checks.fail("targets", f"to hold class indices in [0, {n_cls - 1}] or ignore_index={ignore_index}",
-                         f"a value {targets[bad][0].item()}")
+    n_cls = logits.shape[1]
+    _checks.labels_in_range("targets", targets, 0, n_cls - 1, ignore_index,
+                            f"to hold class indices in [0, {n_cls - 1}] or ignore_index={ignore_index}")
+    return targets if targets.dtype == torch.int64 else targets.long()
 
 
 GammaSchedule = Callable[[Tensor], Tensor]
@@ -135,7 +136,8 @@ def softmax_focal_loss(
         logits = logits.unsqueeze(0)
         if isinstance(targets, Tensor):
             targets = targets.unsqueeze(0)
-    _check_class_targets(logits, targets, ignore_index)
+    ignore_index = _checks.integer("ignore_index", ignore_index)
+    targets = _check_class_targets(logits, targets, ignore_index)
     if callable(gamma):
         if targets.is_floating_point():
             _checks.fail("gamma", "to be a number with probability targets (a schedule needs class indices)",
@@ -143,11 +145,10 @@ def softmax_focal_loss(
     else:
         gamma = _checks.gamma(gamma)
     weight = _checks.class_weight("weight", weight, logits.shape[1], logits)
-    ignore_index = _checks.integer("ignore_index", ignore_index)
     label_smoothing = _checks.number("label_smoothing", label_smoothing, lo=0.0, hi=1.0)
     reduction = _checks.reduction(reduction)
     normalizer = _checks.normalizer(normalizer, reduction)
-    inplace_grad = _checks.boolean("inplace_grad", inplace_grad)
+    inplace_grad = _checks.inplace_grad(inplace_grad, logits, (targets, weight, normalizer))
     schedule = "a gamma schedule (e.g. FLSD-53) runs on the eager backend" if callable(gamma) else None
     chosen = backends.select("softmax_focal_loss", backend, logits,
                              schedule or native.softmax_unsupported(logits), schedule or triton.unsupported(logits))
