@@ -43,7 +43,8 @@ def number(name: str, value: Any, *, lo: Optional[float] = None, hi: Optional[fl
     if not is_number(value):
         fail(name, "to be a real number", value, TypeError)
     value = float(value)
-    if not math.isfinite(value):
+    # comparisons, not math.isfinite: they also trace on torch.compile(dynamic=True)'s symbolic floats
+    if not -math.inf < value < math.inf:
         fail(name, "to be finite", value)
     if lo is not None and (value < lo or (lo_open and value == lo)):
         fail(name, f"{'>' if lo_open else '>='} {lo:g}", value)

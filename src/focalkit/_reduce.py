@@ -29,7 +29,7 @@ def denominator(
     ``count`` is the mean's denominator: a tensor (weighted counts, never read on the host) or an int.
     """
     if normalizer is not None:
-        den = normalizer.detach() if isinstance(normalizer, Tensor) else torch.tensor(float(normalizer))
+        den = normalizer if isinstance(normalizer, Tensor) else torch.tensor(float(normalizer))
         return den.to(device=like.device, dtype=like.dtype)
     if reduction != "mean":
         return None

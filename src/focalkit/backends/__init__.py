@@ -32,7 +32,10 @@ def select(op: str, backend: str, logits: Tensor, native_reason: Optional[str],
     ``native_reason`` / ``triton_reason``: why that backend cannot take these arguments, or None.
     """
     global _warned
-    backend = os.environ.get("FOCALKIT_BACKEND") or backend
+    forced = os.environ.get("FOCALKIT_BACKEND")
+    if forced:
+        _checks.choice("FOCALKIT_BACKEND (environment variable)", forced, BACKENDS)
+        backend = forced
     _checks.choice("backend", backend, BACKENDS)
     if backend == "eager":
         return "eager"

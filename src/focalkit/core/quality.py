@@ -20,6 +20,43 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def _log_abs_diff(lp: Tensor, ln: Tensor, y: Tensor, p: Tensor) -> Tensor:
+    """log|sigma(x) - y|: for hard labels from a log-sigmoid (no cancellation), else log|p - y|."""
+    return torch.where(y == 1, ln, torch.where(y == 0, lp, torch.log((p - y).abs())))
+
+
+class _LogAbsDiff(torch.autograd.Function):
+    r""":func:`_log_abs_diff` with closed-form derivatives, for targets that need a gradient: the
+    branches for hard labels hide the dependence on ``y`` (:math:`\partial/\partial y\log|p-y|=1/(y-p)`,
+    i.e. :math:`-1/p` at 0 and :math:`1/(1-p)` at 1), which autograd through ``where`` would drop."""
+
+    @staticmethod
+    def forward(ctx, lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:
+        p = lp.exp()
+        ctx.save_for_backward(lp, ln, y)
+        return _log_abs_diff(lp, ln, y, p)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        lp, ln, y = ctx.saved_tensors
+        p = lp.exp()
+        d = p - y
+        safe = torch.where(d == 0, torch.ones_like(d), d)
+        one, zero = torch.ones_like(d), torch.zeros_like(d)
+        soft_lp = torch.where(d == 0, zero, p / safe)
+        soft_y = torch.where(d == 0, zero, -1.0 / safe)
+        d_lp = torch.where(y == 0, one, torch.where(y == 1, zero, soft_lp))
+        d_ln = torch.where(y == 1, one, zero)
+        d_y = torch.where(y == 0, -torch.exp(-lp), torch.where(y == 1, torch.exp(-ln), soft_y))
+        return g * d_lp, g * d_ln, g * d_y
+
+
+def log_abs_diff(lp: Tensor, ln: Tensor, y: Tensor, p: Tensor) -> Tensor:
+    if torch.is_grad_enabled() and isinstance(y, Tensor) and y.requires_grad:
+        return _LogAbsDiff.apply(lp, ln, y)
+    return _log_abs_diff(lp, ln, y, p)
+
+
 def quality_focal(
     x: Tensor,
     y: Tensor,
@@ -39,7 +76,7 @@ def quality_focal(
         loss, grad = bce, dbce
     else:
         d = p - y
-        log_ad = torch.where(y == 1, ln, torch.where(y == 0, lp, torch.log(d.abs())))
+        log_ad = log_abs_diff(lp, ln, y, p)
         m = torch.exp(beta * log_ad)
         slope = torch.exp((beta - 1.0) * log_ad + lp + ln)
         slope = torch.where(d == 0, torch.zeros_like(slope), torch.sign(d) * slope)

@@ -35,10 +35,39 @@ class SigmoidFocalTerms(NamedTuple):
     hess: Optional[Tensor]
 
 
+def _log_one_minus_pt(lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:
+    return torch.logaddexp(torch.log1p(-y) + lp, torch.log(y) + ln)
+
+
+class _LogOneMinusPt(torch.autograd.Function):
+    r""":func:`log_one_minus_pt` with its derivatives in closed form, for targets that need a gradient:
+    with :math:`u=(1-y)p+yq`, :math:`\partial/\partial\log p=(1-y)p/u`, :math:`\partial/\partial\log q=yq/u`,
+    :math:`\partial/\partial y=(q-p)/u`. Autograd through the log-add-exp would form
+    :math:`\infty\cdot0` at :math:`y\in\{0,1\}` (the derivative of :math:`\log y`). The backward is
+    made of differentiable ops, so second derivatives follow (autograd through the log-add-exp gives
+    NaN second derivatives at hard labels)."""
+
+    @staticmethod
+    def forward(ctx, lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:
+        out = _log_one_minus_pt(lp, ln, y)
+        ctx.save_for_backward(lp, ln, y, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        lp, ln, y, out = ctx.saved_tensors
+        d_lp = torch.exp(torch.log1p(-y) + lp - out)
+        d_ln = torch.exp(torch.log(y) + ln - out)
+        d_y = torch.exp(ln - out) - torch.exp(lp - out)
+        return g * d_lp, g * d_ln, g * d_y
+
+
 def log_one_minus_pt(lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:
     """log(1 - p_t) = log((1-y) p + y (1-p)) from log p = ``lp``, log(1-p) = ``ln``; log1p(-1) = log(0)
     = -inf picks one branch exactly, so for hard labels it is log sigmoid(-x_t) exactly."""
-    return torch.logaddexp(torch.log1p(-y) + lp, torch.log(y) + ln)
+    if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in (lp, ln, y)):
+        return _LogOneMinusPt.apply(lp, ln, y if isinstance(y, Tensor) else torch.as_tensor(y, dtype=lp.dtype))
+    return _log_one_minus_pt(lp, ln, y)
 
 
 def _alpha_weights(alpha: Optional[Scalar]) -> tuple[Scalar, Scalar]:
