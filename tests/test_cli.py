@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -58,7 +59,9 @@ def test_compare_runs_and_warns(tmp_path, capsys):
     cap = capsys.readouterr()
     res = json.loads(cap.out)
     assert res["classes"] == ["c0", "c1", "c2"]
-    assert "'city' is not numeric" in cap.err and "'c2' has only 6 rows" in cap.err
+    assert "1 column(s) are not numeric and are not used: 'city'" in cap.err
+    assert "1 class(es) have fewer than 10 rows" in cap.err and "'c2' (6)" in cap.err
+    assert cap.err.count("warning") == 2
 
 
 BAD = [
@@ -68,7 +71,11 @@ BAD = [
     ("too few rows", "a,target\n1,x\n2,x\n3,x\n4,y\n5,x\n6,x\n", "class 'y' has 1 row"),
     ("nan", "a,target\n1,x\nnan,y\n3,x\n4,y\n", "column 'a' line 3"),
     ("text in numbers", "a,target\n1,x\n2,y\nfoo,x\n4,y\n", "expected a number, got 'foo'"),
-    ("empty cell", "a,target\n1,x\n,y\n3,x\n4,y\n", "expected a number, got ''"),
+    ("empty cell", "a,target\n1,x\n,y\n3,x\n4,y\n", "column 'a' line 3: an empty cell"),
+    ("duplicate target", "y,y,a\n1,1,2\n0,0,3\n", "duplicate column name(s) 'y'"),
+    ("directory", "DIR", "is a directory"),
+    ("fifo", "FIFO", "not a regular file"),
+    ("not csv", b"\xff\xfe\x00\x01garbage\x00", "cannot read"),
     ("no numeric column", "a,target\nu,x\nv,y\nw,x\nz,y\n", "no numeric feature columns"),
     ("ragged row", "a,target\n1,x\n2\n", "line 3"),
     ("no rows", "a,target\n", "no data rows"),
@@ -78,12 +85,85 @@ BAD = [
 @pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
 def test_bad_csv_exits_2_with_one_message(tmp_path, capsys, case):
     _, text, message = case
-    path = str(tmp_path / "absent.csv") if text is None else _csv(tmp_path, text)
+    if text is None:
+        path = str(tmp_path / "absent.csv")
+    elif text == "DIR":
+        path = str(tmp_path)
+    elif text == "FIFO":
+        path = str(tmp_path / "pipe.csv")
+        os.mkfifo(path)
+    elif isinstance(text, bytes):
+        (tmp_path / "bin.csv").write_bytes(text)
+        path = str(tmp_path / "bin.csv")
+    else:
+        path = _csv(tmp_path, text)
     target = "target"
     assert main(["compare", "--csv", path, "--target", target, *FAST, "--no-plots"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert err.count("focalkit: error:") == 1
+
+
+def test_labels_1_and_1_point_0_are_one_class(tmp_path, capsys):
+    rows = ["a,label"] + [f"{i},{'1' if i % 2 else '1.0'}" for i in range(20)] + [f"{i},0" for i in range(20)]
+    path = _csv(tmp_path, "\n".join(rows) + "\n")
+    assert main(["compare", "--csv", path, "--target", "label", *FAST, "--json", "--no-plots"]) == 0
+    assert json.loads(capsys.readouterr().out)["classes"] == ["0", "1"]
+
+
+def test_one_warning_line_for_many_text_columns(tmp_path, capsys):
+    names = [f"t{j}" for j in range(300)]
+    rows = [",".join(["a", "label"] + names)]
+    rows += [",".join([str(i), str(i % 2)] + ["x"] * 300) for i in range(30)]
+    path = _csv(tmp_path, "\n".join(rows) + "\n")
+    assert main(["compare", "--csv", path, "--target", "label", *FAST, "--json", "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "300 column(s)" in err and "and 295 more" in err
+
+
+@pytest.mark.parametrize("kind", ["file", "unwritable"])
+def test_bad_out_fails_before_any_training(tmp_path, capsys, monkeypatch, kind):
+    import focalkit._demo as demo
+
+    def boom(*a, **k):
+        raise AssertionError("trained before checking --out")
+
+    monkeypatch.setattr(demo, "run", boom)
+    if kind == "file":
+        out = tmp_path / "out.txt"
+        out.write_text("x")
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        out = ro / "plots"
+        if os.access(ro, os.W_OK):  # root ignores permission bits: use a path under a file instead
+            (tmp_path / "f").write_text("x")
+            out = tmp_path / "f" / "plots"
+    path = _csv(tmp_path, _table())
+    assert main(["compare", "--csv", path, "--target", "label", *FAST, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "Traceback" not in err
+
+
+def test_plot_failure_leaves_no_half_written_files(tmp_path, capsys, monkeypatch):
+    import focalkit._demo as demo
+
+    real = demo._save
+    calls = []
+
+    def flaky(fig, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(fig, path)
+
+    monkeypatch.setattr(demo, "_save", flaky)
+    out = tmp_path / "plots"
+    path = _csv(tmp_path, _table())
+    assert main(["compare", "--csv", path, "--target", "label", *FAST, "--out", str(out)]) == 2
+    assert "disk full" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
 
 
 def test_unknown_loss_exits_2(capsys):

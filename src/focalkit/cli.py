@@ -9,7 +9,10 @@ import argparse
 import csv
 import json
 import math
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -91,53 +94,118 @@ def _demo_problem(args):
                    data.SATIMAGE_CLASSES, data.CITATION["satimage"])
 
 
-def read_table(path: str, target: str):
-    """Read a CSV into (X, y, class names, feature names), or raise UsageError with one clear message."""
+def _check_input(path: str) -> Path:
+    """A readable regular file, or one clear message (a folder or a FIFO is not "no such file")."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise UsageError(f"no such file: {path}")
+    if p.is_dir():
+        raise UsageError(f"{path} is a directory, not a CSV file")
+    if not p.is_file():
+        raise UsageError(f"{path} is not a regular file (a FIFO, socket or device): pass a CSV file")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"cannot read {path}: permission denied")
+    return p
+
+
+def check_output_dir(path: str) -> Path:
+    """The plots' folder, checked before any training: it exists as a writable folder or can be made."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"--out {path} exists and is not a folder")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {path}: cannot write to {probe} (permission denied)")
+    return p
+
+
+def _header(p: Path) -> List[str]:
+    with p.open(newline="", encoding="utf-8-sig") as fh:
+        for row in csv.reader(fh):
+            if any(cell.strip() for cell in row):
+                return [h.strip() for h in row]
+    return []
+
+
+def _summarise(names: Sequence[str], most: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _class_names(labels) -> tuple:
+    """Class indices and names: labels that are all numbers are classes by value (``1`` and ``1.0`` are
+    one class, named ``1``); otherwise by their text."""
+    import pandas as pd
+
+    text = labels.astype(str).str.strip()
+    values = pd.to_numeric(text, errors="coerce")
+    if values.notna().all():
+        uniq = np.unique(values.to_numpy(dtype=np.float64))
+        names = [f"{v:g}" if float(v).is_integer() else repr(float(v)) for v in uniq]
+        return np.searchsorted(uniq, values.to_numpy(dtype=np.float64)).astype(np.int64), names
+    uniq = sorted(set(text), key=_sort_key)
+    index = {c: k for k, c in enumerate(uniq)}
+    return text.map(index).to_numpy(dtype=np.int64), uniq
+
+
+def read_table(path: str, target: str):
+    """Read a CSV into (X, y, class names, feature names), or raise UsageError with one clear message.
+
+    pandas' C parser reads the table (memory a few times the file's size); the header is checked
+    first (duplicate names are refused: a copy of the target would be a label leak)."""
+    import pandas as pd
+
+    p = _check_input(path)
     try:
-        with p.open(newline="", encoding="utf-8-sig") as fh:
-            rows = [r for r in csv.reader(fh) if any(cell.strip() for cell in r)]
-    except (UnicodeDecodeError, csv.Error) as exc:
+        header = _header(p)
+    except (UnicodeDecodeError, csv.Error, OSError) as exc:
         raise UsageError(f"cannot read {path} as CSV: {exc}") from None
-    if len(rows) < 2:
-        raise UsageError(f"{path} has no data rows (a header row and at least one row are needed)")
-    header = [h.strip() for h in rows[0]]
-    body = rows[1:]
+    if not header:
+        raise UsageError(f"{path} is empty (a header row and at least one row are needed)")
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise UsageError(f"{path}: duplicate column name(s) {_summarise(dupes)}; every column needs its own name")
     if target not in header:
-        raise UsageError(f"no column {target!r} in {path}; columns are: {', '.join(header)}")
-    for i, r in enumerate(body, start=2):
-        if len(r) != len(header):
-            raise UsageError(f"{path} line {i}: {len(r)} fields, the header has {len(header)}")
-    t = header.index(target)
-    labels = [r[t].strip() for r in body]
-    if any(v == "" for v in labels):
-        line = labels.index("") + 2
+        raise UsageError(f"no column {target!r} in {path}; columns are: {_summarise(header, 20)}")
+    try:
+        df = pd.read_csv(p, dtype={target: str}, skipinitialspace=True, encoding="utf-8-sig",
+                         keep_default_na=False, na_values=[""], skip_blank_lines=True)
+    except (UnicodeDecodeError, pd.errors.ParserError, ValueError, OSError) as exc:
+        raise UsageError(f"cannot read {path} as CSV: {str(exc).strip().splitlines()[0]}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if len(df) < 1:
+        raise UsageError(f"{path} has no data rows (a header row and at least one row are needed)")
+    labels = df[target]
+    if labels.isna().any() or (labels.astype(str).str.strip() == "").any():
+        line = int(np.flatnonzero((labels.isna() | (labels.astype(str).str.strip() == "")).to_numpy())[0]) + 2
         raise UsageError(f"column {target!r} line {line}: empty class label")
-    features, names = [], []
-    for j, name in enumerate(header):
-        if j == t:
+    features, names, skipped = [], [], []
+    for name in df.columns:
+        if name == target:
             continue
-        cells = [r[j].strip() for r in body]
-        parsed = [_number(v) for v in cells]
-        n_numeric = sum(v is not None for v in parsed)
-        if n_numeric == 0:
-            _warn(f"column {name!r} is not numeric and is not used")
+        col = df[name]
+        values = col if col.dtype.kind in "fiub" else pd.to_numeric(col, errors="coerce")
+        v = values.to_numpy(dtype=np.float64)
+        finite = np.isfinite(v)
+        if col.dtype.kind not in "fiub" and not finite.any() and not values.notna().any():
+            skipped.append(name)
             continue
-        for i, (raw, v) in enumerate(zip(cells, parsed), start=2):
-            if v is None:
-                raise UsageError(f"column {name!r} line {i}: expected a number, got {raw!r}")
-            if not math.isfinite(v):
-                raise UsageError(f"column {name!r} line {i}: {raw!r} is not a finite number (NaN or inf)")
-        features.append(parsed)
+        if not finite.all():
+            i = int(np.flatnonzero(~finite)[0])
+            raw = col.iloc[i]
+            if isinstance(raw, str):
+                raise UsageError(f"column {name!r} line {i + 2}: expected a number, got {raw!r}")
+            raise UsageError(f"column {name!r} line {i + 2}: an empty cell, NaN or inf (a finite number is needed)")
+        features.append(v)
         names.append(name)
+    if skipped:
+        _warn(f"{len(skipped)} column(s) are not numeric and are not used: {_summarise(skipped)}")
     if not features:
         raise UsageError(f"{path} has no numeric feature columns besides {target!r}")
-    classes = sorted(set(labels), key=_sort_key)
-    index = {c: k for k, c in enumerate(classes)}
-    y = np.array([index[v] for v in labels], dtype=np.int64)
-    return np.array(features, dtype=np.float64).T, y, classes, names
+    y, classes = _class_names(labels)
+    return np.stack(features, axis=1), y, classes, names
 
 
 def _number(text: str) -> Optional[float]:
@@ -167,12 +235,30 @@ def _compare_problem(args):
         if n < need or n_test < len(classes) or len(y) - n_test < len(classes):
             raise UsageError(f"class {c!r} has {n} row(s), too few for a stratified train/test split "
                              f"(each class needs at least {need}, and each side at least one row per class)")
-    for c, n in zip(classes, counts):
-        if n < MIN_ROWS_WARN:
-            _warn(f"class {c!r} has only {n} rows: its recall will be noisy")
+    rare = [f"{c!r} ({n})" for c, n in zip(classes, counts) if n < MIN_ROWS_WARN]
+    if rare:
+        shown = ", ".join(rare[:5]) + (f" and {len(rare) - 5} more" if len(rare) > 5 else "")
+        _warn(f"{len(rare)} class(es) have fewer than {MIN_ROWS_WARN} rows, so their recall will be noisy: {shown}")
     Xtr, Xte, ytr, yte = _split(X, y, args.test_size)
     Xtr, Xte = standardise(Xtr, Xte)
     return Problem(f"{Path(args.csv).name} (target {args.target!r})", Xtr, ytr, Xte, yte, classes)
+
+
+def _write_plots(demo, res, summ, out: Path) -> List[str]:
+    """Plots go to a temporary folder inside ``out`` and are moved into place once all are written,
+    so a failure leaves no half-written files."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".focalkit-", dir=out))
+    try:
+        written = demo.plots(res, summ, tmp)
+        final = []
+        for f in written:
+            dest = out / Path(f).name
+            os.replace(f, dest)
+            final.append(str(dest))
+        return final
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -192,13 +278,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         losses = _losses(args.losses)
         if args.epochs < 1 or args.seeds < 1:
             raise UsageError("--epochs and --seeds must be >= 1")
+        out = None if args.no_plots else check_output_dir(args.out)  # before any training
         problem = _demo_problem(args) if args.command == "demo" else _compare_problem(args)
     except UsageError as exc:
         print(f"focalkit: error: {exc}", file=sys.stderr)
         return 2
     res = _demo.run(problem, losses, args.seeds, args.epochs, progress=not args.json)
     summ = _demo.summary(res)
-    files = [] if args.no_plots else _demo.plots(res, summ, Path(args.out))
+    try:
+        files = [] if out is None else _write_plots(_demo, res, summ, out)
+    except OSError as exc:
+        print(f"focalkit: error: cannot write the plots to {args.out}: {exc}", file=sys.stderr)
+        return 2
     summ["plots"] = files
     if args.json:
         print(json.dumps(summ, indent=2))

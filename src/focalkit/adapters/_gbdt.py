@@ -38,6 +38,7 @@ def _t(a) -> torch.Tensor:
 
 
 def _sample_weight(sample_weight, n: int) -> Optional[np.ndarray]:
+    """Sample weights: one finite value >= 0 per row (the package's one rule for weights)."""
     if sample_weight is None:
         return None
     w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
@@ -45,7 +46,39 @@ def _sample_weight(sample_weight, n: int) -> Optional[np.ndarray]:
         return None
     if w.size != n:
         _checks.fail("sample_weight", f"to have {n} entries", f"{w.size}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        bad = w[~np.isfinite(w) | (w < 0)][0]
+        _checks.fail("sample_weight", "to hold finite values >= 0", f"a value {float(bad)!r}")
     return w
+
+
+def binary_labels(label) -> np.ndarray:
+    """Binary labels: finite values in [0, 1] (0/1, or soft targets); NaN, 2 or -1 are refused."""
+    y = np.asarray(label, dtype=np.float64).reshape(-1)
+    bad = ~np.isfinite(y) | (y < 0) | (y > 1)
+    if bad.any():
+        _checks.fail("label", "to hold finite values in [0, 1] for a binary focal objective", f"a value {float(y[bad][0])!r}")
+    return y
+
+
+def class_labels(label, n_cls: int) -> np.ndarray:
+    """Class labels for a softmax objective: whole numbers in [0, num_class)."""
+    y = np.asarray(label, dtype=np.float64).reshape(-1)
+    bad = ~np.isfinite(y) | (y < 0) | (y >= n_cls) | (y != np.round(y))
+    if bad.any():
+        _checks.fail("label", f"to hold class indices 0, 1, ..., {n_cls - 1} (num_class={n_cls})",
+                     f"a value {float(y[bad][0])!r}")
+    return y.astype(np.int64)
+
+
+def class_scores(score, n: int) -> np.ndarray:
+    """Raw scores (n, K) of a softmax objective; K < 2 means the library was not given ``num_class``."""
+    z = np.asarray(score, dtype=np.float64)
+    if n == 0 or z.size % max(n, 1) or z.size // max(n, 1) < 2:
+        _checks.fail("num_class", f"(the library's parameter) to be set to the number of classes K >= 2 for a "
+                     f"softmax focal objective: raw scores must be (n, K) for n={n} labels",
+                     f"scores of shape {z.shape}")
+    return z.reshape(n, -1)
 
 
 def _binary_terms(margin, label, gamma: float, alpha: Alpha, hessian: bool):
@@ -55,7 +88,10 @@ def _binary_terms(margin, label, gamma: float, alpha: Alpha, hessian: bool):
     m = np.asarray(margin).reshape(-1)
     dtype = np.float32 if m.dtype == np.float32 else np.float64
     x = torch.from_numpy(np.ascontiguousarray(m, dtype=dtype))
-    y = torch.from_numpy(np.ascontiguousarray(np.asarray(label).reshape(-1), dtype=dtype))
+    lab = binary_labels(label)
+    if lab.size != m.size:
+        _checks.fail("label", f"to have one value per raw score ({m.size})", f"{lab.size} labels")
+    y = torch.from_numpy(np.ascontiguousarray(lab, dtype=dtype))
     hard = bool(((y == 0) | (y == 1)).all())
     core = sigmoid_focal_hard if hard else sigmoid_focal_linear
     return core(x, y, gamma, alpha, hessian=hessian)
@@ -82,8 +118,10 @@ def binary_loss(margin, label, gamma: float, alpha: Alpha, sample_weight=None) -
 def softmax_grad_hess(margin, label, gamma: float, weight: Optional[np.ndarray], sample_weight=None,
                       hessian_floor: float = DEFAULT_HESSIAN_FLOOR) -> Tuple[np.ndarray, np.ndarray]:
     """Gradient and floored Hessian diagonal, both (n, K), for raw scores (n, K) and labels (n,)."""
-    z = _t(margin)
-    y = torch.from_numpy(np.asarray(label).reshape(-1).astype(np.int64))
+    n = np.asarray(label).size
+    z = _t(class_scores(margin, n))
+    y = torch.from_numpy(class_labels(label, z.shape[1]))
+    _check_weight_length(weight, z.shape[1])
     coef = _row_coef(y, weight, sample_weight, z.shape[0])
     _, g = softmax_focal_hard(z, y, gamma, coef)
     h = softmax_focal_hard_hess_diag(z, y, gamma, coef)
@@ -91,11 +129,18 @@ def softmax_grad_hess(margin, label, gamma: float, weight: Optional[np.ndarray],
 
 
 def softmax_loss(margin, label, gamma: float, weight: Optional[np.ndarray], sample_weight=None) -> float:
-    z = _t(margin)
-    y = torch.from_numpy(np.asarray(label).reshape(-1).astype(np.int64))
+    n = np.asarray(label).size
+    z = _t(class_scores(margin, n))
+    y = torch.from_numpy(class_labels(label, z.shape[1]))
+    _check_weight_length(weight, z.shape[1])
     loss, _ = softmax_focal_hard(z, y, gamma, _row_coef(y, weight, None, z.shape[0]))
     w = _sample_weight(sample_weight, loss.numel())
     return float(np.average(loss.numpy(), weights=w)) if loss.numel() else 0.0
+
+
+def _check_weight_length(weight, n_cls: int) -> None:
+    if weight is not None and weight.size != n_cls:
+        _checks.fail("weight", f"to have one entry per class ({n_cls})", f"{weight.size} entries")
 
 
 def _row_coef(y: torch.Tensor, weight, sample_weight, n: int):
@@ -109,7 +154,12 @@ def binary_init_margin(label, gamma: float, alpha: Alpha, sample_weight=None) ->
 
     Found by bisection on the mean gradient over [-50, 50] (the loss of a constant is one-dimensional).
     """
-    y = np.asarray(label, dtype=np.float64).reshape(-1)
+    y = binary_labels(label)
+    if y.size == 0:
+        _checks.fail("label", "to be non-empty (the prior margin of no labels is undefined)", "0 labels")
+    w = _sample_weight(sample_weight, y.size)
+    if w is not None and not w.sum() > 0:
+        _checks.fail("sample_weight", "to have a positive sum", "all zero")
     lo, hi = -50.0, 50.0
     for _ in range(100):
         mid = 0.5 * (lo + hi)
@@ -166,7 +216,7 @@ class SoftmaxFocalObjective:
         score, label, w = type(self)._unpack(a, b, sample_weight)
         score = np.asarray(score, dtype=np.float64)
         n = np.asarray(label).size
-        g, h = softmax_grad_hess(score.reshape(n, -1), label, self.gamma, self.weight, w, self.hessian_floor)
+        g, h = softmax_grad_hess(class_scores(score, n), label, self.gamma, self.weight, w, self.hessian_floor)
         return g.reshape(score.shape), h.reshape(score.shape)
 
     def __repr__(self) -> str:
@@ -192,7 +242,7 @@ def metrics(unpack: Unpack, wrap: Callable[[str, float], tuple]):
         def softmax_focal(a, b, sample_weight=None):
             score, label, w = unpack(a, b, sample_weight)
             n = np.asarray(label).size
-            return wrap("softmax_focal", softmax_loss(np.asarray(score).reshape(n, -1), label, gamma, cw, w))
+            return wrap("softmax_focal", softmax_loss(class_scores(score, n), label, gamma, cw, w))
 
         return softmax_focal
 

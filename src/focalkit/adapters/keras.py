@@ -28,6 +28,7 @@ if "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ \
     os.environ["KERAS_BACKEND"] = "torch"
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from focalkit import _checks  # noqa: E402
@@ -58,9 +59,39 @@ def _weights(weight, class_counts, beta):
     if weight is None:
         return None
     w = [float(v) for v in weight]
-    if any(v < 0 for v in w):
-        _checks.fail("weight", "to hold non-negative per-class weights", weight)
+    if any(not v >= 0 for v in w):
+        _checks.fail("weight", "to hold values >= 0 (weights cannot be negative)", weight)
     return w
+
+
+def _same_rank(y_true, y_pred):
+    """Keras's own rule for a target and a prediction whose ranks differ by one (its losses'
+    ``squeeze_or_expand_to_same_rank``): ``(N,)`` against ``(N, 1)`` becomes ``(N, 1)`` against
+    ``(N, 1)``, a trailing axis of size 1 is squeezed otherwise. Any other mismatch is an error, never
+    a broadcast (``(N,)`` against ``(N, 1)`` broadcast to ``(N, N)`` before)."""
+    r_t, r_p = len(y_true.shape), len(y_pred.shape)
+    if r_p == r_t + 1 and y_pred.shape[-1] == 1:
+        y_true = ops.expand_dims(y_true, -1) if r_t == 1 else y_true
+        y_pred = y_pred if r_t == 1 else ops.squeeze(y_pred, -1)
+    elif r_t == r_p + 1 and y_true.shape[-1] == 1:
+        y_pred = ops.expand_dims(y_pred, -1) if r_p == 1 else y_pred
+        y_true = y_true if r_p == 1 else ops.squeeze(y_true, -1)
+    if tuple(y_true.shape) != tuple(y_pred.shape) and None not in tuple(y_true.shape) + tuple(y_pred.shape):
+        _checks.fail("y_true", f"to have y_pred's shape {tuple(y_pred.shape)}", f"shape {tuple(y_true.shape)}")
+    return y_true, y_pred
+
+
+def _check_class_indices(y, n_cls: int):
+    """Class indices in [0, C): raised where the values can be read (eager); while a backend traces
+    (jit, tf.function) the loss of a bad index is NaN instead, never a silent zero one-hot."""
+    try:
+        arr = np.asarray(ops.convert_to_numpy(y))
+    except Exception:  # a symbolic tensor
+        return ops.logical_and(y >= 0, y < n_cls)
+    bad = (arr < 0) | (arr >= n_cls)
+    if bad.any():
+        _checks.fail("y_true", f"to hold class indices in [0, {n_cls - 1}]", f"a value {int(arr[bad][0])}")
+    return None
 
 
 def _logaddexp(a, b):
@@ -106,7 +137,7 @@ class BinaryFocalLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         x = _logits(ops.convert_to_tensor(y_pred), self.from_logits)
-        y = ops.cast(y_true, x.dtype)
+        y, x = _same_rank(ops.cast(y_true, x.dtype), x)
         if self.label_smoothing:
             y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         lp, ln = ops.log_sigmoid(x), ops.log_sigmoid(-x)
@@ -211,7 +242,13 @@ class SparseCategoricalFocalLoss(_SoftmaxFocalBase):
         if len(ops.shape(y)) == len(ops.shape(z)):
             y = ops.squeeze(y, axis=self.axis)
         n_cls = ops.shape(z)[self.axis]
+        valid = _check_class_indices(y, n_cls)
         onehot = ops.one_hot(y, n_cls, axis=self.axis, dtype=z.dtype)
+        if valid is not None:
+            return ops.where(valid, self._sparse(onehot, z), ops.full_like(valid, float("nan"), dtype=z.dtype))
+        return self._sparse(onehot, z)
+
+    def _sparse(self, onehot, z):
         if self.label_smoothing:
             return self._dense(onehot, z)
         lse = ops.logsumexp(z, axis=self.axis)
