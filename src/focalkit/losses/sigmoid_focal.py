@@ -98,7 +98,8 @@ def sigmoid_focal_loss(
       :func:`focalkit.focal_calibration_map` in ``docs/math.md``).
 
     ``pos_weight`` multiplies the positive-label term, as in ``nn.BCEWithLogitsLoss``; ``weight``
-    multiplies each element's loss. Gradients flow to ``logits`` only.
+    multiplies each element's loss. Targets, weights and a ``normalizer`` tensor that require grad get
+    their gradients, and ``create_graph=True`` gives exact second derivatives (``docs/api.md``).
 
     Args:
         logits: raw scores, any shape, floating dtype. float16 / bfloat16 are computed in float32.

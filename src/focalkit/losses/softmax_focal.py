@@ -111,7 +111,8 @@ def softmax_focal_loss(
         - output: scalar, or :math:`(N, *)` for ``reduction="none"``.
 
     Returns:
-        The loss, in the logits' dtype. Gradients flow to ``logits`` only.
+        The loss, in the logits' dtype. Probability targets, ``weight`` and a ``normalizer`` tensor that
+        require grad get their gradients; ``create_graph=True`` works (``docs/api.md``).
 
     Raises:
         TypeError: integer logits, bool targets, float targets of the wrong shape.

@@ -1,0 +1,24 @@
+"""``benchmarks/gpu_check.sh --dry-run``: the GPU check's code paths (tests and timings) on the CPU
+under Triton's interpreter, so the script is known to run before a GPU is lent."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="bash script, Linux CI")
+def test_gpu_check_dry_run(tmp_path):
+    pytest.importorskip("triton")
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, TRITON_INTERPRET="1")
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"], capture_output=True,
+                       text=True, env=env, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((tmp_path / "gpu.json").read_text())
+    assert res["meta"]["dry_run"] and len(res["results"]) == 4
+    assert "| sigmoid |" in (tmp_path / "gpu_results.md").read_text()
