@@ -268,3 +268,57 @@ def test_focal_star_and_quality_layouts(dtype, layout):
         r.backward()
         _close(out, r.detach(), dtype, scale=10)
         _close(x.grad, x64.grad, dtype)
+
+
+# ---- every finite logit: float32 on every backend against float64 eager (itself checked against
+# mpmath in tests/core) -----------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+wide = st.floats(-1e4, 1e4, allow_nan=False, width=32)
+
+
+def _ulps_close(got: torch.Tensor, want: torch.Tensor, ulps: float = 8.0, floor: float = 1e-30):
+    """|got - want| within a few float32 ulps of want (plus an absolute floor near 0)."""
+    tol = ulps * torch.finfo(torch.float32).eps * want.abs() + floor
+    assert ((got.double() - want).abs() <= tol).all(), (got, want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=st.lists(wide, min_size=4, max_size=4), seed=st.integers(0, 2**16),
+       gamma=st.sampled_from([0.0, 0.5, 2.0]), soft=st.sampled_from(["pt", "linear"]))
+def test_sigmoid_every_finite_logit_every_backend(x, seed, gamma, soft):
+    x = torch.tensor(x, dtype=torch.float32).reshape(2, 2)
+    y = (torch.rand(2, 2, generator=torch.Generator().manual_seed(seed)) < 0.5).float()
+    want_l = fk.sigmoid_focal_loss(x.double(), y.double(), gamma=gamma, soft_target=soft, reduction="none",
+                                   backend="eager")
+    for backend in BACKENDS:
+        xx = x.clone().requires_grad_()
+        got = fk.sigmoid_focal_loss(xx, y, gamma=gamma, soft_target=soft, reduction="none", backend=backend)
+        got.sum().backward()
+        x64 = x.double().requires_grad_()
+        fk.sigmoid_focal_loss(x64, y.double(), gamma=gamma, soft_target=soft, reduction="none",
+                              backend="eager").sum().backward()
+        _ulps_close(got, want_l)
+        _ulps_close(xx.grad, x64.grad)
+
+
+@settings(max_examples=60, deadline=None)
+@given(z=st.lists(wide, min_size=6, max_size=6), t=st.lists(st.integers(0, 2), min_size=2, max_size=2),
+       gamma=st.sampled_from([0.0, 0.5, 2.0]), ls=st.sampled_from([0.0, 0.1]))
+def test_softmax_every_finite_logit_every_backend(z, t, gamma, ls):
+    z = torch.tensor(z, dtype=torch.float32).reshape(2, 3)
+    t = torch.tensor(t)
+    want = fk.softmax_focal_loss(z.double(), t, gamma=gamma, label_smoothing=ls, reduction="none", backend="eager")
+    z64 = z.double().requires_grad_()
+    fk.softmax_focal_loss(z64, t, gamma=gamma, label_smoothing=ls, reduction="none", backend="eager").sum().backward()
+    for backend in BACKENDS:
+        zz = z.clone().requires_grad_()
+        got = fk.softmax_focal_loss(zz, t, gamma=gamma, label_smoothing=ls, reduction="none", backend=backend)
+        got.sum().backward()
+        # the loss is a difference of logits: its error scales with the logits' own rounding
+        scale = z.abs().amax(1).double() * torch.finfo(torch.float32).eps
+        assert ((got.double() - want).abs() <= 8 * torch.finfo(torch.float32).eps * want.abs() + 4 * scale).all(), \
+            (backend, got, want)
+        _ulps_close(zz.grad, z64.grad, floor=1e-7)

@@ -159,3 +159,49 @@ def test_sample_weight_honoured_and_bad_params(lib):
         ad.focal_objective(2.0, alpha=2.0)
     with pytest.raises(ValueError, match="weight"):
         ad.softmax_focal_objective(2.0, weight=[1.0, -1.0])
+
+
+@pytest.mark.parametrize("lib", LIBS)
+@pytest.mark.parametrize("bad", [np.nan, 2.0, -1.0])
+def test_binary_objective_and_metric_refuse_bad_labels(lib, bad):
+    ad = _adapter(lib)
+    margin, label = np.zeros(3), np.array([0.0, bad, 1.0])
+    with pytest.raises(ValueError, match="`label`"):
+        ad.focal_objective(2.0)(label, margin)
+    with pytest.raises(ValueError, match="`label`"):
+        ad.focal_objective(2.0).init_margin(label)
+
+
+@pytest.mark.parametrize("lib", LIBS)
+@pytest.mark.parametrize("bad", [-1.0, np.nan, np.inf])
+def test_bad_sample_weights_are_refused(lib, bad):
+    ad = _adapter(lib)
+    with pytest.raises(ValueError, match="sample_weight"):
+        ad.focal_objective(2.0)(np.array([1.0, 0.0]), np.zeros(2), sample_weight=np.array([1.0, bad]))
+    with pytest.raises(ValueError, match="sample_weight"):
+        ad.softmax_focal_objective(2.0)(np.array([1, 0]), np.zeros((2, 3)), sample_weight=np.array([bad, 1.0]))
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_init_margin_of_nothing_is_an_error(lib):
+    ad = _adapter(lib)
+    with pytest.raises(ValueError, match="non-empty"):
+        ad.focal_objective(2.0).init_margin([])
+    with pytest.raises(ValueError, match="`label`"):
+        ad.focal_objective(2.0).init_margin([np.nan, np.nan])
+
+
+@pytest.mark.parametrize("lib", LIBS)
+@pytest.mark.parametrize("bad", [3.0, -1.0, 1.7])
+def test_softmax_labels_must_be_class_indices(lib, bad):
+    ad = _adapter(lib)
+    obj = ad.softmax_focal_objective(2.0)
+    with pytest.raises(ValueError, match="class indices"):
+        obj(np.array([0.0, bad]), np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_softmax_without_num_class_names_it(lib):
+    ad = _adapter(lib)
+    with pytest.raises(ValueError, match="num_class"):
+        ad.softmax_focal_objective(2.0)(np.array([0.0, 1.0, 2.0]), np.zeros(3))

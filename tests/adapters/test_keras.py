@@ -144,3 +144,27 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="weight"):
         SparseCategoricalFocalLoss(weight=[1.0], class_counts=[1])
     assert os.environ.get("KERAS_BACKEND") == "torch"
+
+
+def test_binary_rank_one_targets_follow_keras():
+    """(N,) targets against (N, 1) predictions: Keras's own rule, not a broadcast to (N, N)."""
+    yt = np.array([0.0, 1.0, 1.0, 0.0])
+    yp = np.array([[0.3], [2.0], [-1.0], [0.5]], dtype="float32")
+    ours = float(BinaryFocalLoss(from_logits=True, alpha=None, gamma=2.0)(yt, yp))
+    theirs = float(keras.losses.BinaryFocalCrossentropy(from_logits=True, gamma=2.0)(yt, yp))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    with pytest.raises(ValueError, match="y_true"):
+        BinaryFocalLoss()(np.zeros((4, 2)), np.zeros((4, 3), dtype="float32"))
+
+
+@pytest.mark.parametrize("bad", [-1, 3])
+def test_sparse_labels_out_of_range_raise(bad):
+    with pytest.raises(ValueError, match="class indices"):
+        SparseCategoricalFocalLoss()(np.array([0, bad]), np.zeros((2, 3), dtype="float32"))
+
+
+def test_negative_class_weights_refused_like_the_torch_api():
+    with pytest.raises(ValueError, match=">= 0"):
+        CategoricalFocalLoss(weight=[1.0, -1.0])
+    with pytest.raises(ValueError, match=">= 0"):
+        fk.softmax_focal_loss(torch.zeros(2, 2), torch.tensor([0, 1]), weight=torch.tensor([1.0, -1.0]))
