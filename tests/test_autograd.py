@@ -250,6 +250,8 @@ def test_inplace_grad_refusals(backend):
         fk.sigmoid_focal_loss(leaf, torch.ones(10, 4), inplace_grad=True, backend=backend)
     with pytest.raises(ValueError, match="inplace_grad.*leaf"):
         fk.softmax_focal_loss(leaf, torch.zeros(10, dtype=torch.long), inplace_grad=True, backend=backend)
+    with pytest.raises(ValueError, match="inplace_grad.*view of one"):
+        fk.sigmoid_focal_loss(leaf[::2], torch.ones(5, 4), inplace_grad=True, backend=backend)
     b = torch.randn(12, requires_grad=True)
     over = (b * 1).unfold(0, 5, 1)  # rows share memory
     with pytest.raises(ValueError, match="inplace_grad.*share memory"):

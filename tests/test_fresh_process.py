@@ -75,7 +75,8 @@ def test_compile_catches_bad_sparse_labels_on_every_path():
 @pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler to build the stale library")
 def test_stale_library_falls_back_to_eager_with_one_warning(tmp_path):
     src = tmp_path / "stale.c"
-    src.write_text("int fk_abi_version(void) { return 9; }\nint fk_sigmoid_focal_f32(void) { return 0; }\n")
+    from focalkit._native import ABI_VERSION
+    src.write_text(f"int fk_abi_version(void) {{ return {ABI_VERSION}; }}\nint fk_sigmoid_focal_f32(void) {{ return 0; }}\n")
     lib = tmp_path / "stale.so"
     subprocess.run(["cc", "-shared", "-fPIC", str(src), "-o", str(lib)], check=True)
     r = _run(f"""

@@ -1,7 +1,8 @@
 """Argument validation shared by every loss: one wording, ValueError for values, TypeError for types.
 
 Messages read "Expected `name` <condition>, got <value>." Nothing here reads a tensor's values
-unless the tensor lives on the CPU (where that costs no device synchronisation).
+unless the tensor lives on the CPU (where that costs no device synchronisation). Importable without
+torch (the GBDT and Keras adapters use the number checks): the tensor checks need it.
 """
 
 from __future__ import annotations
@@ -10,8 +11,14 @@ import math
 import numbers
 from typing import Any, Optional, Sequence
 
-import torch
-from torch import Tensor
+try:
+    import torch
+    from torch import Tensor
+except ImportError:  # the torch-free adapters: only the number checks are used there
+    torch = None  # type: ignore[assignment]
+
+    class Tensor:  # type: ignore[no-redef]
+        """Stands for torch.Tensor where torch is absent: nothing is an instance of it."""
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -38,7 +45,7 @@ def number(name: str, value: Any, *, lo: Optional[float] = None, hi: Optional[fl
 
     Under ``torch.compile(dynamic=True)`` numbers arrive as symbolic floats / ints: ``float()``
     specialises them (a guard), so they are checked like any other number."""
-    if isinstance(value, (torch.SymFloat, torch.SymInt)):
+    if torch is not None and isinstance(value, (torch.SymFloat, torch.SymInt)):
         value = float(value)
     if not is_number(value):
         fail(name, "to be a real number", value, TypeError)
@@ -157,9 +164,10 @@ def inplace_grad(value: Any, logits: Tensor, others: Sequence[Any]) -> bool:
     boolean("inplace_grad", value)
     if not value:
         return False
-    if logits.is_leaf and logits.requires_grad:
-        fail("inplace_grad", "to be False for a leaf tensor that requires grad (PyTorch forbids in-place "
-             "writes there; its .grad would share the logits' storage)", value)
+    base = logits._base if logits._base is not None else logits
+    if logits.requires_grad and base.is_leaf and base.requires_grad:
+        fail("inplace_grad", "to be False for a leaf tensor that requires grad, or a view of one (PyTorch "
+             "forbids in-place writes there; its .grad would share the logits' storage)", value)
     if self_overlapping(logits):
         fail("inplace_grad", "to be False for logits whose elements share memory (expanded or overlapping "
              "views: one gradient would overwrite another); pass logits.contiguous()", value)

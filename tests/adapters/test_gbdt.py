@@ -205,3 +205,58 @@ def test_softmax_without_num_class_names_it(lib):
     ad = _adapter(lib)
     with pytest.raises(ValueError, match="num_class"):
         ad.softmax_focal_objective(2.0)(np.array([0.0, 1.0, 2.0]), np.zeros(3))
+
+
+# ---- the C kernel the torch-free adapters call, against focalkit.core ------------------------------
+
+from focalkit import _native  # noqa: E402
+from focalkit.adapters import _gbdt  # noqa: E402
+from focalkit.core import (sigmoid_focal_linear, softmax_focal_hard,  # noqa: E402
+                           softmax_focal_hard_hess_diag)
+
+
+@pytest.mark.skipif(_native.LIB is None, reason="the native kernel is built in CI")
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.7])
+@pytest.mark.parametrize("alpha", [None, 0.25])
+@pytest.mark.parametrize("soft", [False, True])
+def test_c_binary_kernel_equals_core(gamma, alpha, soft):
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 4, 500), [-700, -40, -17, 0, 17, 40, 700]])
+    y = rng.random(x.size) if soft else (rng.random(x.size) < 0.3).astype(float)
+    w = rng.random(x.size) + 0.1
+    loss, g, h = _gbdt._binary(x, y, gamma, alpha, w, 1e-300, True, True)
+    t = sigmoid_focal_linear(torch.tensor(x), torch.tensor(y), gamma, alpha, hessian=True)
+    wt = torch.tensor(w)
+    np.testing.assert_allclose(loss, (t.loss * wt).numpy(), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(g, (t.grad * wt).numpy(), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(h, (t.hess * wt).clamp_min(1e-300).numpy(), rtol=1e-10, atol=1e-300)
+
+
+@pytest.mark.skipif(_native.LIB is None, reason="the native kernel is built in CI")
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_c_softmax_kernel_equals_core(gamma):
+    rng = np.random.default_rng(2)
+    z = rng.normal(0, 3, (300, 5))
+    z[0] = [80, -80, 0, 1, 2]
+    z[1] = [1e4, 1e4 - 0.5, 0, 0, 0]
+    y = rng.integers(0, 5, 300)
+    cw = np.array([1.0, 2.0, 0.5, 3.0, 1.0])
+    sw = rng.random(300) + 0.1
+    loss, g, h = _gbdt._softmax(z, y, gamma, cw, sw, 1e-300, True, True)
+    coef = torch.tensor(cw[y] * sw)
+    lt, gt = softmax_focal_hard(torch.tensor(z), torch.tensor(y), gamma, coef)
+    ht = softmax_focal_hard_hess_diag(torch.tensor(z), torch.tensor(y), gamma, coef)
+    np.testing.assert_allclose(loss, lt.numpy(), rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(g, gt.numpy(), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(h, ht.clamp_min(1e-300).numpy(), rtol=1e-8, atol=1e-14)
+
+
+def test_torch_fallback_where_the_kernel_is_absent(monkeypatch):
+    x, y = np.array([0.3, -2.0, 5.0]), np.array([1.0, 0.0, 0.4])
+    want = _gbdt.binary_grad_hess(x, y, 2.0, 0.25)
+    wants = _gbdt.softmax_grad_hess(np.eye(3), [0, 1, 2], 2.0, None)
+    monkeypatch.setattr(_native, "LIB", None)
+    for a, b in zip(_gbdt.binary_grad_hess(x, y, 2.0, 0.25), want):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    for a, b in zip(_gbdt.softmax_grad_hess(np.eye(3), [0, 1, 2], 2.0, None), wants):
+        np.testing.assert_allclose(a, b, rtol=1e-12)

@@ -357,7 +357,97 @@ int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w,
 FK_SOFTMAX_DEFINE(float, f32, expf, logf, log1pf)
 FK_SOFTMAX_DEFINE(double, f64, exp, log, log1p)
 
-int fk_abi_version(void) { return 9; }
+/* ---- GBDT objectives: gradient and Hessian per raw score (float64), for the torch-free adapters ------
+ * The maths is focalkit/core/sigmoid.py's sigmoid_focal_hard / sigmoid_focal_linear (hessian=True) and
+ * core/softmax.py's softmax_focal_hard / softmax_focal_hard_hess_diag; tests/adapters compare them.
+ * Every Hessian is floored at `floor` > 0 (a tree's Newton step needs a positive denominator).
+ *   hard y:  t = 2y-1, lp = log s(t x), q = s(-t x), m = q^g,
+ *            L = -a_t m lp,  L' = -t a_t m (q - g p lp),  L'' = a_t p m ((2g+1) q + g (q - g p) lp)
+ *   soft y (the linear form): y w+ F+(x) + (1-y) w- F-(x), F- (x) = F+(-x).
+ */
+static inline void fk_bin_terms(double x, double g, double *lp, double *lq, double *p, double *q) {
+    const double e = exp(-fabs(x)), sp = log1p(e);
+    *lp = (x < 0 ? x : 0.0) - sp;  /* log s(x)  */
+    *lq = (x > 0 ? -x : 0.0) - sp; /* log s(-x) */
+    const double r = 1 / (1 + e), er = e * r;
+    *p = x < 0 ? er : r;
+    *q = x < 0 ? r : er;
+    (void)g;
+}
+
+/* F+(x) = -(1-p)^g log p: value, first and second derivative */
+static inline void fk_fplus(double lp, double lq, double p, double q, double g, double *f, double *d1, double *d2) {
+    const double m = g == 0 ? 1.0 : exp(g * lq);
+    *f = -m * lp;
+    *d1 = -m * (q - g * p * lp);
+    *d2 = p * m * ((2 * g + 1) * q + g * (q - g * p) * lp);
+}
+
+int fk_gbdt_binary_f64(const double *x, const double *y, const double *w, int64_t n, double g, double apos,
+                       double aneg, double floor, double *loss, double *grad, double *hess, int nthreads) {
+    if (n < 0 || !x || !y) return 1;
+    if (nthreads < 1 || n < 65536) nthreads = 1;
+    int bad = 0;
+    _Pragma("omp parallel for num_threads(nthreads) schedule(static) reduction(|:bad)")
+    for (int64_t i = 0; i < n; i++) {
+        const double yi = y[i];
+        if (!(yi >= 0 && yi <= 1)) { bad = 1; continue; }
+        double lp, lq, p, q, fp, dp, hp, fn, dn, hn;
+        fk_bin_terms(x[i], g, &lp, &lq, &p, &q);
+        fk_fplus(lp, lq, p, q, g, &fp, &dp, &hp);        /* the positive term at x */
+        fk_fplus(lq, lp, q, p, g, &fn, &dn, &hn);        /* the negative term: F+(-x), d/dx flips sign */
+        const double wp = yi * apos, wn = (1 - yi) * aneg, wi = w ? w[i] : 1.0;
+        double L = 0, G = 0, H = 0;
+        if (wp != 0) { L += wp * fp; G += wp * dp; H += wp * hp; }
+        if (wn != 0) { L += wn * fn; G -= wn * dn; H += wn * hn; }
+        if (loss) loss[i] = wi * L;
+        if (grad) grad[i] = wi * G;
+        if (hess) { const double h = wi * H; hess[i] = h > floor ? h : floor; }
+    }
+    return bad ? 3 : 0;
+}
+
+/* Softmax, hard labels y in [0, K), per-row coefficient c (class weight times sample weight):
+ *   L = c u^g (-log p_y),  dL/dz = c K (p - e_y),  K = u^g (1 + g psi),  u = 1 - p_y,  psi = -p_y log p_y / u
+ *   d2L/dz_j^2 = c [g p_y r_j^2 u^g (u (2 + log p_y) - (g-1) p_y log p_y) + K p_j (1 - p_j)],
+ *   r_j = p_j / u (j != y), r_y = -1. */
+int fk_gbdt_softmax_f64(const double *z, const int64_t *y, const double *c, int64_t n, int64_t K, double g,
+                        double floor, double *loss, double *grad, double *hess, int nthreads) {
+    if (n < 0 || K < 2 || !z || !y) return 1;
+    if (nthreads < 1 || n * K < 65536) nthreads = 1;
+    int bad = 0;
+    _Pragma("omp parallel for num_threads(nthreads) schedule(static) reduction(|:bad)")
+    for (int64_t i = 0; i < n; i++) {
+        const double *zi = z + i * K;
+        const int64_t yi = y[i];
+        if (yi < 0 || yi >= K) { bad = 1; continue; }
+        double m = -INFINITY;
+        for (int64_t k = 0; k < K; k++) m = zi[k] > m ? zi[k] : m;
+        double rest = 0;
+        for (int64_t k = 0; k < K; k++) if (k != yi) rest += exp(zi[k] - m);
+        const double ey = exp(zi[yi] - m), s = rest + ey, ls = log(s);
+        double logp = zi[yi] - m - ls;
+        const double u = rest / s;
+        if (logp > -FK_LN2) logp = log1p(-u);
+        const double py = exp(logp), psi = u > 0 ? -py * logp / u : 0.0;
+        const double mod = g == 0 ? 1.0 : exp(g * (log(rest) - ls));
+        const double ci = c ? c[i] : 1.0, Kf = mod * (1 + g * psi);
+        const double curv = g * py * mod * (u * (2 + logp) - (g - 1) * py * logp);
+        if (loss) loss[i] = ci * mod * -logp;
+        for (int64_t k = 0; k < K; k++) {
+            const double pk = k == yi ? py : exp(zi[k] - m) / s;
+            const double rk = k == yi ? -1.0 : (rest > 0 ? exp(zi[k] - m) / rest : 0.0);
+            if (grad) grad[i * K + k] = k == yi ? -ci * Kf * u : ci * Kf * pk;
+            if (hess) {
+                const double h = ci * (curv * rk * rk + Kf * pk * (k == yi ? u : 1 - pk));
+                hess[i * K + k] = h > floor ? h : floor;
+            }
+        }
+    }
+    return bad ? 3 : 0;
+}
+
+int fk_abi_version(void) { return 10; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }

@@ -1,17 +1,20 @@
-"""Shared NumPy-level pieces of the XGBoost and LightGBM objectives, computed from focalkit's
-closed forms in float64 (core: no autodiff). Tree learners take a Newton step -sum(g) / sum(h), so
-every Hessian handed over is floored to ``hessian_floor`` > 0; focal loss is not convex where the
-true class's probability is small (docs/gbdt.md)."""
+"""Shared NumPy-level pieces of the XGBoost, LightGBM and CatBoost objectives. Tree learners take a
+Newton step -sum(g) / sum(h), so every Hessian handed over is floored to ``hessian_floor`` > 0; focal
+loss is not convex where the true class's probability is small (docs/adapters.md).
+
+No torch: loss, gradient and Hessian come from the C kernel (``focalkit._native``, float64, OpenMP),
+whose formulas are ``focalkit.core``'s (tests/adapters compare the two). Where the kernel was not
+built, ``focalkit.core`` computes them if torch is installed; otherwise an error says what to do."""
 
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Tuple, Union
 
-import numpy as np
-import torch
+import ctypes
 
-from focalkit import _checks
-from focalkit.core import sigmoid_focal_hard, sigmoid_focal_linear, softmax_focal_hard, softmax_focal_hard_hess_diag
+import numpy as np
+
+from focalkit import _checks, _native
 
 Alpha = Union[float, None]
 DEFAULT_HESSIAN_FLOOR = 1e-6
@@ -31,10 +34,6 @@ def check_class_weight(weight) -> Optional[np.ndarray]:
     if w.ndim != 1 or not np.all(np.isfinite(w)) or np.any(w < 0):
         _checks.fail("weight", "to be a 1-D sequence of non-negative per-class weights", weight)
     return w
-
-
-def _t(a) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
 
 
 def _sample_weight(sample_weight, n: int) -> Optional[np.ndarray]:
@@ -81,61 +80,117 @@ def class_scores(score, n: int) -> np.ndarray:
     return z.reshape(n, -1)
 
 
-def _binary_terms(margin, label, gamma: float, alpha: Alpha, hessian: bool):
-    """Closed forms in the margin's precision (XGBoost hands over float32 and keeps float32 gradients;
-    everything else is float64). All-0/1 labels take the one-term hard-label form, half the work;
-    labels in (0, 1) use the linear (expected hard-label) soft form."""
-    m = np.asarray(margin).reshape(-1)
-    dtype = np.float32 if m.dtype == np.float32 else np.float64
-    x = torch.from_numpy(np.ascontiguousarray(m, dtype=dtype))
-    lab = binary_labels(label)
-    if lab.size != m.size:
-        _checks.fail("label", f"to have one value per raw score ({m.size})", f"{lab.size} labels")
-    y = torch.from_numpy(np.ascontiguousarray(lab, dtype=dtype))
-    hard = bool(((y == 0) | (y == 1)).all())
-    core = sigmoid_focal_hard if hard else sigmoid_focal_linear
-    return core(x, y, gamma, alpha, hessian=hessian)
+def _ptr(a: Optional[np.ndarray]):
+    return None if a is None else a.ctypes.data_as(ctypes.c_void_p)
+
+
+def _kernel():
+    if _native.LIB is None:
+        raise RuntimeError(f"focalkit's GBDT objectives need the native kernel: {_native.ERROR}")
+    return _native.LIB
+
+
+def _binary(margin, label, gamma: float, alpha: Alpha, sample_weight, floor: float, loss: bool, gh: bool):
+    """(loss, grad, hess) per row, each None unless asked. Labels in (0, 1) use the linear (expected
+    hard-label) soft form; 0/1 labels its one live term."""
+    m = np.asarray(margin)
+    x = np.ascontiguousarray(m, dtype=np.float64).reshape(-1)
+    y = binary_labels(label)
+    if y.size != x.size:
+        _checks.fail("label", f"to have one value per raw score ({x.size})", f"{y.size} labels")
+    w = _sample_weight(sample_weight, x.size)
+    w = None if w is None else np.ascontiguousarray(w)
+    n = x.size
+    out_l = np.empty(n) if loss else None
+    out_g = np.empty(n) if gh else None
+    out_h = np.empty(n) if gh else None
+    apos, aneg = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
+    if _native.LIB is None and _torch_available():
+        return _binary_torch(x, y, gamma, alpha, w, floor, loss, gh)
+    rc = _kernel().fk_gbdt_binary_f64(_ptr(x), _ptr(y), _ptr(w), n, gamma, apos, aneg, floor, _ptr(out_l),
+                                      _ptr(out_g), _ptr(out_h), _native.threads())
+    if rc != 0:  # pragma: no cover - the labels were checked above
+        raise RuntimeError(f"focalkit GBDT kernel failed with code {rc}")
+    return out_l, out_g, out_h
+
+
+def _torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def _binary_torch(x, y, gamma, alpha, w, floor, loss, gh):
+    """The same through focalkit.core, where the kernel was not built (needs torch)."""
+    import torch
+
+    from focalkit.core import sigmoid_focal_linear
+
+    t = sigmoid_focal_linear(torch.from_numpy(x), torch.from_numpy(y), gamma, alpha, hessian=True)
+    wt = 1.0 if w is None else torch.from_numpy(w)
+    return ((t.loss * wt).numpy() if loss else None, (t.grad * wt).numpy() if gh else None,
+            (t.hess * wt).clamp_min(floor).numpy() if gh else None)
 
 
 def binary_grad_hess(margin, label, gamma: float, alpha: Alpha, sample_weight=None,
                      hessian_floor: float = DEFAULT_HESSIAN_FLOOR) -> Tuple[np.ndarray, np.ndarray]:
-    """dL/dmargin and max(d2L/dmargin2, floor) per row."""
-    terms = _binary_terms(margin, label, gamma, alpha, hessian=True)
-    g, h = terms.grad, terms.hess
-    w = _sample_weight(sample_weight, g.numel())
-    if w is not None:
-        wt = torch.from_numpy(w).to(g.dtype)
-        g, h = g * wt, h * wt
-    return g.numpy(), h.clamp_min_(hessian_floor).numpy()
+    """dL/dmargin and max(d2L/dmargin2, floor) per row, in the margin's precision (XGBoost hands over
+    float32 and keeps float32 gradients; everything else is float64)."""
+    _, g, h = _binary(margin, label, gamma, alpha, sample_weight, hessian_floor, False, True)
+    if np.asarray(margin).dtype == np.float32:
+        return g.astype(np.float32), h.astype(np.float32)
+    return g, h
 
 
 def binary_loss(margin, label, gamma: float, alpha: Alpha, sample_weight=None) -> float:
-    loss = _binary_terms(np.asarray(margin, dtype=np.float64), label, gamma, alpha, hessian=False).loss.numpy()
+    loss, _, _ = _binary(margin, label, gamma, alpha, None, 1.0, True, False)
     w = _sample_weight(sample_weight, loss.size)
     return float(np.average(loss, weights=w)) if loss.size else 0.0
+
+
+def _softmax(margin, label, gamma: float, weight: Optional[np.ndarray], sample_weight, floor: float, loss: bool,
+             gh: bool):
+    n = np.asarray(label).size
+    z = np.ascontiguousarray(class_scores(margin, n))
+    k = z.shape[1]
+    y = np.ascontiguousarray(class_labels(label, k))
+    _check_weight_length(weight, k)
+    c = _row_coef(y, weight, sample_weight, n)
+    out_l = np.empty(n) if loss else None
+    out_g = np.empty((n, k)) if gh else None
+    out_h = np.empty((n, k)) if gh else None
+    if _native.LIB is None and _torch_available():
+        return _softmax_torch(z, y, gamma, c, floor, loss, gh)
+    rc = _kernel().fk_gbdt_softmax_f64(_ptr(z), _ptr(y), _ptr(c), n, k, gamma, floor, _ptr(out_l), _ptr(out_g),
+                                       _ptr(out_h), _native.threads())
+    if rc != 0:  # pragma: no cover - the labels were checked above
+        raise RuntimeError(f"focalkit GBDT kernel failed with code {rc}")
+    return out_l, out_g, out_h
+
+
+def _softmax_torch(z, y, gamma, c, floor, loss, gh):
+    import torch
+
+    from focalkit.core import softmax_focal_hard, softmax_focal_hard_hess_diag
+
+    zt, yt = torch.from_numpy(z), torch.from_numpy(y)
+    ct = torch.ones(len(y), dtype=torch.float64) if c is None else torch.from_numpy(c)
+    lo, g = softmax_focal_hard(zt, yt, gamma, ct)
+    h = softmax_focal_hard_hess_diag(zt, yt, gamma, ct).clamp_min(floor) if gh else None
+    return (lo.numpy() if loss else None, g.numpy() if gh else None, None if h is None else h.numpy())
 
 
 def softmax_grad_hess(margin, label, gamma: float, weight: Optional[np.ndarray], sample_weight=None,
                       hessian_floor: float = DEFAULT_HESSIAN_FLOOR) -> Tuple[np.ndarray, np.ndarray]:
     """Gradient and floored Hessian diagonal, both (n, K), for raw scores (n, K) and labels (n,)."""
-    n = np.asarray(label).size
-    z = _t(class_scores(margin, n))
-    y = torch.from_numpy(class_labels(label, z.shape[1]))
-    _check_weight_length(weight, z.shape[1])
-    coef = _row_coef(y, weight, sample_weight, z.shape[0])
-    _, g = softmax_focal_hard(z, y, gamma, coef)
-    h = softmax_focal_hard_hess_diag(z, y, gamma, coef)
-    return g.numpy(), np.maximum(h.numpy(), hessian_floor)
+    _, g, h = _softmax(margin, label, gamma, weight, sample_weight, hessian_floor, False, True)
+    return g, h
 
 
 def softmax_loss(margin, label, gamma: float, weight: Optional[np.ndarray], sample_weight=None) -> float:
-    n = np.asarray(label).size
-    z = _t(class_scores(margin, n))
-    y = torch.from_numpy(class_labels(label, z.shape[1]))
-    _check_weight_length(weight, z.shape[1])
-    loss, _ = softmax_focal_hard(z, y, gamma, _row_coef(y, weight, None, z.shape[0]))
-    w = _sample_weight(sample_weight, loss.numel())
-    return float(np.average(loss.numpy(), weights=w)) if loss.numel() else 0.0
+    loss, _, _ = _softmax(margin, label, gamma, weight, None, 1.0, True, False)
+    w = _sample_weight(sample_weight, loss.size)
+    return float(np.average(loss, weights=w)) if loss.size else 0.0
 
 
 def _check_weight_length(weight, n_cls: int) -> None:
@@ -143,10 +198,13 @@ def _check_weight_length(weight, n_cls: int) -> None:
         _checks.fail("weight", f"to have one entry per class ({n_cls})", f"{weight.size} entries")
 
 
-def _row_coef(y: torch.Tensor, weight, sample_weight, n: int):
-    coef = torch.ones(n, dtype=torch.float64) if weight is None else torch.from_numpy(weight)[y]
+def _row_coef(y: np.ndarray, weight, sample_weight, n: int) -> Optional[np.ndarray]:
+    """Per-row coefficient: class weight of the row's label times its sample weight (None: all 1)."""
+    coef = None if weight is None else weight[y]
     w = _sample_weight(sample_weight, n)
-    return coef if w is None else coef * torch.from_numpy(w)
+    if w is not None:
+        coef = w if coef is None else coef * w
+    return None if coef is None else np.ascontiguousarray(coef, dtype=np.float64)
 
 
 def binary_init_margin(label, gamma: float, alpha: Alpha, sample_weight=None) -> float:

@@ -15,54 +15,21 @@ from __future__ import annotations
 
 import ctypes
 import math
-import importlib.util
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
+from focalkit import _native
 from focalkit.backends import _ops
 from focalkit.backends._ops import raw
 from focalkit.backends.eager import compute_dtype
 
 _HALF_BLOCK = 1 << 22  # float16 / bfloat16 are converted to float32 this many elements at a time
-ABI_VERSION = 9
-_SIGNATURES = {  # symbol: (argument types, result type), filled in below
-    "fk_sigmoid_focal": "vp vp vp vp vp vp vp i64 i64 i32 i32 dbl dbl vp vp i32 pdbl -> i32",
-    "fk_count_soft": "vp i64 i32 -> i64",
-    "fk_softmax_focal": "vp vp vp vp i64 i64 i64 i64 dbl dbl dbl vp vp i32 pdbl -> i32",
-}
 
-
-def _load() -> tuple[Optional[ctypes.CDLL], Optional[str]]:
-    """The library, or why it cannot be used. Any fault (missing, unloadable, a stale build without a
-    symbol or of another ABI) makes the backend unavailable: ``auto`` then runs eager with one warning."""
-    spec = importlib.util.find_spec("focalkit._focal_native")
-    if spec is None or spec.origin is None:
-        return None, "the compiled extension focalkit._focal_native is not installed (no C compiler at install time?)"
-    types = {"vp": ctypes.c_void_p, "i64": ctypes.c_int64, "i32": ctypes.c_int, "dbl": ctypes.c_double,
-             "pdbl": ctypes.POINTER(ctypes.c_double)}
-    try:
-        lib = ctypes.CDLL(str(Path(spec.origin)))
-        version = lib.fk_abi_version()
-        if version != ABI_VERSION:
-            return None, (f"{spec.origin} was built for ABI {version}, this focalkit needs {ABI_VERSION} "
-                          "(a stale build: reinstall focalkit)")
-        for base, sig in _SIGNATURES.items():
-            args, res = sig.split(" -> ")
-            for suffix in ("_f32", "_f64"):
-                fn = getattr(lib, base + suffix)
-                fn.argtypes = [types[a] for a in args.split()]
-                fn.restype = types[res]
-    except (OSError, AttributeError) as exc:
-        return None, f"cannot use {spec.origin}: {exc} (a stale or broken build: reinstall focalkit)"
-    return lib, None
-
-
-# Loaded once, at import (a dlopen, about a millisecond): ``available()`` then only reads a constant,
-# which torch.compile can trace even when it holds the process's first focalkit call.
-_LIB, _ERROR = _load()
+# Loaded once, at import, by the torch-free loader (also what the GBDT adapters call): ``available()``
+# then only reads a constant, which torch.compile can trace even when it holds the first call.
+_LIB, _ERROR = _native.LIB, _native.ERROR
 
 
 def available() -> bool:

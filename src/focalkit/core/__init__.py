@@ -9,26 +9,26 @@ formula is written twice. The derivations are in ``docs/math.md``.
 
 from __future__ import annotations
 
-from focalkit.core.sigmoid import (
-    SigmoidFocalTerms,
-    sigmoid_focal_hard,
-    sigmoid_focal_linear,
-    sigmoid_focal_pt,
-)
-from focalkit.core.softmax import softmax_focal_dense, softmax_focal_hard, softmax_focal_hard_hess_diag
-from focalkit.core.star import focal_star
-from focalkit.core.quality import quality_focal
-from focalkit.core.weights import class_balanced
+import importlib
+from typing import Any
 
-__all__ = [
-    "SigmoidFocalTerms",
-    "class_balanced",
-    "focal_star",
-    "quality_focal",
-    "sigmoid_focal_hard",
-    "sigmoid_focal_linear",
-    "sigmoid_focal_pt",
-    "softmax_focal_dense",
-    "softmax_focal_hard",
-    "softmax_focal_hard_hess_diag",
-]
+# Imported on first use (PEP 562): the torch-free adapters import ``focalkit.core.weights`` without
+# pulling torch in through the other modules.
+_WHERE = {
+    "SigmoidFocalTerms": "sigmoid", "sigmoid_focal_hard": "sigmoid", "sigmoid_focal_linear": "sigmoid",
+    "sigmoid_focal_pt": "sigmoid", "softmax_focal_dense": "softmax", "softmax_focal_hard": "softmax",
+    "softmax_focal_hard_hess_diag": "softmax", "focal_star": "star", "quality_focal": "quality",
+    "class_balanced": "weights",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"focalkit.core.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'focalkit.core' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(list(globals()) + __all__)
