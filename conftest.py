@@ -9,7 +9,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 collect_ignore = [
     f"src/focalkit/adapters/{name}.py"
-    for name in ("xgboost", "lightgbm", "keras")
+    for name in ("xgboost", "lightgbm", "catboost", "keras")
     if importlib.util.find_spec(name) is None
 ]
 if importlib.util.find_spec("triton") is None:

@@ -111,13 +111,14 @@ def data(kind, n, seed=0):
 def time_all(impls, x, y, repeats, backward):
     def call(fn):
         # Fresh logits (inplace_grad overwrites them), produced by an op as a model's are (inplace_grad is
-        # refused on a leaf); backward stops at them (inputs=), so no row pays for the op's own backward.
+        # refused on a leaf): a clone, whose backward hands the gradient on unchanged, so no row pays
+        # for it, and the leaf's AccumulateGrad keeps that very buffer.
         xx = x.detach().clone().requires_grad_(backward)
-        xx = xx * 1 if backward else xx
+        xx = xx.clone() if backward else xx
         t0 = time.perf_counter()
         out = fn(xx, y)
         if backward:
-            out.backward(inputs=[xx])
+            out.backward()
         return time.perf_counter() - t0
     ts = {k: [] for k in impls}
     for fn in impls.values():
@@ -133,11 +134,9 @@ def child(kind, name, n):
     fn = (sigmoid_impls() if kind == "sigmoid" else softmax_impls())[name]
     from _mem import peak_extra_bytes
 
-    xw = x.clone().requires_grad_() * 1
-    fn(xw, y).backward(inputs=[xw])  # warm-up (and compilation) outside the measurement
-    del xw
-    xx = x.clone().requires_grad_() * 1  # logits produced by an op, as in call() above
-    extra = peak_extra_bytes(lambda: fn(xx, y).backward(inputs=[xx]))
+    fn(x.clone().requires_grad_().clone(), y).backward()  # warm-up (and compilation) outside the measurement
+    xx = x.clone().requires_grad_().clone()  # logits produced by an op, as in call() above
+    extra = peak_extra_bytes(lambda: fn(xx, y).backward())
     print(json.dumps({"extra_peak_bytes": extra, "logits_bytes": x.numel() * 4}))
 
 

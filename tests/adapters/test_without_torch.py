@@ -64,13 +64,17 @@ def test_gbdt_adapter_trains_without_torch(lib):
 
 def test_keras_adapter_without_torch():
     pytest.importorskip("keras")
-    backend = "jax" if __import__("importlib").util.find_spec("jax") else None
-    if backend is None:
-        pytest.skip("Keras runs on torch here; without torch it needs jax or tensorflow")  # pragma: no cover
-    _run("""
+    pytest.importorskip("jax")  # in the test extra: Keras's backend where torch is absent
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    r = subprocess.run([sys.executable, "-c", NO_TORCH + textwrap.dedent("""
         import sys
-        from focalkit.adapters.keras import BinaryFocalLoss
         import numpy as np
+        from focalkit.adapters.keras import BinaryFocalLoss, CategoricalFocalLoss
+        import keras
+        assert keras.backend.backend() == "jax", keras.backend.backend()
         print(float(BinaryFocalLoss()(np.array([1.0, 0.0]), np.array([0.3, -1.0], dtype="float32"))))
+        print(float(CategoricalFocalLoss(class_counts=[50, 5])(np.eye(2), np.zeros((2, 2), dtype="float32"))))
+        assert not [k for k in sys.modules if k.split(".")[0] == "torch"]
         print("OK")
-    """, KERAS_BACKEND=backend)
+    """)], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-2000:] + r.stderr[-4000:]

@@ -117,7 +117,10 @@ def _binary(margin, label, gamma: float, alpha: Alpha, sample_weight, floor: flo
 def _torch_available() -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("torch") is not None
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _binary_torch(x, y, gamma, alpha, w, floor, loss, gh):
@@ -227,6 +230,30 @@ def binary_init_margin(label, gamma: float, alpha: Alpha, sample_weight=None) ->
         else:
             lo = mid
     return 0.5 * (lo + hi)
+
+
+def softmax_init_margin(label, n_cls: int, gamma: float, weight: Optional[np.ndarray], sample_weight=None,
+                        iterations: int = 50) -> np.ndarray:
+    """The constant raw scores (K,) that minimise the (weighted) mean softmax focal loss: Newton steps
+    from the log class frequencies. Rows of one class share a gradient at a constant score, so each
+    step evaluates K rows weighted by the classes' total weights."""
+    y = class_labels(label, n_cls)
+    w = _sample_weight(sample_weight, y.size)
+    mass = np.bincount(y, weights=w, minlength=n_cls).astype(np.float64)
+    if not mass.sum() > 0:
+        _checks.fail("label", "to be non-empty with a positive total weight", f"{y.size} labels")
+    c = np.log(np.maximum(mass / mass.sum(), 1e-12))
+    c -= c.mean()
+    present = mass > 0
+    rows, cls = np.arange(n_cls)[present], mass[present]
+    for _ in range(iterations):
+        g, h = softmax_grad_hess(np.tile(c, (rows.size, 1)), rows, gamma, weight, cls, 1e-12)
+        step = g.sum(0) / np.maximum(h.sum(0), 1e-12)
+        c -= np.clip(step, -5.0, 5.0)
+        c -= c.mean()
+        if np.abs(step).max() < 1e-10:
+            break
+    return c
 
 
 Unpack = Callable[..., tuple]  # (a, b, sample_weight) -> (raw score, label, weight or None)

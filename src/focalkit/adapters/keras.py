@@ -14,7 +14,7 @@ and ``gamma < 1`` gives no NaN. With ``from_logits=False`` the probabilities mus
 ``[epsilon, 1 - epsilon]`` to be turned into logits.
 
 If ``KERAS_BACKEND`` is unset and TensorFlow is not installed, importing this module selects the
-torch backend before importing Keras.
+torch backend (JAX where torch is not installed) before importing Keras. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -23,9 +23,18 @@ import importlib.util
 import os
 import sys
 
-if "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ \
-        and importlib.util.find_spec("tensorflow") is None:
-    os.environ["KERAS_BACKEND"] = "torch"
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a broken or deliberately blocked install
+        return False
+
+
+if "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ and not _installed("tensorflow"):
+    # Keras's default backend is TensorFlow; without it, torch where installed, else JAX
+    os.environ["KERAS_BACKEND"] = "torch" if _installed("torch") else "jax"
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -53,9 +62,12 @@ def _weights(weight, class_counts, beta):
     if weight is not None and class_counts is not None:
         _checks.fail("weight", "to be None when class_counts is given", weight)
     if class_counts is not None:
-        from focalkit import class_balanced_weights
+        from focalkit.core.weights import class_balanced  # NumPy: no torch on the JAX / TensorFlow backends
 
-        return [float(v) for v in class_balanced_weights(list(class_counts), beta)]
+        counts = np.asarray(list(class_counts), dtype=np.float64)
+        if counts.ndim != 1 or counts.size == 0 or not np.all(np.isfinite(counts)) or np.any(counts < 0):
+            _checks.fail("class_counts", "to be a non-empty sequence of counts >= 0", class_counts)
+        return [float(v) for v in class_balanced(counts, beta)]
     if weight is None:
         return None
     w = [float(v) for v in weight]

@@ -15,11 +15,12 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 import xgboost as xgb
 
-from focalkit.adapters import _gbdt
+from focalkit.adapters import _gbdt, _sklearn
 
-__all__ = ["FocalObjective", "SoftmaxFocalObjective", "focal_metric", "focal_objective", "softmax_focal_metric",
+__all__ = ["FocalObjective", "FocalXGBClassifier", "SoftmaxFocalObjective", "focal_metric", "focal_objective", "softmax_focal_metric",
            "softmax_focal_objective"]
 
 
@@ -35,3 +36,55 @@ def _unpack(a, b, sample_weight):
 # callables returning (name, mean focal loss) on raw margins.
 (FocalObjective, SoftmaxFocalObjective, focal_objective, softmax_focal_objective, focal_metric,
  softmax_focal_metric) = _gbdt.library_api(_unpack, lambda name, value: (name, value), __name__)
+
+
+class FocalXGBClassifier(_sklearn.FocalClassifier):
+    """A scikit-learn classifier: XGBoost with the focal objective (binary sigmoid or multi-class
+    softmax focal loss, chosen by the number of classes), starting from the prior margin.
+
+    ``gamma`` and ``alpha`` are the focal loss's (as in the LightGBM and CatBoost classifiers); XGBoost's
+    own are reached as ``min_split_loss`` and ``reg_alpha``. The booster is trained with
+    ``base_score=0`` and the prior as ``base_margin``, and the prior is added back at prediction: with
+    the raw objectives, a ``base_margin`` given to ``fit`` and forgotten at predict time shifts every
+    probability (docs/adapters.md). Every other keyword (``max_depth=4``, ...) is an XGBoost parameter.
+
+    Example:
+        >>> import numpy as np
+        >>> from focalkit.adapters.xgboost import FocalXGBClassifier
+        >>> X = np.random.default_rng(0).normal(size=(300, 3)); y = (X[:, 0] > 1.0).astype(int)
+        >>> clf = FocalXGBClassifier(gamma=2.0, n_estimators=20, max_depth=3).fit(X, y)
+        >>> clf.predict_proba(X[:2]).shape
+        (2, 2)
+    """
+
+    _library = "xgboost"
+
+    def _objective_classes(self):
+        return FocalObjective, SoftmaxFocalObjective
+
+    def _fit_booster(self, X, y, w, evals, n_estimators, verbose):
+        k = len(self.classes_)
+        params = {"learning_rate": self.learning_rate, "disable_default_eval_metric": 1, "base_score": 0.0,
+                  "verbosity": 0}
+        if k > 2:
+            params["num_class"] = k
+        if self.random_state is not None:
+            params["seed"] = int(self.random_state)
+        params.update(self._extra_params)
+        train = xgb.DMatrix(X, y, weight=w, base_margin=self._margin(len(y)))
+        valid = [(xgb.DMatrix(Xv, yv, base_margin=self._margin(len(yv))), f"valid_{i}")
+                 for i, (Xv, yv) in enumerate(evals)]
+        metric = self._metric()
+
+        def custom_metric(preds, data):
+            wt = data.get_weight()
+            return "focal", metric(preds, data.get_label().astype(np.int64), wt if wt.size else None)
+
+        es = int(self.early_stopping_rounds) if self.early_stopping_rounds is not None and valid else None
+        self.booster_ = xgb.train(params, train, n_estimators, evals=valid, obj=self.objective_,
+                                  custom_metric=custom_metric if valid else None, early_stopping_rounds=es,
+                                  verbose_eval=verbose)
+        self.best_iteration_ = (self.booster_.best_iteration + 1) if es is not None else n_estimators
+
+    def _raw_scores(self, X):
+        return self.booster_.predict(xgb.DMatrix(X), output_margin=True, iteration_range=(0, self.best_iteration_))

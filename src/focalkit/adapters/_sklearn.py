@@ -1,0 +1,154 @@
+"""scikit-learn classifiers on the focal objectives, shared by the XGBoost, LightGBM and CatBoost
+adapters: ``predict_proba`` returns probabilities, ``predict`` labels, ``classes_`` holds any label
+values, and the model starts from the prior margin (the constant raw score that minimises the focal
+loss) and predicts with it added back, so nothing is forgotten between ``fit`` and ``predict``.
+
+Parameters: ``gamma``, ``alpha`` (binary), ``class_balanced_beta`` (class-balanced weights of Cui et
+al. from the training labels' counts, multiplied into the sample weights), ``hessian_floor``,
+``n_estimators``, ``learning_rate``, ``early_stopping_rounds`` (on the focal metric of ``eval_set``),
+``random_state``; every other keyword goes to the library's booster as a parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from focalkit import _checks
+from focalkit.adapters import _gbdt
+from focalkit.core.weights import class_balanced
+
+
+class FocalClassifier(ClassifierMixin, BaseEstimator):
+    """Base class: a library adapter implements ``_fit_booster`` and ``_raw_scores``."""
+
+    _library = ""
+
+    def __init__(self, *, gamma: float = 2.0, alpha: Optional[float] = None,
+                 class_balanced_beta: Optional[float] = None, hessian_floor: float = _gbdt.DEFAULT_HESSIAN_FLOOR,
+                 n_estimators: int = 100, learning_rate: float = 0.1, early_stopping_rounds: Optional[int] = None,
+                 random_state: Optional[int] = None, **params: Any) -> None:
+        self.gamma = gamma
+        self.alpha = alpha
+        self.class_balanced_beta = class_balanced_beta
+        self.hessian_floor = hessian_floor
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.early_stopping_rounds = early_stopping_rounds
+        self.random_state = random_state
+        self._extra_params = dict(params)
+
+    # every other keyword is a parameter too (clone, GridSearchCV)
+    def get_params(self, deep: bool = True) -> Dict[str, Any]:
+        out = super().get_params(deep)
+        out.update(self._extra_params)
+        return out
+
+    def set_params(self, **params: Any) -> "FocalClassifier":
+        own = set(super().get_params(deep=False))
+        for key, value in params.items():
+            if key in own:
+                setattr(self, key, value)
+            else:
+                self._extra_params[key] = value
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # the boosters route missing values
+        return tags
+
+    def _objective(self, n_cls: int):
+        """The library's own objective class (bound to its argument order)."""
+        gamma, alpha, floor = _gbdt.check_params(self.gamma, self.alpha, self.hessian_floor)
+        binary, softmax = self._objective_classes()
+        return binary(gamma, alpha, floor) if n_cls == 2 else softmax(gamma, None, floor)
+
+    def _objective_classes(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _weights(self, y: np.ndarray, sample_weight, X) -> Optional[np.ndarray]:
+        w = None if sample_weight is None else _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if w is not None:
+            _gbdt._sample_weight(w, len(y))  # one rule for weights: finite, >= 0
+        if self.class_balanced_beta is not None:
+            beta = _checks.number("class_balanced_beta", self.class_balanced_beta, lo=0.0, hi=1.0, hi_open=True)
+            cb = class_balanced(np.bincount(y, minlength=len(self.classes_)).astype(np.float64), beta)[y]
+            w = cb if w is None else w * cb
+        return w
+
+    def _prior(self, y: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
+        gamma, alpha, _ = _gbdt.check_params(self.gamma, self.alpha, self.hessian_floor)
+        if len(self.classes_) == 2:
+            return np.array([_gbdt.binary_init_margin(y, gamma, alpha, w)])
+        return _gbdt.softmax_init_margin(y, len(self.classes_), gamma, None, w)
+
+    def fit(self, X, y, sample_weight=None, eval_set=None, verbose: bool = False):
+        """Fit on (X, y); ``eval_set`` = [(X_val, y_val), ...] is scored with the focal metric, and with
+        ``early_stopping_rounds`` the last one decides when to stop."""
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, yi = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"Expected `y` to hold at least 2 classes, got only one class "
+                             f"{self.classes_.tolist()!r} ({len(y)} sample(s)).")
+        k = len(self.classes_)
+        n_est = _checks.integer("n_estimators", self.n_estimators)
+        if n_est < 1:
+            _checks.fail("n_estimators", ">= 1", n_est)
+        _checks.number("learning_rate", self.learning_rate, lo=0.0, lo_open=True)
+        w = self._weights(yi, sample_weight, X)
+        if w is not None and np.count_nonzero(np.bincount(yi, weights=w, minlength=k)) < 2:
+            raise ValueError("Expected the samples of at least 2 classes to have a positive weight, got one class "
+                             "only after sample_weight.")
+        self.objective_ = self._objective(k)
+        self.init_margin_ = self._prior(yi, w)
+        evals = []
+        for Xv, yv in (eval_set or []):
+            Xv = validate_data(self, Xv, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+            known = np.isin(yv, self.classes_)
+            if not known.all():
+                _checks.fail("eval_set", f"labels among classes_ {self.classes_.tolist()}", np.asarray(yv)[~known][0])
+            evals.append((Xv, np.searchsorted(self.classes_, yv)))
+        self._fit_booster(X, yi, w, evals, n_est, bool(verbose))
+        return self
+
+    def _margin(self, n: int) -> np.ndarray:
+        k = len(self.classes_)
+        return np.full(n, self.init_margin_[0]) if k == 2 else np.tile(self.init_margin_, (n, 1))
+
+    def _metric(self):
+        gamma, alpha, _ = _gbdt.check_params(self.gamma, self.alpha, self.hessian_floor)
+        if len(self.classes_) == 2:
+            return lambda score, y, w=None: _gbdt.binary_loss(score, y, gamma, alpha, w)
+        return lambda score, y, w=None: _gbdt.softmax_loss(np.asarray(score).reshape(len(y), -1), y, gamma, None, w)
+
+    def decision_function(self, X):
+        """Raw scores with the prior margin added: (n,) for two classes, (n, K) otherwise."""
+        check_is_fitted(self, "init_margin_")
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        raw = np.asarray(self._raw_scores(X), dtype=np.float64)
+        return raw.reshape(X.shape[0]) + self.init_margin_[0] if len(self.classes_) == 2 else \
+            raw.reshape(X.shape[0], -1) + self.init_margin_
+
+    def predict_proba(self, X):
+        s = self.decision_function(X)
+        if len(self.classes_) == 2:
+            p = 0.5 * (1.0 + np.tanh(0.5 * s))  # sigmoid without overflow
+            return np.column_stack([1.0 - p, p])
+        e = np.exp(s - s.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        s = self.decision_function(X)
+        return self.classes_[(s > 0).astype(np.int64) if s.ndim == 1 else np.argmax(s, axis=1)]
+
+    def _fit_booster(self, X, y, w, evals, n_estimators, verbose):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _raw_scores(self, X):  # pragma: no cover - abstract
+        raise NotImplementedError
