@@ -383,28 +383,95 @@ static inline void fk_fplus(double lp, double lq, double p, double q, double g, 
     *d2 = p * m * ((2 * g + 1) * q + g * (q - g * p) * lp);
 }
 
-int fk_gbdt_binary_f64(const double *x, const double *y, const double *w, int64_t n, double g, double apos,
-                       double aneg, double floor, double *loss, double *grad, double *hess, int nthreads) {
-    if (n < 0 || !x || !y) return 1;
-    if (nthreads < 1 || n < 65536) nthreads = 1;
-    int bad = 0;
-    _Pragma("omp parallel for num_threads(nthreads) schedule(static) reduction(|:bad)")
-    for (int64_t i = 0; i < n; i++) {
+/* Hard labels: the one live term, F+(t x) with t = 2y - 1, branch-free so that it vectorises. */
+FK_INLINE void fk_gbdt_hard_range(const double *x, const double *y, const double *w, int64_t lo, int64_t hi,
+                                  double g, double apos, double aneg, double floor, double *loss, double *grad,
+                                  double *hess, const int G2, const int HAS_W, const int STORE_L, const int GH) {
+    _Pragma("omp simd")
+    for (int64_t i = lo; i < hi; i++) {
+        const double yi = y[i], t = 2 * yi - 1, xt = t * x[i];
+        const double e = exp(xt < 0 ? xt : -xt), sp = log1p(e);
+        const double lp = (xt < 0 ? xt : 0.0) - sp, lq = (xt > 0 ? -xt : 0.0) - sp;
+        const double r = 1 / (1 + e), er = e * r;
+        const double p = xt < 0 ? er : r, q = xt < 0 ? r : er;
+        const double m = G2 ? q * q : exp(g * lq);
+        const double at = (yi * apos + (1 - yi) * aneg) * (HAS_W ? w[i] : 1.0);
+        if (STORE_L) loss[i] = -at * m * lp;
+        if (GH) {
+            grad[i] = -t * at * m * (q - g * p * lp);
+            const double h = at * p * m * ((2 * g + 1) * q + g * (q - g * p) * lp);
+            hess[i] = h > floor ? h : floor;
+        }
+    }
+}
+
+/* Soft labels (the linear form): both terms. */
+FK_INLINE void fk_gbdt_soft_range(const double *x, const double *y, const double *w, int64_t lo, int64_t hi,
+                                  double g, double apos, double aneg, double floor, double *loss, double *grad,
+                                  double *hess) {
+    for (int64_t i = lo; i < hi; i++) {
         const double yi = y[i];
-        if (!(yi >= 0 && yi <= 1)) { bad = 1; continue; }
         double lp, lq, p, q, fp, dp, hp, fn, dn, hn;
         fk_bin_terms(x[i], g, &lp, &lq, &p, &q);
         fk_fplus(lp, lq, p, q, g, &fp, &dp, &hp);        /* the positive term at x */
         fk_fplus(lq, lp, q, p, g, &fn, &dn, &hn);        /* the negative term: F+(-x), d/dx flips sign */
         const double wp = yi * apos, wn = (1 - yi) * aneg, wi = w ? w[i] : 1.0;
-        double L = 0, G = 0, H = 0;
-        if (wp != 0) { L += wp * fp; G += wp * dp; H += wp * hp; }
-        if (wn != 0) { L += wn * fn; G -= wn * dn; H += wn * hn; }
-        if (loss) loss[i] = wi * L;
-        if (grad) grad[i] = wi * G;
-        if (hess) { const double h = wi * H; hess[i] = h > floor ? h : floor; }
+        if (loss) loss[i] = wi * (wp * fp + wn * fn);
+        if (grad) grad[i] = wi * (wp * dp - wn * dn);
+        if (hess) { const double h = wi * (wp * hp + wn * hn); hess[i] = h > floor ? h : floor; }
     }
-    return bad ? 3 : 0;
+}
+
+#define FK_GBDT_HARD(G2, HW, SL, GH) fk_gbdt_hard_range(x, y, w, lo, hi, g, apos, aneg, floor, loss, grad, hess, \
+                                                        G2, HW, SL, GH)
+
+/* One thread's rows, compiled for AVX-512, AVX2 and the baseline (libmvec's exp / log1p vectorise). */
+FK_CLONES static void fk_gbdt_binary_part(const double *x, const double *y, const double *w, int64_t lo, int64_t hi,
+                                          double g, double apos, double aneg, double floor, double *loss,
+                                          double *grad, double *hess, int soft) {
+    const int G2 = g == 2, HW = w != 0, SL = loss != 0, GH = grad != 0;
+    if (soft) fk_gbdt_soft_range(x, y, w, lo, hi, g, apos, aneg, floor, loss, grad, hess);
+    else if (GH && !SL) {
+        if (G2 && HW) FK_GBDT_HARD(1, 1, 0, 1);
+        else if (G2) FK_GBDT_HARD(1, 0, 0, 1);
+        else if (HW) FK_GBDT_HARD(0, 1, 0, 1);
+        else FK_GBDT_HARD(0, 0, 0, 1);
+    } else {
+        if (G2 && HW) FK_GBDT_HARD(1, 1, SL, GH);
+        else if (G2) FK_GBDT_HARD(1, 0, SL, GH);
+        else if (HW) FK_GBDT_HARD(0, 1, SL, GH);
+        else FK_GBDT_HARD(0, 0, SL, GH);
+    }
+}
+
+/* Labels outside [0, 1] (or NaN): 3, nothing computed. All labels 0/1: the one-term loop. */
+int fk_gbdt_binary_f64(const double *x, const double *y, const double *w, int64_t n, double g, double apos,
+                       double aneg, double floor, double *loss, double *grad, double *hess, int nthreads) {
+    if (n < 0 || !x || !y || (grad == 0) != (hess == 0)) return 1;
+    if (nthreads < 1 || n < 65536) nthreads = 1;
+    int64_t bad = 0, soft = 0;
+    if (nthreads == 1) { /* no OpenMP region at all: small blocks (CatBoost's) called from other threads */
+        for (int64_t i = 0; i < n; i++) {
+            bad += !(y[i] >= 0 && y[i] <= 1);
+            soft += (y[i] != 0) & (y[i] != 1);
+        }
+        if (bad) return 3;
+        fk_gbdt_binary_part(x, y, w, 0, n, g, apos, aneg, floor, loss, grad, hess, soft != 0);
+        return 0;
+    }
+    _Pragma("omp parallel for simd num_threads(nthreads) reduction(+:bad, soft)")
+    for (int64_t i = 0; i < n; i++) {
+        bad += !(y[i] >= 0 && y[i] <= 1);
+        soft += (y[i] != 0) & (y[i] != 1);
+    }
+    if (bad) return 3;
+    _Pragma("omp parallel num_threads(nthreads)")
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        fk_gbdt_binary_part(x, y, w, n * t / nt, n * (t + 1) / nt, g, apos, aneg, floor, loss, grad, hess,
+                            soft != 0);
+    }
+    return 0;
 }
 
 /* Softmax, hard labels y in [0, K), per-row coefficient c (class weight times sample weight):

@@ -84,6 +84,15 @@ def _ptr(a: Optional[np.ndarray]):
     return None if a is None else a.ctypes.data_as(ctypes.c_void_p)
 
 
+def _out(shape) -> np.ndarray:
+    """An output buffer, touched here, in one thread: first-touch page faults taken by several OpenMP
+    threads at once cost 3x the kernel itself on virtual machines like CI's (measured: 23 against 7 ms
+    for 1e6 rows), one thread's cost 1 ms."""
+    out = np.empty(shape)
+    out.fill(0.0)
+    return out
+
+
 def _kernel():
     if _native.LIB is None:
         raise RuntimeError(f"focalkit's GBDT objectives need the native kernel: {_native.ERROR}")
@@ -101,9 +110,9 @@ def _binary(margin, label, gamma: float, alpha: Alpha, sample_weight, floor: flo
     w = _sample_weight(sample_weight, x.size)
     w = None if w is None else np.ascontiguousarray(w)
     n = x.size
-    out_l = np.empty(n) if loss else None
-    out_g = np.empty(n) if gh else None
-    out_h = np.empty(n) if gh else None
+    out_l = _out(n) if loss else None
+    out_g = _out(n) if gh else None
+    out_h = _out(n) if gh else None
     apos, aneg = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
     if _native.LIB is None and _torch_available():
         return _binary_torch(x, y, gamma, alpha, w, floor, loss, gh)
@@ -135,6 +144,28 @@ def _binary_torch(x, y, gamma, alpha, w, floor, loss, gh):
             (t.hess * wt).clamp_min(floor).numpy() if gh else None)
 
 
+def binary_ders_block(margin, label, sample_weight, gamma: float, alpha: Alpha, floor: float) -> np.ndarray:
+    """(2, n): -gradient and -Hessian (floored), for a small block in one thread (CatBoost's
+    ``calc_ders_range``, CatBoost's sign convention). Labels are checked by the kernel."""
+    x = np.ascontiguousarray(margin, dtype=np.float64).reshape(-1)
+    y = np.ascontiguousarray(label, dtype=np.float64).reshape(-1)
+    if y.size != x.size:
+        _checks.fail("label", f"to have one value per raw score ({x.size})", f"{y.size} labels")
+    w = None if sample_weight is None else np.ascontiguousarray(_sample_weight(sample_weight, x.size))
+    out = np.empty((2, x.size))
+    apos, aneg = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
+    if _native.LIB is None:
+        _, g, h = _binary(x, y, gamma, alpha, w, floor, False, True)
+        out[0], out[1] = g, h
+    else:
+        rc = _native.LIB.fk_gbdt_binary_f64(_ptr(x), _ptr(y), _ptr(w), x.size, gamma, apos, aneg, floor, None,
+                                            _ptr(out[0]), _ptr(out[1]), 1)
+        if rc == 3:
+            binary_labels(y)  # raises, naming the first bad label
+    np.negative(out, out=out)
+    return out
+
+
 def binary_grad_hess(margin, label, gamma: float, alpha: Alpha, sample_weight=None,
                      hessian_floor: float = DEFAULT_HESSIAN_FLOOR) -> Tuple[np.ndarray, np.ndarray]:
     """dL/dmargin and max(d2L/dmargin2, floor) per row, in the margin's precision (XGBoost hands over
@@ -159,9 +190,9 @@ def _softmax(margin, label, gamma: float, weight: Optional[np.ndarray], sample_w
     y = np.ascontiguousarray(class_labels(label, k))
     _check_weight_length(weight, k)
     c = _row_coef(y, weight, sample_weight, n)
-    out_l = np.empty(n) if loss else None
-    out_g = np.empty((n, k)) if gh else None
-    out_h = np.empty((n, k)) if gh else None
+    out_l = _out(n) if loss else None
+    out_g = _out((n, k)) if gh else None
+    out_h = _out((n, k)) if gh else None
     if _native.LIB is None and _torch_available():
         return _softmax_torch(z, y, gamma, c, floor, loss, gh)
     rc = _kernel().fk_gbdt_softmax_f64(_ptr(z), _ptr(y), _ptr(c), n, k, gamma, floor, _ptr(out_l), _ptr(out_g),
