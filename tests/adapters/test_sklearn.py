@@ -123,3 +123,18 @@ def test_keywords_pass_through_and_clone(lib):
     assert clone(clf).get_params()[key] == value
     clf.set_params(**{key: value + 1, "gamma": 0.5})
     assert clf.get_params()[key] == value + 1 and clf.gamma == 0.5
+
+
+def test_raw_xgboost_metric_works_in_xgbclassifier(binary_data):
+    """``XGBClassifier(objective=focal_objective(), eval_metric=focal_metric())`` with early stopping:
+    the metric returns a number there (a (name, value) pair in xgb.train)."""
+    xgb = pytest.importorskip("xgboost")
+    from focalkit.adapters.xgboost import focal_metric, focal_objective
+
+    X, y, _ = binary_data
+    yi = (y == "text").astype(int)
+    clf = xgb.XGBClassifier(objective=focal_objective(2.0), eval_metric=focal_metric(2.0), n_estimators=200,
+                            learning_rate=0.5, max_depth=3, early_stopping_rounds=5)
+    clf.fit(X[:800], yi[:800], eval_set=[(X[800:], yi[800:])], verbose=False)
+    curve = clf.evals_result()["validation_0"]["focal"]
+    assert clf.best_iteration < 199 and min(curve) < curve[0]

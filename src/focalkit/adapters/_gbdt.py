@@ -8,7 +8,7 @@ built, ``focalkit.core`` computes them if torch is installed; otherwise an error
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import ctypes
 
@@ -339,15 +339,17 @@ class SoftmaxFocalObjective:
         return f"{type(self).__name__}(gamma={self.gamma}, hessian_floor={self.hessian_floor})"
 
 
-def metrics(unpack: Unpack, wrap: Callable[[str, float], tuple]):
-    """(binary, softmax) metric factories for a library: ``wrap(name, value)`` is its return form."""
+def metrics(unpack: Unpack, wrap: Callable[..., Any]):
+    """(binary, softmax) metric factories for a library: ``wrap(name, value, native)`` is its return
+    form, ``native`` telling the library's own training API (``xgb.train``: a (name, value) pair) from
+    its scikit-learn one (``XGBClassifier(eval_metric=...)``: a number)."""
 
     def focal_metric(gamma: float = 2.0, alpha: Optional[float] = None):
         gamma, alpha, _ = check_params(gamma, alpha, 1.0)
 
         def focal(a, b, sample_weight=None):
             score, label, w = unpack(a, b, sample_weight)
-            return wrap("focal", binary_loss(score, label, gamma, alpha, w))
+            return wrap("focal", binary_loss(score, label, gamma, alpha, w), score is a)
 
         return focal
 
@@ -358,7 +360,7 @@ def metrics(unpack: Unpack, wrap: Callable[[str, float], tuple]):
         def softmax_focal(a, b, sample_weight=None):
             score, label, w = unpack(a, b, sample_weight)
             n = np.asarray(label).size
-            return wrap("softmax_focal", softmax_loss(class_scores(score, n), label, gamma, cw, w))
+            return wrap("softmax_focal", softmax_loss(class_scores(score, n), label, gamma, cw, w), score is a)
 
         return softmax_focal
 

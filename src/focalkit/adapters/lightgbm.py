@@ -36,7 +36,8 @@ def _unpack(a, b, sample_weight):
 # The public objectives and metrics, bound to LightGBM's argument order; the metrics are ``feval`` /
 # ``eval_metric`` callables returning (name, mean focal loss, higher is better).
 (FocalObjective, SoftmaxFocalObjective, focal_objective, softmax_focal_objective, focal_metric,
- softmax_focal_metric) = _gbdt.library_api(_unpack, lambda name, value: (name, value, False), __name__)
+ softmax_focal_metric) = _gbdt.library_api(
+    _unpack, lambda name, value, native: (name, value, False), __name__)
 
 
 class FocalLGBMClassifier(_sklearn.FocalClassifier):

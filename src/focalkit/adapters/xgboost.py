@@ -32,10 +32,12 @@ def _unpack(a, b, sample_weight):
     return b, a, sample_weight
 
 
-# The public objectives and metrics, bound to XGBoost's argument order; the metrics are ``custom_metric``
-# callables returning (name, mean focal loss) on raw margins.
+# The public objectives and metrics, bound to XGBoost's argument order; the metrics return
+# (name, mean focal loss) as ``xgb.train``'s ``custom_metric`` and the number alone as
+# ``XGBClassifier(eval_metric=...)`` (its scikit-learn API), on raw margins.
 (FocalObjective, SoftmaxFocalObjective, focal_objective, softmax_focal_objective, focal_metric,
- softmax_focal_metric) = _gbdt.library_api(_unpack, lambda name, value: (name, value), __name__)
+ softmax_focal_metric) = _gbdt.library_api(
+    _unpack, lambda name, value, native: (name, value) if native else value, __name__)
 
 
 class FocalXGBClassifier(_sklearn.FocalClassifier):
