@@ -117,6 +117,17 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
         self._fit_booster(X, yi, w, evals, n_est, bool(verbose))
         return self
 
+    def _booster_params(self, base: Dict[str, Any], num_class: str, seed: str) -> Dict[str, Any]:
+        """The library's parameters: ``base``, the class count and seed under the library's names, then
+        every keyword the user passed through."""
+        params = dict(base)
+        if len(self.classes_) > 2:
+            params[num_class] = len(self.classes_)
+        if self.random_state is not None:
+            params[seed] = int(self.random_state)
+        params.update(self._extra_params)
+        return params
+
     def _margin(self, n: int) -> np.ndarray:
         k = len(self.classes_)
         return np.full(n, self.init_margin_[0]) if k == 2 else np.tile(self.init_margin_, (n, 1))

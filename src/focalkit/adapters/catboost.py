@@ -143,14 +143,10 @@ class FocalCatBoostClassifier(_sklearn.FocalClassifier):
         k = len(self.classes_)
         gamma, alpha, _ = _gbdt.check_params(self.gamma, self.alpha, self.hessian_floor)
         metric = focal_metric(gamma, alpha) if k == 2 else softmax_focal_metric(gamma)
-        params = {"loss_function": self.objective_, "eval_metric": metric, "learning_rate": self.learning_rate,
-                  "iterations": n_estimators, "verbose": bool(verbose), "allow_writing_files": False,
-                  "thread_count": -1}
-        if k > 2:
-            params["classes_count"] = k
-        if self.random_state is not None:
-            params["random_seed"] = int(self.random_state)
-        params.update(self._extra_params)
+        params = self._booster_params({"loss_function": self.objective_, "eval_metric": metric,
+                                       "learning_rate": self.learning_rate, "iterations": n_estimators,
+                                       "verbose": bool(verbose), "allow_writing_files": False, "thread_count": -1},
+                                      "classes_count", "random_seed")
         train = cb.Pool(X, y, weight=w, baseline=self._margin(len(y)))
         valid = [cb.Pool(Xv, yv, baseline=self._margin(len(yv))) for Xv, yv in evals]
         es = int(self.early_stopping_rounds) if self.early_stopping_rounds is not None and valid else None

@@ -64,14 +64,8 @@ class FocalLGBMClassifier(_sklearn.FocalClassifier):
         return FocalObjective, SoftmaxFocalObjective
 
     def _fit_booster(self, X, y, w, evals, n_estimators, verbose):
-        k = len(self.classes_)
-        params = {"objective": self.objective_, "learning_rate": self.learning_rate, "verbose": -1,
-                  "metric": "None", "num_threads": 0}
-        if k > 2:
-            params["num_class"] = k
-        if self.random_state is not None:
-            params["seed"] = int(self.random_state)
-        params.update(self._extra_params)
+        params = self._booster_params({"objective": self.objective_, "learning_rate": self.learning_rate,
+                                       "verbose": -1, "metric": "None", "num_threads": 0}, "num_class", "seed")
         train = lgb.Dataset(X, y, weight=w, init_score=self._margin(len(y)), params={"verbose": -1, "feature_pre_filter": False})
         valid = [lgb.Dataset(Xv, yv, init_score=self._margin(len(yv)), reference=train) for Xv, yv in evals]
         metric = self._metric()

@@ -65,14 +65,8 @@ class FocalXGBClassifier(_sklearn.FocalClassifier):
         return FocalObjective, SoftmaxFocalObjective
 
     def _fit_booster(self, X, y, w, evals, n_estimators, verbose):
-        k = len(self.classes_)
-        params = {"learning_rate": self.learning_rate, "disable_default_eval_metric": 1, "base_score": 0.0,
-                  "verbosity": 0}
-        if k > 2:
-            params["num_class"] = k
-        if self.random_state is not None:
-            params["seed"] = int(self.random_state)
-        params.update(self._extra_params)
+        params = self._booster_params({"learning_rate": self.learning_rate, "disable_default_eval_metric": 1,
+                                       "base_score": 0.0, "verbosity": 0}, "num_class", "seed")
         train = xgb.DMatrix(X, y, weight=w, base_margin=self._margin(len(y)))
         valid = [(xgb.DMatrix(Xv, yv, base_margin=self._margin(len(yv))), f"valid_{i}")
                  for i, (Xv, yv) in enumerate(evals)]
