@@ -155,3 +155,19 @@ def test_equals_torchvision(kind, tv_name):
     a, b = _boxes(256)
     torch.testing.assert_close(FN[kind](a, b, reduction="none"), getattr(ops, tv_name)(a, b, reduction="none"),
                                rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("mode", ["linear", "square", "log"])
+def test_iou_loss_modes(mode):
+    from reference import ref_box_loss
+
+    p = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 4.0], [0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    t = torch.tensor([[0.5, 0.2, 2.5, 1.9], [1.5, 0.5, 3.5, 3.0], [5.0, 5.0, 6.0, 6.0]], dtype=torch.float64)
+    iou = torch.tensor([1 - ref_box_loss("iou", a.tolist(), b.tolist()) for a, b in zip(p, t)], dtype=torch.float64)
+    want = {"linear": 1 - iou, "square": 1 - iou ** 2, "log": -torch.log(iou.clamp(min=1e-7))}[mode]
+    got = fk.iou_loss(p, t, mode=mode, reduction="none")
+    torch.testing.assert_close(got, want)
+    assert torch.isfinite(got).all()  # the disjoint pair too
+    torch.testing.assert_close(fk.IoULoss(mode=mode, reduction="none")(p, t), got)
+    with pytest.raises(ValueError, match="mode"):
+        fk.iou_loss(p, t, mode="cubic")

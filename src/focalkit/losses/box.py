@@ -62,12 +62,21 @@ def _check_common(eps: float, reduction: str, normalizer: Normalizer):
     return eps, reduction, _checks.normalizer(normalizer, reduction)
 
 
-def _iou_family(kind: str, pred: Tensor, target: Tensor, eps: float, reduction: str, weight, normalizer) -> Tensor:
+IOU_MODES = ("linear", "square", "log")
+
+
+def _iou_family(kind: str, pred: Tensor, target: Tensor, eps: float, reduction: str, weight, normalizer,
+                mode: str = "linear") -> Tensor:
     eps, reduction, normalizer = _check_common(eps, reduction, normalizer)
     p, t, weight, out_dtype = _prepare(pred, target, weight)
     g = geo.geometry(p, t)
     iou = geo.iou(g, eps)
-    loss = 1 - iou
+    if mode == "linear":
+        loss = 1 - iou
+    elif mode == "square":
+        loss = 1 - iou * iou
+    else:  # "log": -log IoU, the IoU clamped at eps so that disjoint boxes give a finite loss (mmdet)
+        loss = -torch.log(iou.clamp(min=max(eps, 1e-12)))
     if kind == "giou":
         loss = loss + geo.giou_penalty(g, eps)
     elif kind in ("diou", "ciou"):
@@ -97,8 +106,13 @@ _ARGS = """
 
 
 def iou_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: Reduction = "mean",
-             weight: Optional[Tensor] = None, normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
+             weight: Optional[Tensor] = None, normalizer: Normalizer = None, mode: str = "linear",
+             backend: str = "auto") -> Tensor:
     r""":math:`1-\mathrm{IoU}`, with :math:`\mathrm{IoU}=I/(U+\varepsilon)`.
+
+    ``mode``: ``"linear"`` (default) :math:`1-\mathrm{IoU}`; ``"square"`` :math:`1-\mathrm{IoU}^2`;
+    ``"log"`` :math:`-\log\max(\mathrm{IoU},\varepsilon)` (UnitBox; mmdet's ``IoULoss`` default), finite
+    for disjoint boxes.
 
     Example:
         >>> import torch
@@ -107,7 +121,8 @@ def iou_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: Redu
         tensor(0.8571)
     """
     backends.eager_only("iou_loss", backend)
-    return _iou_family("iou", pred, target, eps, reduction, weight, normalizer)
+    mode = _checks.choice("mode", mode, IOU_MODES)
+    return _iou_family("iou", pred, target, eps, reduction, weight, normalizer, mode)
 
 
 def giou_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: Reduction = "mean",
@@ -232,8 +247,19 @@ class _BoxLoss(nn.Module):
 
 
 class IoULoss(_BoxLoss):
-    """See :func:`iou_loss`. Args: ``eps``, ``reduction``; ``forward(pred, target, weight=None, normalizer=None)``."""
+    """See :func:`iou_loss`. Args: ``eps``, ``reduction``, ``mode``; ``forward(pred, target, weight=None,
+    normalizer=None)``."""
     _fn = staticmethod(iou_loss)
+
+    def __init__(self, *, eps: float = 1e-7, reduction: Reduction = "mean", mode: str = "linear",
+                 backend: str = "auto") -> None:
+        super().__init__(eps=eps, reduction=reduction, backend=backend)
+        self.mode = _checks.choice("mode", mode, IOU_MODES)
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                normalizer: Normalizer = None) -> Tensor:
+        return iou_loss(pred, target, backend=self.backend, eps=self.eps, reduction=self.reduction, weight=weight,
+                        normalizer=normalizer, mode=self.mode)
 
 
 class GIoULoss(_BoxLoss):

@@ -37,7 +37,7 @@ def _check_sparse(logits: Tensor, labels: Tensor) -> Tensor:
     return labels if labels.dtype == torch.int64 else labels.long()
 
 
-def _check_targets(logits: Tensor, targets: Tensor) -> None:
+def _check_targets(logits: Tensor, targets: Tensor, ignore_index: Optional[float] = None) -> None:
     _checks.float_tensor("logits", logits)
     _checks.tensor("targets", targets)
     if targets.is_complex():
@@ -45,7 +45,7 @@ def _check_targets(logits: Tensor, targets: Tensor) -> None:
     if targets.shape != logits.shape:
         _checks.fail("targets", f"to have the logits' shape {tuple(logits.shape)}", f"shape {tuple(targets.shape)}")
     _checks.same_device("targets", targets, logits)
-    _checks.in_unit_interval("targets", targets)
+    _checks.in_unit_interval("targets", targets, ignore_index)
 
 
 def _check_elementwise_weight(name: str, value: Optional[Tensor], logits: Tensor) -> Optional[Tensor]:
@@ -71,6 +71,7 @@ def sigmoid_focal_loss(
     normalizer: Union[Normalizer, Literal["positives"]] = None,
     sync: bool = False,
     inplace_grad: bool = False,
+    ignore_index: Optional[float] = None,
     backend: Literal["auto", "eager", "native", "triton"] = "auto",
 ) -> Tensor:
     r"""Sigmoid focal loss on logits, for binary and multi-label targets.
@@ -84,9 +85,11 @@ def sigmoid_focal_loss(
     computed as :math:`\alpha_t\,e^{\gamma\log(1-p_t)}\operatorname{softplus}(-x_t)` in log space, so
     that loss and gradient are finite for every finite logit and every :math:`\gamma\ge0`
     (``(1-p_t)**gamma`` gives NaN gradients for :math:`\gamma<1` once the sigmoid saturates).
-    With ``gamma=0`` and ``alpha=None`` this is exactly
+    With ``gamma=0`` and ``alpha=None`` this equals
     ``F.binary_cross_entropy_with_logits(logits, targets, weight=weight, pos_weight=pos_weight,
-    reduction=reduction)``, values and gradients.
+    reduction=reduction)``, values and gradients, up to float32 rounding: within 4 ulp of torch's for
+    :math:`|x|<1`; the softplus here is formed with ``log1p`` and stays within 32 ulp of the float64
+    value everywhere, where torch's drifts (1.3 % low at :math:`|x|=30`).
 
     Soft targets :math:`y\in(0,1)` have two meanings (both equal the hard-label loss at 0 and 1):
 
@@ -123,6 +126,9 @@ def sigmoid_focal_loss(
             training on the concatenated batch. No effect without an initialised process group.
         inplace_grad: write the gradient into the logits' own storage instead of a new buffer
             (the logits then hold it after the call), as in :func:`softmax_focal_loss`. Default False.
+        ignore_index: a target value (e.g. 255 in a segmentation mask) whose positions give 0 loss
+            and 0 gradient and leave the mean's denominator (kornia's binary loss, ``F.cross_entropy``'s
+            convention). Dense targets only. On every backend (the kernels get the mask as a weight).
         backend: ``"auto"`` (native C kernel on CPU, Triton on CUDA, where they cover the
             arguments, else eager), ``"eager"``, ``"native"``, ``"triton"`` (an explicit backend
             raises if it cannot run, and says why).
@@ -156,11 +162,15 @@ def sigmoid_focal_loss(
         https://arxiv.org/abs/1708.02002
     """
     sparse = _is_sparse(logits, targets)
+    if ignore_index is not None:
+        ignore_index = _checks.number("ignore_index", ignore_index)
+        if sparse:
+            _checks.fail("ignore_index", "to be None with sparse class-index targets (background = C)", ignore_index)
     if sparse:
         _checks.float_tensor("logits", logits)
         targets = _check_sparse(logits, targets)
     else:
-        _check_targets(logits, targets)
+        _check_targets(logits, targets, ignore_index)
     gamma = _checks.gamma(gamma)
     alpha = _checks.alpha(alpha, logits.shape[-1] if logits.dim() else 1)
     if isinstance(alpha, Tensor):
@@ -179,6 +189,8 @@ def sigmoid_focal_loss(
         if sync:
             _checks.fail("sync", "to be used with normalizer='positives'", sync)
         normalizer = _checks.normalizer(normalizer, reduction)
+    if ignore_index is not None:
+        targets, weight, normalizer = _ignore(logits, targets, weight, normalizer, reduction, ignore_index)
     inplace_grad = _checks.inplace_grad(inplace_grad, logits, (targets, weight, pos_weight, alpha, normalizer))
     chosen = backends.select("sigmoid_focal_loss", backend, logits, native.unsupported(logits, pos_weight),
                              triton.unsupported(logits, sparse, pos_weight))
@@ -191,11 +203,23 @@ def sigmoid_focal_loss(
     return eager.sigmoid_focal(logits, targets, sparse=sparse, **kwargs)
 
 
+def _ignore(logits: Tensor, targets: Tensor, weight: Optional[Tensor], normalizer, reduction: str, ignore_index):
+    """Ignored positions as a 0 weight (every backend takes an elementwise weight), their targets as 0,
+    and ``"mean"`` over the positions kept (0 when none is: the graph stays connected)."""
+    valid = targets != ignore_index
+    targets = torch.where(valid, targets, torch.zeros_like(targets))
+    mask = valid.to(logits.dtype if logits.is_floating_point() else torch.float32)
+    weight = mask if weight is None else weight * mask
+    if reduction == "mean" and normalizer is None:
+        normalizer = valid.sum().to(torch.float32).clamp(min=1.0)
+    return targets, weight, normalizer
+
+
 class SigmoidFocalLoss(nn.Module):
     """Sigmoid focal loss as a module. See :func:`sigmoid_focal_loss`.
 
     Args:
-        alpha, gamma, reduction, weight, pos_weight, soft_target, inplace_grad, backend: as in
+        alpha, gamma, reduction, weight, pos_weight, soft_target, inplace_grad, ignore_index, backend: as in
             :func:`sigmoid_focal_loss`, validated once here. Tensor arguments are registered as buffers (they follow ``.to()``).
 
     ``forward(logits, targets, normalizer=None)`` takes the per-batch ``normalizer``.
@@ -218,9 +242,11 @@ class SigmoidFocalLoss(nn.Module):
         pos_weight: Optional[Tensor] = None,
         soft_target: SoftTarget = "pt",
         inplace_grad: bool = False,
+        ignore_index: Optional[float] = None,
         backend: str = "auto",
     ) -> None:
         super().__init__()
+        self.ignore_index = None if ignore_index is None else _checks.number("ignore_index", ignore_index)
         self.backend = _checks.choice("backend", backend, backends.BACKENDS)
         self.inplace_grad = _checks.boolean("inplace_grad", inplace_grad)
         self.gamma = _checks.gamma(gamma)
@@ -242,7 +268,8 @@ class SigmoidFocalLoss(nn.Module):
         return sigmoid_focal_loss(
             logits, targets, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction,
             weight=self.weight, pos_weight=self.pos_weight, soft_target=self.soft_target,
-            normalizer=normalizer, sync=sync, inplace_grad=self.inplace_grad, backend=self.backend,
+            normalizer=normalizer, sync=sync, inplace_grad=self.inplace_grad, ignore_index=self.ignore_index,
+            backend=self.backend,
         )
 
     def extra_repr(self) -> str:
