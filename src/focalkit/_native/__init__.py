@@ -12,7 +12,7 @@ import importlib.util
 from pathlib import Path
 from typing import Optional
 
-ABI_VERSION = 10
+ABI_VERSION = 11
 _SIGNATURES = {  # symbol: argument types -> result type
     "fk_sigmoid_focal_f32": "vp vp vp vp vp vp vp i64 i64 i32 i32 dbl dbl vp vp i32 pdbl -> i32",
     "fk_sigmoid_focal_f64": "vp vp vp vp vp vp vp i64 i64 i32 i32 dbl dbl vp vp i32 pdbl -> i32",
@@ -22,6 +22,7 @@ _SIGNATURES = {  # symbol: argument types -> result type
     "fk_softmax_focal_f64": "vp vp vp vp i64 i64 i64 i64 dbl dbl dbl vp vp i32 pdbl -> i32",
     "fk_gbdt_binary_f64": "vp vp vp i64 dbl dbl dbl dbl vp vp vp i32 -> i32",
     "fk_gbdt_softmax_f64": "vp vp vp i64 i64 dbl dbl vp vp vp i32 -> i32",
+    "fk_gbdt_binary_ders_f64": "vp vp i32 vp i64 dbl dbl dbl dbl vp -> i32",
 }
 _TYPES = {"vp": ctypes.c_void_p, "i64": ctypes.c_int64, "i32": ctypes.c_int, "dbl": ctypes.c_double,
           "pdbl": ctypes.POINTER(ctypes.c_double)}
@@ -52,6 +53,9 @@ def load(origin: Optional[str] = None) -> tuple[Optional[ctypes.CDLL], Optional[
 
 
 LIB, ERROR = load()
+
+
+BINARY_DERS = None if LIB is None else LIB.fk_gbdt_binary_ders_f64  # CatBoost's blocks
 
 
 def threads() -> int:

@@ -474,6 +474,32 @@ int fk_gbdt_binary_f64(const double *x, const double *y, const double *w, int64_
     return 0;
 }
 
+/* CatBoost's calc_ders_range: one small block, one thread, no OpenMP region; labels float64 or float32
+ * (y_f32); out2 is (n, 2) row-major: minus the gradient, minus the floored Hessian (CatBoost maximises).
+ * Labels outside [0, 1] (or NaN): 3, nothing written. Chunks of 512 through the vectorised loops. */
+int fk_gbdt_binary_ders_f64(const double *x, const void *y, int y_f32, const double *w, int64_t n, double g,
+                            double apos, double aneg, double floor, double *out2) {
+    if (n < 0 || !x || !y || !out2) return 1;
+    double yb[512], gb[512], hb[512];
+    for (int64_t s0 = 0; s0 < n; s0 += 512) {
+        const int64_t m = n - s0 < 512 ? n - s0 : 512;
+        int64_t bad = 0, soft = 0;
+        for (int64_t i = 0; i < m; i++) {
+            const double yi = y_f32 ? (double)((const float *)y)[s0 + i] : ((const double *)y)[s0 + i];
+            yb[i] = yi;
+            bad += !(yi >= 0 && yi <= 1);
+            soft += (yi != 0) & (yi != 1);
+        }
+        if (bad) return 3;
+        fk_gbdt_binary_part(x + s0, yb, w ? w + s0 : 0, 0, m, g, apos, aneg, floor, 0, gb, hb, soft != 0);
+        for (int64_t i = 0; i < m; i++) {
+            out2[2 * (s0 + i)] = -gb[i];
+            out2[2 * (s0 + i) + 1] = -hb[i];
+        }
+    }
+    return 0;
+}
+
 /* Softmax, hard labels y in [0, K), per-row coefficient c (class weight times sample weight):
  *   L = c u^g (-log p_y),  dL/dz = c K (p - e_y),  K = u^g (1 + g psi),  u = 1 - p_y,  psi = -p_y log p_y / u
  *   d2L/dz_j^2 = c [g p_y r_j^2 u^g (u (2 + log p_y) - (g-1) p_y log p_y) + K p_j (1 - p_j)],
@@ -514,7 +540,7 @@ int fk_gbdt_softmax_f64(const double *z, const int64_t *y, const double *c, int6
     return bad ? 3 : 0;
 }
 
-int fk_abi_version(void) { return 10; }
+int fk_abi_version(void) { return 11; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }

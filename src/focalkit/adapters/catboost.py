@@ -43,8 +43,7 @@ class FocalObjective:
         # CatBoost calls this for blocks of about 1,000 objects, twice per iteration: the lean path
         # (one kernel call, no re-validation beyond the kernel's own label check) keeps its cost near
         # the kernel's. The result is (n, 2): minus the gradient, minus the floored Hessian.
-        der = _gbdt.binary_ders_block(approxes, targets, weights, self.gamma, self.alpha, self.hessian_floor)
-        return der.T
+        return _gbdt.binary_ders_block(approxes, targets, weights, self.gamma, self.alpha, self.hessian_floor)
 
     def init_margin(self, label, sample_weight=None) -> float:
         """The constant raw score minimising the focal loss (CatBoost's ``baseline``)."""
