@@ -364,3 +364,30 @@ def test_sigmoid_ignore_index_drops_positions_on_every_backend(backend, reductio
     assert z.item() == 0 and z.requires_grad
     with pytest.raises(ValueError, match=r"\[0, 1\] or 255"):
         fk.sigmoid_focal_loss(x, torch.full_like(t, 7.0), ignore_index=255)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_alpha_is_a_loss_factor_not_a_reweighted_mean(backend):
+    g = torch.Generator().manual_seed(7)
+    z = torch.randn(12, 4, 3, generator=g)
+    t = torch.randint(0, 4, (12, 3), generator=g)
+    t[0, 0] = -100
+    a = torch.tensor([0.2, 1.0, 0.5, 2.0])
+    w = torch.tensor([1.0, 3.0, 1.0, 0.5])
+    per = F.cross_entropy(z, t, weight=a * w, reduction="none")  # gamma = 0: alpha and weight multiply
+    got = fk.softmax_focal_loss(z, t, gamma=0.0, alpha=a, weight=w, reduction="none", backend=backend)
+    torch.testing.assert_close(got, per)
+    valid = t != -100
+    den = (w[t.clamp(min=0)] * valid).sum()  # weight alone decides the mean's denominator
+    torch.testing.assert_close(fk.softmax_focal_loss(z, t, gamma=0.0, alpha=a, weight=w, backend=backend),
+                               per.sum() / den)
+    torch.testing.assert_close(fk.softmax_focal_loss(z, t, gamma=2.0, alpha=0.25, backend=backend),
+                               fk.softmax_focal_loss(z, t, gamma=2.0, alpha=[0.75, 0.25, 0.25, 0.25],
+                                                     backend="eager"))
+    q = torch.softmax(torch.randn(12, 4, 3, generator=g), 1)
+    torch.testing.assert_close(fk.softmax_focal_loss(z, q, gamma=0.0, alpha=a, backend=backend),
+                               F.cross_entropy(z, q * a.view(1, 4, 1), reduction="mean"))
+    with pytest.raises(ValueError, match="alpha"):
+        fk.softmax_focal_loss(z, t, alpha=[1.0, 2.0])
+    with pytest.raises(ValueError, match="alpha"):
+        fk.softmax_focal_loss(z, t, alpha=1.5)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional, Union
+from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
 from focalkit import _checks, backends
-from focalkit._reduce import Normalizer, Reduction
+from focalkit._reduce import Normalizer, Reduction, class_index_count
 from focalkit.backends import eager, native, triton
 
 
@@ -43,6 +43,34 @@ def _check_class_targets(logits: Tensor, targets: Tensor, ignore_index: int) -> 
 GammaSchedule = Callable[[Tensor], Tensor]
 
 
+def _with_alpha(alpha: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor], ignore_index: int,
+                reduction: str, normalizer: Any) -> tuple:
+    """``alpha`` folded into the class weight for every backend, and the mean's denominator fixed from
+    ``weight`` alone (``alpha`` is a loss factor, not a re-weighting of the average)."""
+    n_cls = logits.shape[1]
+    if isinstance(alpha, Tensor) or isinstance(alpha, (list, tuple)):
+        a = alpha if isinstance(alpha, Tensor) else torch.tensor([float(v) for v in alpha])
+        if not a.is_floating_point():
+            a = a.to(torch.float32)
+        if a.dim() != 1 or a.numel() != n_cls:
+            _checks.fail("alpha", f"to be a number or hold one value per class ({n_cls})", f"shape {tuple(a.shape)}")
+        a = a.to(device=logits.device)
+        _checks.nonnegative("alpha", a)
+    else:
+        v = _checks.number("alpha", alpha, lo=0.0, hi=1.0)
+        a = torch.full((n_cls,), v, device=logits.device)
+        a[0] = 1.0 - v
+    if reduction == "mean" and normalizer is None:
+        like = torch.empty((), dtype=eager.compute_dtype(logits.dtype), device=logits.device)
+        if targets.is_floating_point():
+            count: Any = torch.tensor(float(logits.numel() // n_cls if n_cls else logits.shape[0]))
+        else:
+            count = class_index_count(targets, ignore_index, None if weight is None else weight.to(like.dtype))
+        normalizer = torch.where(count == 0, torch.ones_like(count, dtype=like.dtype), count.to(like.dtype))
+    combined = a.to(logits.dtype if logits.dtype == torch.float64 else torch.float32)
+    return (combined if weight is None else weight * combined.to(weight.dtype)), normalizer
+
+
 def flsd53_gamma(p_y: Tensor) -> Tensor:
     """FLSD-53 (Mukhoti et al. 2020): gamma 5 where the target probability is below 0.2, else 3."""
     return torch.where(p_y < 0.2, torch.full_like(p_y, 5.0), torch.full_like(p_y, 3.0))
@@ -59,6 +87,7 @@ def softmax_focal_loss(
     reduction: Reduction = "mean",
     normalizer: Normalizer = None,
     inplace_grad: bool = False,
+    alpha: Union[float, Sequence[float], Tensor, None] = None,
     backend: Literal["auto", "eager", "native", "triton"] = "auto",
 ) -> Tensor:
     r"""Softmax focal loss on logits, with the conventions of ``F.cross_entropy``.
@@ -95,6 +124,13 @@ def softmax_focal_loss(
         label_smoothing: :math:`\varepsilon\in[0,1]`: :math:`q=(1-\varepsilon)q+\varepsilon/C`.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
         normalizer: positive number or 0-dim tensor; the loss is then ``sum / normalizer``.
+        alpha: the focal paper's balancing factor, as MONAI, kornia, SMP and ultralytics users type it: a
+            per-class sequence / 1-D tensor of C values >= 0, or a number :math:`a\in[0,1]` meaning
+            :math:`[1-a, a, \dots, a]` (class 0 the background: MONAI's and kornia's convention). It
+            multiplies each class's term like ``weight`` (the two multiply), but **does not enter the
+            mean's denominator**: ``"mean"`` divides by what it would without ``alpha`` (the summed
+            ``weight`` of the positions kept, or their number), so ``alpha`` scales the loss where
+            ``weight`` re-weights the average. Default None (off).
         inplace_grad: write the gradient into the logits' own storage instead of a new buffer, for
             callers that no longer need the logits (extra memory drops from one logits-sized buffer to
             almost nothing). After the call ``logits`` holds the gradient of the (reduced) loss, and
@@ -149,6 +185,8 @@ def softmax_focal_loss(
     label_smoothing = _checks.number("label_smoothing", label_smoothing, lo=0.0, hi=1.0)
     reduction = _checks.reduction(reduction)
     normalizer = _checks.normalizer(normalizer, reduction)
+    if alpha is not None:
+        weight, normalizer = _with_alpha(alpha, logits, targets, weight, ignore_index, reduction, normalizer)
     inplace_grad = _checks.inplace_grad(inplace_grad, logits, (targets, weight, normalizer))
     schedule = "a gamma schedule (e.g. FLSD-53) runs on the eager backend" if callable(gamma) else None
     chosen = backends.select("softmax_focal_loss", backend, logits,
@@ -165,7 +203,7 @@ class SoftmaxFocalLoss(nn.Module):
     """Softmax focal loss as a module. See :func:`softmax_focal_loss`.
 
     Args:
-        gamma, weight, ignore_index, label_smoothing, reduction, inplace_grad, backend: as in
+        gamma, weight, ignore_index, label_smoothing, reduction, inplace_grad, alpha, backend: as in
             :func:`softmax_focal_loss`, validated once here; ``weight`` is a buffer.
 
     ``forward(logits, targets, normalizer=None)``.
@@ -187,9 +225,11 @@ class SoftmaxFocalLoss(nn.Module):
         label_smoothing: float = 0.0,
         reduction: Reduction = "mean",
         inplace_grad: bool = False,
+        alpha: Union[float, Sequence[float], Tensor, None] = None,
         backend: str = "auto",
     ) -> None:
         super().__init__()
+        self.alpha = alpha
         self.gamma = gamma if callable(gamma) else _checks.gamma(gamma)
         self.inplace_grad = _checks.boolean("inplace_grad", inplace_grad)
         self.backend = _checks.choice("backend", backend, backends.BACKENDS)
@@ -206,7 +246,7 @@ class SoftmaxFocalLoss(nn.Module):
         return softmax_focal_loss(
             logits, targets, gamma=self.gamma, weight=self.weight, ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing, reduction=self.reduction, normalizer=normalizer,
-            inplace_grad=self.inplace_grad, backend=self.backend,
+            inplace_grad=self.inplace_grad, alpha=self.alpha, backend=self.backend,
         )
 
     def extra_repr(self) -> str:
