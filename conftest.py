@@ -12,5 +12,7 @@ collect_ignore = [
     for name in ("xgboost", "lightgbm", "catboost", "keras")
     if importlib.util.find_spec(name) is None
 ]
+if importlib.util.find_spec("keras") is None:
+    collect_ignore.append("src/focalkit/compat/keras.py")
 if importlib.util.find_spec("triton") is None:
     collect_ignore.append("src/focalkit/backends/_triton_kernels.py")

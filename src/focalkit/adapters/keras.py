@@ -139,8 +139,9 @@ class BinaryFocalLoss(keras.losses.Loss):
     """
 
     def __init__(self, alpha=0.25, gamma=2.0, from_logits=True, label_smoothing=0.0, soft_target="pt",
-                 reduction="sum_over_batch_size", name="binary_focal_loss", dtype=None):
+                 reduction="sum_over_batch_size", name="binary_focal_loss", dtype=None, axis=-1):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.axis = _checks.integer("axis", axis)
         self.alpha = _checks.alpha(alpha)
         self.gamma = _checks.gamma(gamma)
         self.from_logits = bool(from_logits)
@@ -166,11 +167,11 @@ class BinaryFocalLoss(keras.losses.Loss):
             if a is not None:
                 loss = (a * y + (1.0 - a) * (1.0 - y)) * loss
         # sum / n rather than ops.mean, which computes float64 in float32 on the torch backend (3.15).
-        return ops.sum(loss, axis=-1) / ops.shape(loss)[-1]
+        return ops.sum(loss, axis=self.axis) / ops.shape(loss)[self.axis]
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing, "soft_target": self.soft_target}
+                "label_smoothing": self.label_smoothing, "soft_target": self.soft_target, "axis": self.axis}
 
 
 class _SoftmaxFocalBase(keras.losses.Loss):
