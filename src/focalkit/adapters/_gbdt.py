@@ -102,23 +102,25 @@ def _kernel():
 def _binary(margin, label, gamma: float, alpha: Alpha, sample_weight, floor: float, loss: bool, gh: bool):
     """(loss, grad, hess) per row, each None unless asked. Labels in (0, 1) use the linear (expected
     hard-label) soft form; 0/1 labels its one live term."""
-    m = np.asarray(margin)
-    x = np.ascontiguousarray(m, dtype=np.float64).reshape(-1)
-    y = binary_labels(label)
+    x = np.ascontiguousarray(margin, dtype=np.float64).reshape(-1)
+    y = np.ascontiguousarray(label, dtype=np.float64).reshape(-1)
     if y.size != x.size:
         _checks.fail("label", f"to have one value per raw score ({x.size})", f"{y.size} labels")
     w = _sample_weight(sample_weight, x.size)
     w = None if w is None else np.ascontiguousarray(w)
+    if _native.LIB is None and _torch_available():
+        return _binary_torch(x, binary_labels(y), gamma, alpha, w, floor, loss, gh)
     n = x.size
     out_l = _out(n) if loss else None
     out_g = _out(n) if gh else None
     out_h = _out(n) if gh else None
     apos, aneg = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
-    if _native.LIB is None and _torch_available():
-        return _binary_torch(x, y, gamma, alpha, w, floor, loss, gh)
+    # the kernel checks the labels in its own pass (3: one outside [0, 1] or NaN, nothing computed)
     rc = _kernel().fk_gbdt_binary_f64(_ptr(x), _ptr(y), _ptr(w), n, gamma, apos, aneg, floor, _ptr(out_l),
                                       _ptr(out_g), _ptr(out_h), _native.threads())
-    if rc != 0:  # pragma: no cover - the labels were checked above
+    if rc == 3:
+        binary_labels(y)  # raises, naming the first bad label
+    if rc != 0:  # pragma: no cover - arguments are checked above
         raise RuntimeError(f"focalkit GBDT kernel failed with code {rc}")
     return out_l, out_g, out_h
 

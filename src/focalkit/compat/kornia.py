@@ -24,17 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from focalkit import _checks
+from focalkit._reduce import reduce_autograd
 from focalkit.losses.sigmoid_focal import sigmoid_focal_loss
 from focalkit.losses.softmax_focal import softmax_focal_loss
 
 __all__ = ["BinaryFocalLossWithLogits", "FocalLoss", "binary_focal_loss_with_logits", "focal_loss"]
-
-
-def _reduce(loss: Tensor, reduction: str, count: int) -> Tensor:
-    if reduction == "none":
-        return loss
-    total = loss.sum()
-    return total if reduction == "sum" else total / max(count, 1)
 
 
 def focal_loss(pred: Tensor, target: Tensor, alpha: Optional[float], gamma: float = 2.0, reduction: str = "none",
@@ -57,7 +51,7 @@ def focal_loss(pred: Tensor, target: Tensor, alpha: Optional[float], gamma: floa
         t = target.long()
         idx = torch.where(t == ignore, torch.zeros_like(t), t).unsqueeze(1)
         return torch.zeros_like(pred).scatter(1, idx, per.unsqueeze(1).to(pred.dtype))
-    return _reduce(per, reduction, pred.numel())
+    return reduce_autograd(per, reduction, None, pred.numel())  # kornia's mean: over the (B, C, *) map
 
 
 class FocalLoss(nn.Module):
@@ -90,7 +84,7 @@ def binary_focal_loss_with_logits(pred: Tensor, target: Tensor, alpha: Optional[
         reduction="none", soft_target="linear", ignore_index=ignore_index,
         pos_weight=None if pos_weight is None else pos_weight.view(along),
         weight=None if weight is None else weight.view(along))
-    return _reduce(out, reduction, pred.numel())
+    return reduce_autograd(out, reduction, None, pred.numel())
 
 
 class BinaryFocalLossWithLogits(nn.Module):

@@ -7,7 +7,7 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from focalkit import _checks, backends
+from focalkit import _checks, _reduce, backends
 from focalkit._reduce import Normalizer, Reduction, class_index_count
 from focalkit.backends import eager, native, triton
 
@@ -66,7 +66,7 @@ def _with_alpha(alpha: Any, logits: Tensor, targets: Tensor, weight: Optional[Te
             count: Any = torch.tensor(float(logits.numel() // n_cls if n_cls else logits.shape[0]))
         else:
             count = class_index_count(targets, ignore_index, None if weight is None else weight.to(like.dtype))
-        normalizer = torch.where(count == 0, torch.ones_like(count, dtype=like.dtype), count.to(like.dtype))
+        normalizer = _reduce.denominator("mean", None, count, like)  # 0 (all ignored) -> 1: the mean is 0
     combined = a.to(logits.dtype if logits.dtype == torch.float64 else torch.float32)
     return (combined if weight is None else weight * combined.to(weight.dtype)), normalizer
 
