@@ -38,6 +38,9 @@ def mp_sigmoid_focal_one(x, y, gamma, alpha=None, pos_weight=1.0, soft="pt") -> 
         pt = p * y + (1 - p) * (1 - y)
         a_t = a_pos * y + a_neg * (1 - y)
         return float(a_t * (1 - pt) ** g * bce)
+    if soft == "signed":  # MONAI's: sigmoid((1 - 2y) x)^g times the pt form's alpha_t BCE
+        bce = -(pw * y * mp.log(p) + (1 - y) * mp.log(1 - p))
+        return float((a_pos * y + a_neg * (1 - y)) * _sig((1 - 2 * y) * x) ** g * bce)
     pos = -pw * a_pos * (1 - p) ** g * mp.log(p)
     neg = -a_neg * p ** g * mp.log(1 - p)
     return float(y * pos + (1 - y) * neg)
@@ -125,6 +128,9 @@ def torch_sigmoid_focal(x, y, gamma, alpha=None, pos_weight=None, soft="pt"):
         bce = -(pw * y * torch.log(p) + (1 - y) * torch.log(1 - p))
         pt = p * y + (1 - p) * (1 - y)
         return (a_pos * y + a_neg * (1 - y)) * (1 - pt) ** gamma * bce
+    if soft == "signed":
+        bce = -(pw * y * torch.log(p) + (1 - y) * torch.log(1 - p))
+        return (a_pos * y + a_neg * (1 - y)) * torch.sigmoid((1 - 2 * y) * x) ** gamma * bce
     return -y * pw * a_pos * (1 - p) ** gamma * torch.log(p) - (1 - y) * a_neg * p ** gamma * torch.log(1 - p)
 
 

@@ -72,6 +72,8 @@ SIGMOID_ARGS = [
     dict(pos_weight=(1, C), weight=()),
     dict(pos_weight=(N, 1), weight=(1, C)),  # per-row pos_weight: eager on every backend under auto
     dict(pos_weight=(N, C), weight=(N, C), soft_target="linear"),
+    dict(alpha=0.3, gamma=0.5, pos_weight=(C,), soft_target="signed", reduction="sum"),
+    dict(alpha="vec", gamma=2.0, weight=(N, C), soft_target="signed", reduction="none"),
 ]
 
 
@@ -287,7 +289,7 @@ def _ulps_close(got: torch.Tensor, want: torch.Tensor, ulps: float = 8.0, floor:
 
 @settings(max_examples=60, deadline=None)
 @given(x=st.lists(wide, min_size=4, max_size=4), seed=st.integers(0, 2**16),
-       gamma=st.sampled_from([0.0, 0.5, 2.0]), soft=st.sampled_from(["pt", "linear"]))
+       gamma=st.sampled_from([0.0, 0.5, 2.0]), soft=st.sampled_from(["pt", "linear", "signed"]))
 def test_sigmoid_every_finite_logit_every_backend(x, seed, gamma, soft):
     x = torch.tensor(x, dtype=torch.float32).reshape(2, 2)
     y = (torch.rand(2, 2, generator=torch.Generator().manual_seed(seed)) < 0.5).float()

@@ -12,6 +12,7 @@ from focalkit.core import (
     quality_focal,
     sigmoid_focal_linear,
     sigmoid_focal_pt,
+    sigmoid_focal_signed,
     softmax_focal_dense,
     softmax_focal_hard,
 )
@@ -28,7 +29,7 @@ def _elementwise_derivs(f, x, y):
     return g, h
 
 
-@pytest.mark.parametrize("form", ["pt", "linear"])
+@pytest.mark.parametrize("form", ["pt", "linear", "signed"])
 @pytest.mark.parametrize("gamma", GAMMAS)
 @pytest.mark.parametrize("alpha", [None, 0.25])
 @pytest.mark.parametrize("pos_weight", [None, 3.0])
@@ -37,7 +38,7 @@ def test_sigmoid_grad_hess_equal_autodiff(form, gamma, alpha, pos_weight, y_valu
     x = X
     y = torch.full_like(x, y_value)
     pw = None if pos_weight is None else torch.full_like(x, pos_weight)
-    core = sigmoid_focal_pt if form == "pt" else sigmoid_focal_linear
+    core = {"pt": sigmoid_focal_pt, "signed": sigmoid_focal_signed}.get(form, sigmoid_focal_linear)
     terms = core(x, y, gamma, alpha, pw, hessian=True)
 
     def f(xi, yi):
@@ -57,8 +58,10 @@ def test_sigmoid_hard_labels_forms_agree(gamma, alpha, pos_weight):
     pw = None if pos_weight is None else torch.full_like(X, pos_weight)
     a = sigmoid_focal_pt(X, y, gamma, alpha, pw, hessian=True)
     b = sigmoid_focal_linear(X, y, gamma, alpha, pw, hessian=True)
-    for u, v in zip(a, b):
+    c = sigmoid_focal_signed(X, y, gamma, alpha, pw, hessian=True)
+    for u, v, w in zip(a, b, c):
         torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(w, v, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("gamma", [0.5, 2.0])

@@ -46,10 +46,12 @@ double log1p(double);
 #endif
 #define FK_INLINE static inline __attribute__((always_inline))
 
-/* MODE: 0 linear form (also "pt" for 0/1 targets), 1 the "pt" form for soft targets, 2 sparse labels  */
+/* MODE: 0 linear form (also "pt" / "signed" for 0/1 targets), 1 the "pt" form for soft targets, 2 sparse */
+/* labels, 3 the "signed" form (MONAI's) for soft targets                                               */
 #define FK_LINEAR 0
 #define FK_PT 1
 #define FK_SPARSE 2
+#define FK_SIGNED 3
 
 #define FK_DEFINE(T, SUF, EXP, LOG, LOG1P)                                                                  \
 FK_INLINE double fk_range_##SUF(const T *x, const T *y, int64_t lab, const T *w, const T *apos,             \
@@ -72,15 +74,24 @@ FK_INLINE double fk_range_##SUF(const T *x, const T *y, int64_t lab, const T *w,
         const T r = 1 / (1 + e), er = e * r;                                                                 \
         const T p = xi < 0 ? er : r, q = xi < 0 ? r : er;                                                    \
         T loss, grad;                                                                                        \
-        if (MODE == FK_PT) {                                                                                 \
-            /* a_t (1 - p_t)^g BCE, log(1 - p_t) = logaddexp(log(1-y) + lp, log(y) + ln): every call  */    \
-            /* made unconditionally, then selects of plain values only, so the loop stays vectorised  */    \
+        if (MODE == FK_PT || MODE == FK_SIGNED) {                                                            \
+            /* a_t u^g BCE. "pt": log u = log(1 - p_t) = logaddexp(log(1-y) + lp, log(y) + ln);       */    \
+            /* "signed": log u = logsigmoid((1-2y) x). Every call made unconditionally, then selects  */    \
+            /* of plain values only, so the loop stays vectorised                                     */    \
             const T pwy = pwi * yi, bce = -(pwy * lp + (1 - yi) * ln), dbce = (1 - yi) * p - pwy * q;      \
-            const T la = LOG1P(-yi) + lp, lb = LOG(yi) + ln;                                                 \
-            const T big = la > lb ? la : lb, sml = la > lb ? lb : la;                                        \
-            const T d = big == -INFINITY ? -INFINITY : sml - big;                                            \
-            const T log_u = big + LOG1P(EXP(d));                                                             \
-            const T m = EXP(g * log_u), sr = (1 - 2 * yi) * EXP(lp + ln - log_u);                            \
+            T log_u, sr;                                                                                     \
+            if (MODE == FK_PT) {                                                                             \
+                const T la = LOG1P(-yi) + lp, lb = LOG(yi) + ln;                                             \
+                const T big = la > lb ? la : lb, sml = la > lb ? lb : la;                                    \
+                const T d = big == -INFINITY ? -INFINITY : sml - big;                                        \
+                log_u = big + LOG1P(EXP(d));                                                                 \
+                sr = (1 - 2 * yi) * EXP(lp + ln - log_u);                                                    \
+            } else {                                                                                         \
+                const T s = 1 - 2 * yi, v = s * xi, ev = EXP(v < 0 ? v : -v), rv = 1 / (1 + ev);             \
+                log_u = (v < 0 ? v : (T)0) - LOG1P(ev);                                                      \
+                sr = s * (v < 0 ? rv : ev * rv); /* (1-2y) sigmoid(-v) */                                    \
+            }                                                                                                \
+            const T m = EXP(g * log_u);                                                                      \
             const T at = yi * ap + (1 - yi) * an;                                                            \
             loss = at * m * bce;                                                                             \
             grad = at * m * (dbce + g * sr * bce);                                                           \
@@ -129,14 +140,15 @@ FK_INLINE double fk_part_##SUF(const T *x, const T *y, const int64_t *labels, co
 FK_CLONES static double fk_dispatch_##SUF(const T *x, const T *y, const int64_t *labels, const T *w,         \
         const T *apos, const T *aneg, const T *pw, int64_t n, int64_t C, int nested, int mode, int t, int nt,  \
         T g, T scale, T *loss_out, T *grad_out) {                                                            \
-    const int sel = (w != 0) | (loss_out != 0) << 1 | (mode != FK_PT && g == 2) << 2;                       \
+    const int sel = (w != 0) | (loss_out != 0) << 1 | (mode != FK_PT && mode != FK_SIGNED && g == 2) << 2;                       \
     FK_CASES(SUF, 0) FK_CASES(SUF, 1) FK_CASES(SUF, 2) FK_CASES(SUF, 3)                                      \
     FK_CASES_G2(SUF, 4) FK_CASES_G2(SUF, 5) FK_CASES_G2(SUF, 6) FK_CASES_G2(SUF, 7)                          \
     return 0.0;                                                                                              \
 }                                                                                                            \
                                                                                                              \
 /* labels: int64 class per row (sparse targets, C = background) or NULL; y: dense targets or NULL.      */  \
-/* pt: 1 for the "pt" form with soft targets (0/1 targets take the linear loop, which equals it).     */  \
+/* pt: 1 for the "pt" form with soft targets, 2 for the "signed" form (0/1 targets take the linear    */ \
+/* loop, which equals both).                                                                           */  \
 int fk_sigmoid_focal_##SUF(const T *x, const T *y, const int64_t *labels, const T *w, const T *apos,         \
         const T *aneg, const T *pw, int64_t n, int64_t C, int nested, int pt, double g, double scale,        \
         T *loss_out, T *grad_out, int nthreads, double *sum_out) {                                           \
@@ -149,7 +161,8 @@ int fk_sigmoid_focal_##SUF(const T *x, const T *y, const int64_t *labels, const 
         if (bad) return 3;                                                                                   \
     }                                                                                                        \
     if (nthreads < 1 || n < 65536) nthreads = 1; /* small inputs: a second thread costs more than it gives */ \
-    const int mode = labels ? FK_SPARSE : pt ? FK_PT : FK_LINEAR;                                            \
+    if (pt < 0 || pt > 2) return 1;                                                                          \
+    const int mode = labels ? FK_SPARSE : pt == 1 ? FK_PT : pt == 2 ? FK_SIGNED : FK_LINEAR;                                            \
     double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
     if (!part) return 2;                                                                                     \
     _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
@@ -174,12 +187,13 @@ int64_t fk_count_soft_##SUF(const T *y, int64_t n, int nthreads) {              
 }
 
 /* The cases of fk_dispatch for one selector value S (bit 0 weight, bit 1 store, bit 2 gamma = 2), over
- * the modes; the "pt" loop has no gamma = 2 variant. */
+ * the modes; the "pt" and "signed" loops have no gamma = 2 variant. */
 #define FK_CASE(SUF, S, M)                                                                                   \
     if (sel == S && mode == M)                                                                               \
         return fk_part_##SUF(x, y, labels, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out,       \
                              grad_out, (S) & 1, ((S) >> 1) & 1, M, (S) >> 2);
-#define FK_CASES(SUF, S) FK_CASE(SUF, S, FK_LINEAR) FK_CASE(SUF, S, FK_PT) FK_CASE(SUF, S, FK_SPARSE)
+#define FK_CASES(SUF, S) FK_CASE(SUF, S, FK_LINEAR) FK_CASE(SUF, S, FK_PT) FK_CASE(SUF, S, FK_SPARSE) \
+    FK_CASE(SUF, S, FK_SIGNED)
 #define FK_CASES_G2(SUF, S) FK_CASE(SUF, S, FK_LINEAR) FK_CASE(SUF, S, FK_SPARSE)
 
 FK_DEFINE(float, f32, expf, logf, log1pf)
@@ -540,7 +554,7 @@ int fk_gbdt_softmax_f64(const double *z, const int64_t *y, const double *c, int6
     return bad ? 3 : 0;
 }
 
-int fk_abi_version(void) { return 11; }
+int fk_abi_version(void) { return 12; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }

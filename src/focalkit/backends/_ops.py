@@ -25,10 +25,11 @@ from focalkit.backends import eager
 from focalkit.backends.eager import compute_dtype, scale_saved
 
 SIGMOID_SCHEMA = ("(Tensor logits, Tensor targets, Tensor? weight, Tensor apos, Tensor aneg, Tensor pw, "
-                  "bool has_alpha, bool per_class, bool pt, float gamma, str reduction, Tensor? den) "
+                  "bool has_alpha, bool per_class, int form, float gamma, str reduction, Tensor? den) "
                   "-> (Tensor, Tensor)")
 SOFTMAX_SCHEMA = ("(Tensor logits, Tensor targets, Tensor? weight, float gamma, int ignore_index, "
                   "float label_smoothing, str reduction, Tensor? den) -> (Tensor, Tensor)")
+SOFT_FORMS = ("linear", "pt", "signed")  # the kernels' `form` argument: 0, 1, 2
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -56,9 +57,11 @@ def _check_on(op: str, name: str, t: Tensor, logits: Tensor) -> None:
 
 
 def check_sigmoid_args(op: str, logits: Tensor, targets: Tensor, weight: Optional[Tensor], apos: Tensor,
-                       aneg: Tensor, pw: Tensor, reduction: str, den: Optional[Tensor]) -> None:
+                       aneg: Tensor, pw: Tensor, form: int, reduction: str, den: Optional[Tensor]) -> None:
     """Every argument of a sigmoid op, by metadata: no kernel reads or writes outside a tensor."""
     _check_common(op, logits, reduction, den)
+    if form not in (0, 1, 2):
+        _bad(op, "form", "to be 0 (linear), 1 (pt) or 2 (signed)", repr(form))
     n_cls = logits.shape[-1] if logits.dim() else 1
     _check_on(op, "targets", targets, logits)
     if targets.shape == logits.shape:
@@ -120,7 +123,7 @@ def define(name: str, kind: str, impl: Callable[..., tuple[Tensor, Tensor]], dev
 
     def fake(logits: Tensor, targets: Tensor, *rest: Any) -> tuple[Tensor, Tensor]:
         if kind == "sigmoid":
-            check_sigmoid_args(name, logits, targets, *rest[:4], rest[-2], rest[-1])
+            check_sigmoid_args(name, logits, targets, *rest[:4], rest[6], rest[-2], rest[-1])
         else:
             check_softmax_args(name, logits, targets, rest[0], rest[-2], rest[-1])
         reduction, den = rest[-2], rest[-1]
@@ -188,7 +191,7 @@ def sigmoid(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, alpha: 
     per_class = isinstance(alpha, Tensor) or (pos_weight is not None and pos_weight.numel() > 1)
     den = _reduce.denominator(reduction, normalizer, logits.numel(), like)
     den = None if den is None else den.detach()
-    args = (weight, apos, aneg, pw, alpha is not None, per_class, soft_target == "pt", float(gamma), reduction, den)
+    args = (weight, apos, aneg, pw, alpha is not None, per_class, SOFT_FORMS.index(soft_target), float(gamma), reduction, den)
     ref = eager.sigmoid_reference(alpha=alpha, gamma=gamma, soft_target=soft_target, reduction=reduction,
                                   normalizer=normalizer, sparse=sparse)
     compute = (lambda lg, tg, *_: impl(lg, tg, *args, inplace=True)) if inplace_grad \

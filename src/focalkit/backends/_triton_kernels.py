@@ -27,7 +27,7 @@ def _log1p(x):
 @triton.jit
 def sigmoid_focal_kernel(x_ptr, y_ptr, w_ptr, apos_ptr, aneg_ptr, pw_ptr, scale_ptr, grad_ptr, loss_ptr,
                          n, C, gamma,
-                         PT: tl.constexpr, HAS_W: tl.constexpr, HAS_ALPHA: tl.constexpr, STORE: tl.constexpr,
+                         FORM: tl.constexpr, HAS_W: tl.constexpr, HAS_ALPHA: tl.constexpr, STORE: tl.constexpr,
                          G0: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
@@ -47,8 +47,9 @@ def sigmoid_focal_kernel(x_ptr, y_ptr, w_ptr, apos_ptr, aneg_ptr, pw_ptr, scale_
     r = 1.0 / (1.0 + e)
     p = tl.where(x < 0, e * r, r)
     q = tl.where(x < 0, r, e * r)
-    if PT:
-        # alpha_t (1 - p_t)^g BCE_pw, log(1 - p_t) = logaddexp(log(1-y) + lp, log(y) + ln)
+    if FORM != 0:
+        # alpha_t u^g BCE_pw; "pt": log u = log(1 - p_t) = logaddexp(log(1-y) + lp, log(y) + ln),
+        # "signed": log u = logsigmoid((1-2y) x)
         pwy = pw * y
         bce = -(pwy * lp + (1.0 - y) * ln)
         dbce = (1.0 - y) * p - pwy * q  # no p - 1 cancellation where y = 1
@@ -56,13 +57,20 @@ def sigmoid_focal_kernel(x_ptr, y_ptr, w_ptr, apos_ptr, aneg_ptr, pw_ptr, scale_
             loss = bce
             grad = dbce
         else:
-            a = tl.log(1.0 - y) + lp
-            b = tl.log(y) + ln
-            hi = tl.maximum(a, b)
-            lo = tl.minimum(a, b)
-            log_u = tl.where(hi == -float("inf"), hi, hi + _log1p(tl.exp(lo - hi)))
+            if FORM == 1:
+                a = tl.log(1.0 - y) + lp
+                b = tl.log(y) + ln
+                hi = tl.maximum(a, b)
+                lo = tl.minimum(a, b)
+                log_u = tl.where(hi == -float("inf"), hi, hi + _log1p(tl.exp(lo - hi)))
+                sr = (1.0 - 2.0 * y) * tl.exp(lp + ln - log_u)
+            else:
+                v = (1.0 - 2.0 * y) * x
+                ev = tl.exp(-tl.abs(v))
+                log_u = tl.minimum(v, 0.0) - _log1p(ev)
+                rv = 1.0 / (1.0 + ev)
+                sr = (1.0 - 2.0 * y) * tl.where(v < 0, rv, ev * rv)  # (1-2y) sigmoid(-v)
             m = tl.exp(gamma * log_u)
-            sr = (1.0 - 2.0 * y) * tl.exp(lp + ln - log_u)
             loss = m * bce
             grad = m * (dbce + gamma * sr * bce)
         if HAS_ALPHA:

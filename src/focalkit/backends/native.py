@@ -71,12 +71,12 @@ def unsupported(logits: Tensor, pos_weight: Optional[Tensor]) -> Optional[str]:
 
 
 def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apos: Tensor, aneg: Tensor, pw: Tensor,
-                  has_alpha: bool, per_class: bool, pt: bool, gamma: float, reduction: str,
+                  has_alpha: bool, per_class: bool, form: int, gamma: float, reduction: str,
                   den: Optional[Tensor], inplace: bool = False) -> tuple[Tensor, Tensor]:
-    """Dense targets take the "linear" loop, which is also the "pt" form for 0/1 targets; soft targets
-    in the "pt" form (found by a read-only pre-scan) take the "pt" loop. Class-index targets
+    """Dense targets take the "linear" loop, which is also the "pt" and "signed" forms for 0/1 targets;
+    soft targets in those forms (found by a read-only pre-scan) take their own loop. Class-index targets
     (shape ``logits.shape[:-1]``, C = background) take the sparse loop: no one-hot tensor."""
-    _ops.check_sigmoid_args("native_sigmoid_focal", logits, targets, weight, apos, aneg, pw, reduction, den)
+    _ops.check_sigmoid_args("native_sigmoid_focal", logits, targets, weight, apos, aneg, pw, form, reduction, den)
     if logits.device.type != "cpu":
         raise ValueError(f"focalkit::native_sigmoid_focal: expected CPU tensors, got logits on {logits.device}")
     lib = _require()
@@ -107,10 +107,10 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
         w = None if ws is None else raw(ws[a:b], ct)
         g = torch.empty(x.shape, dtype=ct) if half else grad
         lo = (torch.empty(x.shape, dtype=ct) if half else loss_out) if store else None
-        soft_pt = pt and y is not None and _has_soft_targets(y, ct)
+        soft_form = form if form and y is not None and _has_soft_targets(y, ct) else 0
         acc = ctypes.c_double(0.0)
         rc = fn(x.data_ptr(), _ptr(y), _ptr(labels), _ptr(w), apos.data_ptr(), aneg.data_ptr(), pw.data_ptr(),
-                x.numel(), n_cls, int(per_class), int(soft_pt), float(gamma), scale, _ptr(lo), g.data_ptr(),
+                x.numel(), n_cls, int(per_class), soft_form, float(gamma), scale, _ptr(lo), g.data_ptr(),
                 torch.get_num_threads(), ctypes.byref(acc))
         if rc == 3:  # reached only where the Python checks could not read the labels (torch.compile)
             raise ValueError(f"Expected `targets` as class indices to lie in [0, {n_cls}] ({n_cls} = background)")

@@ -82,9 +82,9 @@ def _finish(partials: Tensor, den: Optional[Tensor], dtype: torch.dtype) -> Tens
 
 
 def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apos: Tensor, aneg: Tensor, pw: Tensor,
-                  has_alpha: bool, per_class: bool, pt: bool, gamma: float, reduction: str,
+                  has_alpha: bool, per_class: bool, form: int, gamma: float, reduction: str,
                   den: Optional[Tensor], inplace: bool = False) -> tuple[Tensor, Tensor]:
-    _ops.check_sigmoid_args("triton_sigmoid_focal", logits, targets, weight, apos, aneg, pw, reduction, den)
+    _ops.check_sigmoid_args("triton_sigmoid_focal", logits, targets, weight, apos, aneg, pw, form, reduction, den)
     _check_device("triton_sigmoid_focal", logits)
     if targets.shape != logits.shape:
         raise ValueError("focalkit::triton_sigmoid_focal: sparse class-index targets are not implemented in Triton")
@@ -102,7 +102,7 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     loss = torch.empty_like(x) if store else torch.zeros(grid[0], dtype=torch.float32, device=dev)
     if n:
         k.sigmoid_focal_kernel[grid](x, y, x if w is None else w, apos, aneg, pw, _scale(den, dev), grad, loss,
-                                     n, n_cls, float(gamma), PT=pt, HAS_W=w is not None, HAS_ALPHA=has_alpha,
+                                     n, n_cls, float(gamma), FORM=form, HAS_W=w is not None, HAS_ALPHA=has_alpha,
                                      STORE=store, G0=gamma == 0, BLOCK=block)
     return (loss if store else _finish(loss, den, logits.dtype)), grad
 

@@ -13,6 +13,9 @@ Two generalisations to soft targets :math:`y\in[0,1]` exist; both equal the hard
   :math:`1-p_t=(1-y)p+y(1-p)`.
 * ``linear`` (expected hard-label loss): :math:`y\,FL(x,1)+(1-y)\,FL(x,0)`.
 
+A third, ``signed`` (MONAI), modulates by :math:`\sigma((1-2y)x)^\gamma`: the target's sign applied to
+the logit, :math:`\alpha_t(y)\,\sigma((1-2y)x)^\gamma\,\mathrm{BCE}(x,y)`.
+
 ``pos_weight`` multiplies the positive-label term, as in ``BCEWithLogitsLoss``.
 """
 
@@ -125,6 +128,57 @@ def sigmoid_focal_pt(
         hess = None
         if hessian:
             hess = m * (gsrb * ((gamma - 1.0) * sr + 1.0 - 2.0 * p) + 2.0 * gamma * sr * dbce + c * p * q)
+    if a_t is not None:
+        loss = a_t * loss
+        grad = a_t * grad
+        hess = a_t * hess if hess is not None else None
+    return SigmoidFocalTerms(loss, grad, hess)
+
+
+def sigmoid_focal_signed(
+    x: Tensor,
+    y: Tensor,
+    gamma: float,
+    alpha: Optional[Scalar] = None,
+    pos_weight: Optional[Tensor] = None,
+    *,
+    hessian: bool = False,
+) -> SigmoidFocalTerms:
+    r"""The ``signed`` form (MONAI's) :math:`\alpha_t\,\sigma(v)^\gamma\,\mathrm{BCE}_{pw}(x,y)`, :math:`v=(1-2y)x`.
+
+    With :math:`m=\sigma(v)^\gamma=e^{\gamma\ell(v)}`, :math:`r=(1-2y)\sigma(-v)` (so :math:`m'=\gamma rm`),
+    :math:`r'=-(1-2y)^2\sigma(v)\sigma(-v)`, and :math:`B, B', c` as in :func:`sigmoid_focal_pt`:
+
+    .. math::
+        L=\alpha_t m B,\quad L'=\alpha_t m\,[B'+\gamma rB],\quad
+        L''=\alpha_t m\,[\gamma^2r^2B+2\gamma rB'+\gamma r'B+c\,pq].
+
+    Equal to the ``pt`` form for hard labels.
+    """
+    lp = F.logsigmoid(x)
+    ln = F.logsigmoid(-x)
+    p = lp.exp()
+    q = ln.exp()
+    a_t = None if alpha is None else y * alpha + (1.0 - y) * (1.0 - alpha)
+    pw_y = y if pos_weight is None else pos_weight * y
+    c = 1.0 - y + pw_y
+    bce = -(pw_y * lp + (1.0 - y) * ln)
+    dbce = (1.0 - y) * p - pw_y * q
+    if gamma == 0.0:
+        loss, grad = bce, dbce
+        hess = c * p * q if hessian else None
+    else:
+        s = 1.0 - 2.0 * y
+        v = s * x
+        lv, lnv = F.logsigmoid(v), F.logsigmoid(-v)
+        m = torch.exp(gamma * lv)
+        r = s * lnv.exp()
+        loss = m * bce
+        grad = m * (dbce + gamma * r * bce)
+        hess = None
+        if hessian:
+            dr = -s * s * torch.exp(lv + lnv)
+            hess = m * (gamma * gamma * r * r * bce + 2.0 * gamma * r * dbce + gamma * dr * bce + c * p * q)
     if a_t is not None:
         loss = a_t * loss
         grad = a_t * grad
