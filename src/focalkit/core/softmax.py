@@ -88,6 +88,22 @@ def softmax_focal_dense(z: Tensor, coef: Tensor, gamma: float, dim: int = 1) -> 
 
     ``coef[k] = weight[k] * q[k]`` where ``q`` is the (smoothed or probability) target.
     """
+    logp, m, psi = _dense_parts(z, gamma, dim)
+    loss = (coef * m * -logp).sum(dim)
+    ck = coef * m * (1.0 + gamma * psi)
+    grad = logp.exp() * ck.sum(dim, keepdim=True) - ck
+    return loss, grad
+
+
+def softmax_focal_classwise(z: Tensor, coef: Tensor, gamma: float, dim: int = 1) -> Tensor:
+    r"""The per-class terms :math:`c_k(1-p_k)^\gamma(-\log p_k)` of :func:`softmax_focal_dense`, unsummed
+    (their sum over ``dim`` is its loss): differentiable ops, for per-class loss maps (MONAI's)."""
+    logp, m, _ = _dense_parts(z, gamma, dim)
+    return coef * m * -logp
+
+
+def _dense_parts(z: Tensor, gamma: float, dim: int) -> tuple[Tensor, Tensor | float, Tensor]:
+    """(log p, (1-p)^gamma, psi) along ``dim``, each exact (see the module docstring)."""
     z = _shift(z, dim)
     lse = torch.logsumexp(z, dim, keepdim=True)
     logp = z - lse
@@ -98,11 +114,7 @@ def softmax_focal_dense(z: Tensor, coef: Tensor, gamma: float, dim: int = 1) -> 
     log1mp.scatter_(dim, idx, torch.logsumexp(z_rest, dim, keepdim=True) - lse)
     del z_rest
     logp, _, psi = _psi(logp, log1mp)
-    m = _modulator(log1mp, gamma)
-    loss = (coef * m * -logp).sum(dim)
-    ck = coef * m * (1.0 + gamma * psi)
-    grad = logp.exp() * ck.sum(dim, keepdim=True) - ck
-    return loss, grad
+    return logp, _modulator(log1mp, gamma), psi
 
 
 def _shift(z: Tensor, dim: int) -> Tensor:
