@@ -38,9 +38,10 @@ def mp_sigmoid_focal_one(x, y, gamma, alpha=None, pos_weight=1.0, soft="pt") -> 
         pt = p * y + (1 - p) * (1 - y)
         a_t = a_pos * y + a_neg * (1 - y)
         return float(a_t * (1 - pt) ** g * bce)
-    if soft == "signed":  # MONAI's: sigmoid((1 - 2y) x)^g times the pt form's alpha_t BCE
+    if soft in ("signed", "bce"):  # MONAI's sigmoid((1 - 2y) x)^g, SMP's (1 - exp(-BCE))^g
         bce = -(pw * y * mp.log(p) + (1 - y) * mp.log(1 - p))
-        return float((a_pos * y + a_neg * (1 - y)) * _sig((1 - 2 * y) * x) ** g * bce)
+        mod = _sig((1 - 2 * y) * x) if soft == "signed" else 1 - mp.exp(mp.log(p) * y + mp.log(1 - p) * (1 - y))
+        return float((a_pos * y + a_neg * (1 - y)) * mod ** g * bce)
     pos = -pw * a_pos * (1 - p) ** g * mp.log(p)
     neg = -a_neg * p ** g * mp.log(1 - p)
     return float(y * pos + (1 - y) * neg)
@@ -128,9 +129,11 @@ def torch_sigmoid_focal(x, y, gamma, alpha=None, pos_weight=None, soft="pt"):
         bce = -(pw * y * torch.log(p) + (1 - y) * torch.log(1 - p))
         pt = p * y + (1 - p) * (1 - y)
         return (a_pos * y + a_neg * (1 - y)) * (1 - pt) ** gamma * bce
-    if soft == "signed":
+    if soft in ("signed", "bce"):
         bce = -(pw * y * torch.log(p) + (1 - y) * torch.log(1 - p))
-        return (a_pos * y + a_neg * (1 - y)) * torch.sigmoid((1 - 2 * y) * x) ** gamma * bce
+        mod = torch.sigmoid((1 - 2 * y) * x) if soft == "signed" else \
+            1 - torch.exp(y * torch.log(p) + (1 - y) * torch.log(1 - p))  # p_t = exp(-BCE), BCE without pw
+        return (a_pos * y + a_neg * (1 - y)) * mod ** gamma * bce
     return -y * pw * a_pos * (1 - p) ** gamma * torch.log(p) - (1 - y) * a_neg * p ** gamma * torch.log(1 - p)
 
 

@@ -25,6 +25,14 @@ def _log1p(x):
 
 
 @triton.jit
+def _expm1(x):
+    u = tl.exp(x)
+    # Kahan's expm1: exact where exp rounds to 1, -1 and inf at the ends
+    mid = tl.where(u - 1.0 == -1.0, -1.0, (u - 1.0) * x / tl.log(u))
+    return tl.where(u == 1.0, x, tl.where(u == float("inf"), u, mid))
+
+
+@triton.jit
 def sigmoid_focal_kernel(x_ptr, y_ptr, w_ptr, apos_ptr, aneg_ptr, pw_ptr, scale_ptr, grad_ptr, loss_ptr,
                          n, C, gamma,
                          FORM: tl.constexpr, HAS_W: tl.constexpr, HAS_ALPHA: tl.constexpr, STORE: tl.constexpr,
@@ -64,12 +72,20 @@ def sigmoid_focal_kernel(x_ptr, y_ptr, w_ptr, apos_ptr, aneg_ptr, pw_ptr, scale_
                 lo = tl.minimum(a, b)
                 log_u = tl.where(hi == -float("inf"), hi, hi + _log1p(tl.exp(lo - hi)))
                 sr = (1.0 - 2.0 * y) * tl.exp(lp + ln - log_u)
-            else:
+            elif FORM == 2:
                 v = (1.0 - 2.0 * y) * x
                 ev = tl.exp(-tl.abs(v))
                 log_u = tl.minimum(v, 0.0) - _log1p(ev)
                 rv = 1.0 / (1.0 + ev)
                 sr = (1.0 - 2.0 * y) * tl.where(v < 0, rv, ev * rv)  # (1-2y) sigmoid(-v)
+            else:
+                # "bce": log u = log(1 - exp(-B0)), d log u / dx = B0' / expm1(B0), B0 the BCE without
+                # pos_weight; B0 = 0 gives u = 0
+                b0 = -(y * lp + (1.0 - y) * ln)
+                bs = tl.where(b0 > 0, b0, 1.0)
+                lu = tl.where(bs > 0.6931471805599453, _log1p(-tl.exp(-bs)), tl.log(-_expm1(-bs)))
+                log_u = tl.where(b0 > 0, lu, -float("inf"))
+                sr = tl.where(b0 > 0, ((1.0 - y) * p - y * q) / _expm1(bs), 0.0)
             m = tl.exp(gamma * log_u)
             loss = m * bce
             grad = m * (dbce + gamma * sr * bce)

@@ -35,6 +35,7 @@ from focalkit.core import (
     sigmoid_focal_linear,
     sigmoid_focal_pt,
     sigmoid_focal_signed,
+    sigmoid_focal_bce,
     softmax_focal_dense,
     softmax_focal_hard,
 )
@@ -196,7 +197,7 @@ def sigmoid_reference(*, alpha: Any, gamma: float, soft_target: str, reduction: 
         if sparse:
             terms = partial(_sparse_terms, gamma=gamma, alpha=a, pos_weight=pw)
         else:
-            core = {"pt": sigmoid_focal_pt, "signed": sigmoid_focal_signed}.get(soft_target, sigmoid_focal_linear)
+            core = {"pt": sigmoid_focal_pt, "signed": sigmoid_focal_signed, "bce": sigmoid_focal_bce}.get(soft_target, sigmoid_focal_linear)
             terms = partial(core, gamma=gamma, alpha=a, pos_weight=pw)
         return _elementwise(logits, targets, weight, normalizer if norm_t is None else norm_t, terms, reduction)
 

@@ -14,13 +14,16 @@ Two generalisations to soft targets :math:`y\in[0,1]` exist; both equal the hard
 * ``linear`` (expected hard-label loss): :math:`y\,FL(x,1)+(1-y)\,FL(x,0)`.
 
 A third, ``signed`` (MONAI), modulates by :math:`\sigma((1-2y)x)^\gamma`: the target's sign applied to
-the logit, :math:`\alpha_t(y)\,\sigma((1-2y)x)^\gamma\,\mathrm{BCE}(x,y)`.
+the logit, :math:`\alpha_t(y)\,\sigma((1-2y)x)^\gamma\,\mathrm{BCE}(x,y)`. A fourth, ``bce``
+(segmentation_models_pytorch, pytorch-toolbelt), takes :math:`p_t=e^{-\mathrm{BCE}}`:
+:math:`\alpha_t(y)\,(1-e^{-\mathrm{BCE}})^\gamma\,\mathrm{BCE}(x,y)`.
 
 ``pos_weight`` multiplies the positive-label term, as in ``BCEWithLogitsLoss``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional, Union
 
 import torch
@@ -179,6 +182,64 @@ def sigmoid_focal_signed(
         if hessian:
             dr = -s * s * torch.exp(lv + lnv)
             hess = m * (gamma * gamma * r * r * bce + 2.0 * gamma * r * dbce + gamma * dr * bce + c * p * q)
+    if a_t is not None:
+        loss = a_t * loss
+        grad = a_t * grad
+        hess = a_t * hess if hess is not None else None
+    return SigmoidFocalTerms(loss, grad, hess)
+
+
+def sigmoid_focal_bce(
+    x: Tensor,
+    y: Tensor,
+    gamma: float,
+    alpha: Optional[Scalar] = None,
+    pos_weight: Optional[Tensor] = None,
+    *,
+    hessian: bool = False,
+) -> SigmoidFocalTerms:
+    r"""The ``bce`` form (segmentation_models_pytorch's) :math:`\alpha_t\,(1-e^{-B_0})^\gamma B`.
+
+    :math:`B=\mathrm{BCE}_{pw}`, :math:`B_0` the BCE without ``pos_weight`` (so that
+    :math:`e^{-B_0}=p_t` for hard labels), :math:`m=(1-e^{-B_0})^\gamma`, :math:`r=B_0'/(e^{B_0}-1)` (so
+    :math:`m'=\gamma rm`), :math:`r'=B_0''/(e^{B_0}-1)-B_0'^2e^{B_0}/(e^{B_0}-1)^2`, :math:`B'=(1-y)p-w_+yq`,
+    :math:`B''=c\,pq`, :math:`B_0''=pq`:
+
+    .. math::
+        L=\alpha_t mB,\quad L'=\alpha_t m\,[B'+\gamma rB],\quad
+        L''=\alpha_t m\,[\gamma^2r^2B+2\gamma rB'+\gamma r'B+B''].
+
+    Where :math:`B_0=0` (a hard label the logit has saturated) :math:`m=0` and all three are 0. Equal to
+    the ``pt`` form for hard labels.
+    """
+    lp = F.logsigmoid(x)
+    ln = F.logsigmoid(-x)
+    p = lp.exp()
+    q = ln.exp()
+    a_t = None if alpha is None else y * alpha + (1.0 - y) * (1.0 - alpha)
+    pw_y = y if pos_weight is None else pos_weight * y
+    c = 1.0 - y + pw_y
+    bce = -(pw_y * lp + (1.0 - y) * ln)
+    dbce = (1.0 - y) * p - pw_y * q
+    if gamma == 0.0:
+        loss, grad = bce, dbce
+        hess = c * p * q if hessian else None
+    else:
+        b0 = bce if pos_weight is None else -(y * lp + (1.0 - y) * ln)
+        db0 = dbce if pos_weight is None else (1.0 - y) * p - y * q
+        live = b0 > 0
+        bs = torch.where(live, b0, torch.ones_like(b0))  # no 0/0 in either branch's gradient
+        em = torch.expm1(bs)
+        log_u = torch.where(bs > math.log(2.0), torch.log1p(-torch.exp(-bs)), torch.log(-torch.expm1(-bs)))
+        m = torch.where(live, torch.exp(gamma * log_u), torch.zeros_like(b0))
+        r = torch.where(live, db0 / em, torch.zeros_like(b0))
+        loss = m * bce
+        grad = m * (dbce + gamma * r * bce)
+        hess = None
+        if hessian:
+            pq = p * q
+            dr = torch.where(live, pq / em - db0 * db0 * torch.exp(bs) / (em * em), torch.zeros_like(b0))
+            hess = m * (gamma * gamma * r * r * bce + 2.0 * gamma * r * dbce + gamma * dr * bce + c * pq)
     if a_t is not None:
         loss = a_t * loss
         grad = a_t * grad
