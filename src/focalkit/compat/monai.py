@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.nn.modules.loss import _Loss
 
 from focalkit import _checks
+from focalkit.compat._common import PeerAssertionError
 from focalkit.core.softmax import softmax_focal_classwise
 from focalkit.losses.sigmoid_focal import sigmoid_focal_loss
 from focalkit.losses.softmax_focal import softmax_focal_loss
@@ -42,11 +43,6 @@ from focalkit.losses.softmax_focal import softmax_focal_loss
 __all__ = ["FocalLoss"]
 
 _EPS = torch.finfo(torch.float32).eps  # MONAI's clamp of the mask's count (its mask is float32)
-
-
-class OneHotShapeError(ValueError, AssertionError):
-    """``to_onehot_y=True`` with a target that is not one channel: a ``ValueError``, and an
-    ``AssertionError`` as MONAI's ``one_hot`` raises."""
 
 
 class FocalLoss(_Loss):
@@ -86,7 +82,7 @@ class FocalLoss(_Loss):
                 warnings.warn("single channel prediction, `to_onehot_y=True` ignored.", stacklevel=2)
             else:
                 if target.dim() < 2 or target.shape[1] != 1:
-                    raise OneHotShapeError("labels should have a channel with length equal to one.")
+                    raise PeerAssertionError("labels should have a channel with length equal to one.")
                 labels = target[:, 0].long()
                 if ii is not None and not 0 <= ii < n:
                     labels = torch.where(labels == ii, torch.zeros_like(labels), labels)

@@ -189,6 +189,27 @@ def sigmoid_focal_signed(
     return SigmoidFocalTerms(loss, grad, hess)
 
 
+def _bce_log_u(b0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(B0 > 0, B0 made safe where it is 0, log(1 - exp(-B0))) for the ``bce`` form's modulator."""
+    live = b0 > 0
+    bs = torch.where(live, b0, torch.ones_like(b0))  # no 0/0 in either branch's gradient
+    log_u = torch.where(bs > math.log(2.0), torch.log1p(-torch.exp(-bs)), torch.log(-torch.expm1(-bs)))
+    return live, bs, log_u
+
+
+def bce_modulator(x: Tensor, y: Tensor, gamma: float, threshold: Optional[float] = None) -> Tensor:
+    r"""The ``bce`` form's modulating factor :math:`(1-p_t)^\gamma`, :math:`p_t=e^{-\mathrm{BCE}(x,y)}`, as
+    differentiable ops; with ``threshold`` :math:`t_r` the *reduced* focal factor (Sergievskiy and
+    Ponamarev 2019, segmentation_models_pytorch's ``reduced_threshold``): :math:`((1-p_t)/t_r)^\gamma`
+    where :math:`p_t\ge t_r`, 1 (a constant) below."""
+    b0 = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+    live, bs, log_u = _bce_log_u(b0)
+    if threshold is None:
+        return torch.where(live, torch.exp(gamma * log_u), torch.zeros_like(b0)) if gamma else torch.ones_like(b0)
+    reduced = torch.where(live, torch.exp(gamma * (log_u - math.log(threshold))), torch.zeros_like(b0))
+    return torch.where(-b0 < math.log(threshold), torch.ones_like(b0), reduced)  # p_t < t_r: 1
+
+
 def sigmoid_focal_bce(
     x: Tensor,
     y: Tensor,
@@ -227,10 +248,8 @@ def sigmoid_focal_bce(
     else:
         b0 = bce if pos_weight is None else -(y * lp + (1.0 - y) * ln)
         db0 = dbce if pos_weight is None else (1.0 - y) * p - y * q
-        live = b0 > 0
-        bs = torch.where(live, b0, torch.ones_like(b0))  # no 0/0 in either branch's gradient
+        live, bs, log_u = _bce_log_u(b0)
         em = torch.expm1(bs)
-        log_u = torch.where(bs > math.log(2.0), torch.log1p(-torch.exp(-bs)), torch.log(-torch.expm1(-bs)))
         m = torch.where(live, torch.exp(gamma * log_u), torch.zeros_like(b0))
         r = torch.where(live, db0 / em, torch.zeros_like(b0))
         loss = m * bce

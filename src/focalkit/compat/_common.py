@@ -1,0 +1,8 @@
+"""What several presets share."""
+
+from __future__ import annotations
+
+
+class PeerAssertionError(ValueError, AssertionError):
+    """Bad input the peer rejects with an ``assert``: a ``ValueError`` (focalkit's rule), and an
+    ``AssertionError`` (the peer's type), so that either ``except`` clause catches it."""
