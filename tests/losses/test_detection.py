@@ -111,6 +111,45 @@ def test_vfl_equals_mmdet_definition(iou_weighted):
     assert torch.isfinite(out).all() and torch.isfinite(ge).all()
 
 
+def test_activated_probabilities_equal_the_logit_path_and_mmdet_prob_form():
+    """activated=True (mmdet): probabilities in; values equal BCE(p, q) |q - p|^beta on probabilities, the
+    gradient flows to p; p = 0 and 1 stay finite."""
+    x, y = _xy()
+    p = x.sigmoid()
+    got, gp = _grad(lambda t: fk.quality_focal_loss(t, y, activated=True, reduction="none"), p)
+    want, gw = _grad(lambda t: F.binary_cross_entropy(t, y, reduction="none") * (y - t).abs().pow(2), p)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(gp, gw, rtol=1e-8, atol=1e-10)
+    q = torch.where(y > 0.6, y, torch.zeros_like(y))
+    torch.testing.assert_close(fk.varifocal_loss(p, q, activated=True), fk.varifocal_loss(x, q), rtol=1e-10, atol=0)
+    edge = torch.tensor([[0.0, 1.0, 0.5]], dtype=D, requires_grad=True)
+    out = fk.quality_focal_loss(edge, torch.tensor([[0.0, 1.0, 0.5]], dtype=D), activated=True, reduction="sum")
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(edge.grad).all() and float(out.detach()) < 1e-30
+    with pytest.raises(ValueError, match="probabilities"):
+        fk.quality_focal_loss(x, y, activated=True)
+    assert fk.QualityFocalLoss(activated=True)(p, y).item() == pytest.approx(
+        fk.quality_focal_loss(x, y).item(), rel=1e-10)
+
+
+def test_vfl_labels_select_the_positives_as_ultralytics():
+    """labels=: weight = alpha sigma^gamma (1 - label) + q label (ultralytics' VarifocalLoss), also where a
+    label is 1 with a 0 score (mmdet's default rule would call it a negative)."""
+    x, y = _xy()
+    label = (y > 0.5).to(D)
+    q = y * label
+    q[0, 0], label[0, 0] = 0.0, 1.0
+    want_fn = lambda t: F.binary_cross_entropy_with_logits(t, q, reduction="none") * (  # noqa: E731
+        0.75 * t.sigmoid().pow(2) * (1 - label) + q * label)
+    got, g = _grad(lambda t: fk.varifocal_loss(t, q, labels=label, reduction="none"), x)
+    want, gw = _grad(want_fn, x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(g, gw, rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(fk.varifocal_loss(x, q, labels=label.bool(), reduction="none"), got)
+    with pytest.raises(ValueError, match="labels"):
+        fk.varifocal_loss(x, q, labels=label[:2])
+
+
 # ---------- ASL ----------
 
 def _asl_official(x, y, gp, gn, clip, detach):

@@ -41,8 +41,23 @@ def _dense_quality(logits: Tensor, targets: QualityTargets) -> Tensor:
     return targets
 
 
+def _from_probabilities(probs: Tensor, activated: bool) -> Tensor:
+    """``activated=True``: probabilities in [0, 1] as logits, ``logit(p)`` of ``p`` clamped to the open
+    interval (the smallest normal number, the largest number below 1), so that p = 0 or 1 stays finite
+    (mmdet's ``binary_cross_entropy`` clamps ``log p`` at -100); the gradient flows to ``p`` through
+    the logit, 0 where clamped."""
+    _checks.float_tensor("logits", probs)
+    if not activated:
+        return probs
+    if _checks.can_read(probs) and bool(((probs < 0) | (probs > 1)).any()):
+        _checks.fail("logits", "with activated=True to be probabilities in [0, 1]", probs)
+    fi = torch.finfo(probs.dtype)
+    return torch.logit(probs.clamp(fi.tiny, 1.0 - fi.eps / 2))
+
+
 def quality_focal_loss(logits: Tensor, targets: QualityTargets, *, beta: float = 2.0, reduction: Reduction = "mean",
-                       weight: Optional[Tensor] = None, normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
+                       weight: Optional[Tensor] = None, normalizer: Normalizer = None, activated: bool = False,
+                       backend: str = "auto") -> Tensor:
     r"""Quality Focal Loss :math:`|y-\sigma(x)|^\beta\,\mathrm{BCE}(x,y)` (Li et al., arXiv:2006.04388).
 
     ``targets`` are soft quality scores (e.g. IoU) of the logits' shape, or a pair ``(labels, scores)``
@@ -52,7 +67,9 @@ def quality_focal_loss(logits: Tensor, targets: QualityTargets, *, beta: float =
     :math:`\sigma=y` for :math:`\beta<1`).
 
     ``"mean"`` averages over all N x C entries, like :func:`sigmoid_focal_loss`; mmdet sums over
-    classes and divides by the number of positives: use ``normalizer=num_pos``.
+    classes and divides by the number of positives: use ``normalizer=num_pos``. ``activated=True``
+    takes probabilities instead of logits (mmdet's ``activated``): the same loss at
+    :math:`x=\operatorname{logit}(p)`, with :math:`p` clamped inside (0, 1).
 
     Example:
         >>> import torch
@@ -62,6 +79,7 @@ def quality_focal_loss(logits: Tensor, targets: QualityTargets, *, beta: float =
         tensor(0.5549)
     """
     backends.eager_only("quality_focal_loss", backend)
+    logits = _from_probabilities(logits, activated)
     q = _dense_quality(logits, targets)
     beta = _checks.gamma(beta, "beta")
     reduction = _checks.reduction(reduction)
@@ -73,7 +91,8 @@ def quality_focal_loss(logits: Tensor, targets: QualityTargets, *, beta: float =
 
 def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamma: float = 2.0,
                    iou_weighted: bool = True, reduction: Reduction = "mean", weight: Optional[Tensor] = None,
-                   normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
+                   normalizer: Normalizer = None, labels: Optional[Tensor] = None, activated: bool = False,
+                   backend: str = "auto") -> Tensor:
     r"""Varifocal Loss (Zhang et al., arXiv:2008.13367), mmdet's definition:
 
     .. math::
@@ -87,10 +106,18 @@ def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamm
     Args:
         logits, targets: same shape; ``targets`` are IoU-aware scores in [0, 1].
         alpha: weight of the negatives, >= 0. Default 0.75. gamma: >= 0. Default 2.
+        labels: which entries are positives (1) and negatives (0), of the logits' shape (bool or
+            float, a fraction mixing the two weights linearly): ultralytics' ``label``. Default
+            ``targets > 0`` (mmdet).
+        activated: ``logits`` are probabilities in [0, 1] (see :func:`quality_focal_loss`).
     """
     backends.eager_only("varifocal_loss", backend)
-    _checks.float_tensor("logits", logits)
+    logits = _from_probabilities(logits, activated)
     _checks.float_tensor("targets", targets)
+    if labels is not None:
+        _checks.tensor("labels", labels)
+        if labels.shape != logits.shape:
+            _checks.fail("labels", f"to have the logits' shape {tuple(logits.shape)}", f"shape {tuple(labels.shape)}")
     if targets.shape != logits.shape:
         _checks.fail("targets", f"to have the logits' shape {tuple(logits.shape)}", f"shape {tuple(targets.shape)}")
     alpha = _checks.number("alpha", alpha, lo=0.0)
@@ -102,9 +129,13 @@ def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamm
     q = targets.to(x.dtype)
     lp, ln = F.logsigmoid(x), F.logsigmoid(-x)
     bce = -(q * lp + (1 - q) * ln)
-    pos = q > 0
     w_neg = alpha * torch.exp(gamma * lp) if gamma else torch.full_like(x, alpha)
-    w = torch.where(pos, q if iou_weighted else torch.ones_like(q), w_neg)
+    w_pos = q if iou_weighted else torch.ones_like(q)
+    if labels is None:
+        w = torch.where(q > 0, w_pos, w_neg)
+    else:
+        lab = labels.to(x.dtype)
+        w = lab * w_pos + (1 - lab) * w_neg
     loss = w * bce
     if weight is not None:
         loss = loss * weight.to(x.dtype)
@@ -151,34 +182,39 @@ def distribution_focal_loss(logits: Tensor, targets: Tensor, *, reduction: Reduc
 
 
 class QualityFocalLoss(nn.Module):
-    """See :func:`quality_focal_loss`. Args: ``beta``, ``reduction``; ``forward(logits, targets, weight=None, normalizer=None)``."""
+    """See :func:`quality_focal_loss`. Args: ``beta``, ``reduction``, ``activated``;
+    ``forward(logits, targets, weight=None, normalizer=None)``."""
 
-    def __init__(self, *, beta: float = 2.0, reduction: Reduction = "mean", backend: str = "auto") -> None:
+    def __init__(self, *, beta: float = 2.0, reduction: Reduction = "mean", activated: bool = False,
+                 backend: str = "auto") -> None:
         super().__init__()
         self.backend = backends.eager_only("QualityFocalLoss", backend)
         self.beta = _checks.gamma(beta, "beta")
         self.reduction = _checks.reduction(reduction)
+        self.activated = bool(activated)
 
     def forward(self, logits, targets, weight=None, normalizer=None):
         return quality_focal_loss(logits, targets, beta=self.beta, reduction=self.reduction, weight=weight,
-                                  normalizer=normalizer, backend=self.backend)
+                                  normalizer=normalizer, activated=self.activated, backend=self.backend)
 
 
 class VarifocalLoss(nn.Module):
-    """See :func:`varifocal_loss`. Args: ``alpha``, ``gamma``, ``iou_weighted``, ``reduction``."""
+    """See :func:`varifocal_loss`. Args: ``alpha``, ``gamma``, ``iou_weighted``, ``reduction``, ``activated``."""
 
     def __init__(self, *, alpha: float = 0.75, gamma: float = 2.0, iou_weighted: bool = True,
-                 reduction: Reduction = "mean", backend: str = "auto") -> None:
+                 reduction: Reduction = "mean", activated: bool = False, backend: str = "auto") -> None:
         super().__init__()
         self.backend = backends.eager_only("VarifocalLoss", backend)
         self.alpha = _checks.number("alpha", alpha, lo=0.0)
         self.gamma = _checks.gamma(gamma)
         self.iou_weighted = bool(iou_weighted)
         self.reduction = _checks.reduction(reduction)
+        self.activated = bool(activated)
 
-    def forward(self, logits, targets, weight=None, normalizer=None):
+    def forward(self, logits, targets, weight=None, normalizer=None, labels=None):
         return varifocal_loss(logits, targets, alpha=self.alpha, gamma=self.gamma, iou_weighted=self.iou_weighted,
-                              reduction=self.reduction, weight=weight, normalizer=normalizer, backend=self.backend)
+                              reduction=self.reduction, weight=weight, normalizer=normalizer, labels=labels,
+                              activated=self.activated, backend=self.backend)
 
 
 class DistributionFocalLoss(nn.Module):
