@@ -57,9 +57,12 @@ class FocalLoss(_WrappedBCE):
     """
 
     def forward(self, pred: Tensor, true: Tensor) -> Tensor:
+        return self._forward(pred, true, self.loss_fcn.reduction)
+
+    def _forward(self, pred: Tensor, true: Tensor, reduction: str) -> Tensor:
         bce = self.loss_fcn
         return sigmoid_focal_loss(
-            pred, true, alpha=self.alpha, gamma=self.gamma, reduction=bce.reduction,
+            pred, true, alpha=self.alpha, gamma=self.gamma, reduction=reduction,
             weight=bce.weight, pos_weight=bce.pos_weight, soft_target="pt",
         )
 
@@ -89,9 +92,12 @@ class QFocalLoss(_WrappedBCE):
     """
 
     def forward(self, pred: Tensor, true: Tensor) -> Tensor:
+        return self._forward(pred, true, self.loss_fcn.reduction)
+
+    def _forward(self, pred: Tensor, true: Tensor, reduction: str) -> Tensor:
         bce = self.loss_fcn
         _check_targets(pred, true)
-        reduction = _checks.reduction(bce.reduction)
+        reduction = _checks.reduction(reduction)
         weight = _check_elementwise_weight("weight", bce.weight, pred)
         pos_weight = _check_elementwise_weight("pos_weight", bce.pos_weight, pred)
         return eager.quality_focal_loss(pred, true, beta=self.gamma, alpha=self.alpha, weight=weight,
