@@ -29,11 +29,12 @@ def denominator(
     ``count`` is the mean's denominator: a tensor (weighted counts, never read on the host) or an int.
     """
     if normalizer is not None:
-        den = normalizer if isinstance(normalizer, Tensor) else torch.tensor(float(normalizer))
-        return den.to(device=like.device, dtype=like.dtype)
+        if not isinstance(normalizer, Tensor):  # straight to the loss's dtype: float64 keeps all its digits
+            return torch.tensor(float(normalizer), dtype=like.dtype, device=like.device)
+        return normalizer.to(device=like.device, dtype=like.dtype)
     if reduction != "mean":
         return None
-    den = count if isinstance(count, Tensor) else torch.tensor(float(count))
+    den = count if isinstance(count, Tensor) else torch.tensor(float(count), dtype=like.dtype)
     den = den.to(device=like.device, dtype=like.dtype)
     # 0 only when every term is 0 (empty or all ignored): divide by 1 so the mean is 0, not NaN.
     return torch.where(den == 0, torch.ones_like(den), den)

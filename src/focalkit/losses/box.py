@@ -66,7 +66,7 @@ IOU_MODES = ("linear", "square", "log")
 
 
 def _iou_family(kind: str, pred: Tensor, target: Tensor, eps: float, reduction: str, weight, normalizer,
-                mode: str = "linear") -> Tensor:
+                mode: str = "linear", iou_gate: Optional[float] = None) -> Tensor:
     eps, reduction, normalizer = _check_common(eps, reduction, normalizer)
     p, t, weight, out_dtype = _prepare(pred, target, weight)
     g = geo.geometry(p, t)
@@ -85,6 +85,8 @@ def _iou_family(kind: str, pred: Tensor, target: Tensor, eps: float, reduction: 
             v = geo.ciou_v(g)
             with torch.no_grad():  # identical boxes with eps=0 give 0/0: the clamp makes alpha 0, not NaN
                 a = v / (1 - iou + v + eps).clamp(min=1e-30)
+                if iou_gate is not None:
+                    a = a * (iou > iou_gate).to(a.dtype)
             loss = loss + a * v
     elif kind == "eiou":
         loss = loss + geo.eiou_penalty(g, eps)
@@ -142,12 +144,16 @@ def diou_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: Red
 
 
 def ciou_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: Reduction = "mean",
-              weight: Optional[Tensor] = None, normalizer: Normalizer = None, backend: str = "auto") -> Tensor:
+              weight: Optional[Tensor] = None, normalizer: Normalizer = None, iou_gate: Optional[float] = None,
+              backend: str = "auto") -> Tensor:
     r"""Complete IoU loss: DIoU + :math:`\alpha v`, :math:`v=\frac4{\pi^2}(\arctan\frac{w_g}{h_g}-\arctan\frac wh)^2`,
     :math:`\alpha=v/(1-\mathrm{IoU}+v+\varepsilon)` treated as a constant (no gradient), torchvision's
-    convention (mmdet 3 also gates it with IoU > 0.5; YOLO uses ``v/(v-IoU+1+eps)``)."""
+    convention. ``iou_gate=0.5`` counts the aspect term only where IoU > 0.5, as mmdet 3 and Zheng et
+    al.'s own code do (YOLO uses ``v/(v-IoU+1+eps)``)."""
     backends.eager_only("ciou_loss", backend)
-    return _iou_family("ciou", pred, target, eps, reduction, weight, normalizer)
+    if iou_gate is not None:
+        iou_gate = _checks.number("iou_gate", iou_gate, lo=0.0, hi=1.0)
+    return _iou_family("ciou", pred, target, eps, reduction, weight, normalizer, iou_gate=iou_gate)
 
 
 def eiou_loss(pred: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: Reduction = "mean",

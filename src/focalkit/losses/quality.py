@@ -41,7 +41,7 @@ def _dense_quality(logits: Tensor, targets: QualityTargets) -> Tensor:
     return targets
 
 
-def _from_probabilities(probs: Tensor, activated: bool) -> Tensor:
+def probabilities_to_logits(probs: Tensor, activated: bool) -> Tensor:
     """``activated=True``: probabilities in [0, 1] as logits, ``logit(p)`` of ``p`` clamped to the open
     interval (the smallest normal number, the largest number below 1), so that p = 0 or 1 stays finite
     (mmdet's ``binary_cross_entropy`` clamps ``log p`` at -100); the gradient flows to ``p`` through
@@ -79,7 +79,7 @@ def quality_focal_loss(logits: Tensor, targets: QualityTargets, *, beta: float =
         tensor(0.5549)
     """
     backends.eager_only("quality_focal_loss", backend)
-    logits = _from_probabilities(logits, activated)
+    logits = probabilities_to_logits(logits, activated)
     q = _dense_quality(logits, targets)
     beta = _checks.gamma(beta, "beta")
     reduction = _checks.reduction(reduction)
@@ -112,7 +112,7 @@ def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamm
         activated: ``logits`` are probabilities in [0, 1] (see :func:`quality_focal_loss`).
     """
     backends.eager_only("varifocal_loss", backend)
-    logits = _from_probabilities(logits, activated)
+    logits = probabilities_to_logits(logits, activated)
     _checks.float_tensor("targets", targets)
     if labels is not None:
         _checks.tensor("labels", labels)
