@@ -140,17 +140,237 @@ def child(kind, name, n):
     print(json.dumps({"extra_peak_bytes": extra, "logits_bytes": x.numel() * 4}))
 
 
+# ---- presets beside their peers ------------------------------------------------------------------
+
+PRESET_SIZES = (80_000, 1_000_000, 8_000_000)  # elements of the logits
+
+
+def _seg(e, c=20, seed=0):
+    """(2, c, h, w) logits with 2 * c * h * w close to ``e``, and (2, h, w) class indices."""
+    g = torch.Generator().manual_seed(seed)
+    hw = max(1, e // (2 * c))
+    h = int(hw ** 0.5)
+    w = max(1, hw // h)
+    return torch.randn(2, c, h, w, generator=g) * 3, torch.randint(0, c, (2, h, w), generator=g)
+
+
+def _flat(e, c=80, seed=0, soft=False):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(max(1, e // c), c, generator=g) * 3
+    y = torch.rand(x.shape, generator=g) if soft else (torch.rand(x.shape, generator=g) < 0.01).float()
+    return x, y
+
+
+def _boxes(e, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = max(1, e // 4)
+    xy = torch.rand(n, 2, generator=g) * 100
+    t = torch.cat([xy, xy + torch.rand(n, 2, generator=g) * 50 + 1], 1)
+    p = t + torch.randn(n, 4, generator=g) * 3
+    p[:, 2:] = torch.max(p[:, 2:], p[:, :2] + 0.5)
+    return p, t
+
+
+def preset_pairs():
+    """name -> (make(e) -> (x, args), {implementation: fn(x, args)}): each focalkit preset beside its peer,
+    called with the same arguments. A peer that is not installed leaves its row out."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    from focalkit.compat import fvcore as c_fv, kornia as c_ko, monai as c_mo, smp as c_smp
+    from focalkit.compat import torchvision as c_tv, ultralytics as c_ul, yolov5 as c_y5
+    pairs = {}
+
+    def add(name, make, ours, peer_import):
+        try:
+            theirs = peer_import()
+        except Exception:  # noqa: BLE001 - a peer that does not import here: no row
+            return
+        pairs[name] = (make, {"focalkit preset": ours, "peer": theirs})
+
+    flat = lambda e: (lambda x, y: (x, (y,)))(*_flat(e))  # noqa: E731
+    soft = lambda e: (lambda x, y: (x, (y,)))(*_flat(e, soft=True))  # noqa: E731
+
+    def tv_sig():
+        from torchvision.ops import sigmoid_focal_loss as f
+        return lambda x, a: f(x, a[0], reduction="mean")
+    add("torchvision sigmoid_focal_loss", flat, lambda x, a: c_tv.sigmoid_focal_loss(x, a[0], reduction="mean"), tv_sig)
+
+    def fv_sig():
+        from fvcore.nn import sigmoid_focal_loss as f
+        return lambda x, a: f(x, a[0], reduction="mean")
+    add("fvcore sigmoid_focal_loss", flat, lambda x, a: c_fv.sigmoid_focal_loss(x, a[0], reduction="mean"), fv_sig)
+
+    def ko_bin():
+        from kornia.losses import binary_focal_loss_with_logits as f
+        return lambda x, a: f(x, a[0], alpha=0.25, reduction="mean")
+    add("kornia binary_focal_loss_with_logits", flat,
+        lambda x, a: c_ko.binary_focal_loss_with_logits(x, a[0], alpha=0.25, reduction="mean"), ko_bin)
+    seg = lambda e: (lambda x, y: (x, (y,)))(*_seg(e))  # noqa: E731
+
+    def ko_soft():
+        from kornia.losses import focal_loss as f
+        return lambda x, a: f(x, a[0], alpha=0.25, reduction="mean")
+    add("kornia focal_loss (2, 20, H, W)", seg, lambda x, a: c_ko.focal_loss(x, a[0], alpha=0.25, reduction="mean"),
+        ko_soft)
+
+    def mo(**kw):
+        def peer():
+            from monai.losses import FocalLoss
+            return lambda x, a, m=FocalLoss(**kw): m(x, a[0])
+        return peer
+    onehot = lambda e: (lambda x, y: (x, (torch.nn.functional.one_hot(y, x.shape[1]).movedim(-1, 1).float(),)))(  # noqa: E731
+        *_seg(e))
+    labels1 = lambda e: (lambda x, y: (x, (y.unsqueeze(1),)))(*_seg(e))  # noqa: E731
+    add("MONAI FocalLoss (sigmoid, one-hot float target)", onehot,
+        lambda x, a, m=c_mo.FocalLoss(): m(x, a[0]), mo())
+    add("MONAI FocalLoss (use_softmax, to_onehot_y)", labels1,
+        lambda x, a, m=c_mo.FocalLoss(use_softmax=True, to_onehot_y=True): m(x, a[0]),
+        mo(use_softmax=True, to_onehot_y=True))
+
+    def sm(mode):
+        def peer():
+            from segmentation_models_pytorch.losses import FocalLoss
+            return lambda x, a, m=FocalLoss(mode): m(x, a[0])
+        return peer
+    binary = lambda e: (lambda x, y: (x[:, :1].contiguous(), ((y == 0).float().unsqueeze(1),)))(*_seg(e * 20))  # noqa: E731
+    add("SMP FocalLoss (binary)", binary, lambda x, a, m=c_smp.FocalLoss("binary"): m(x, a[0]), sm("binary"))
+    add("SMP FocalLoss (multiclass)", seg, lambda x, a, m=c_smp.FocalLoss("multiclass"): m(x, a[0]), sm("multiclass"))
+
+    def ke(cls):
+        def peer():
+            import keras
+            return lambda x, a, m=getattr(keras.losses, cls)(from_logits=True): m(a[0], x)
+        return peer
+
+    def ke_ours(cls):
+        def ours(x, a, box={}):
+            if cls not in box:
+                from focalkit.compat import keras as c_ke
+                box[cls] = getattr(c_ke, cls)(from_logits=True)
+            return box[cls](a[0], x)
+        return ours
+    cat = lambda e: (lambda x, y: (x, (torch.nn.functional.one_hot(y, 1000).float(),)))(  # noqa: E731
+        *(lambda g: (torch.randn(max(1, e // 1000), 1000, generator=g) * 3,
+                     torch.randint(0, 1000, (max(1, e // 1000),), generator=g)))(torch.Generator().manual_seed(0)))
+    add("Keras BinaryFocalCrossentropy (from_logits)", flat, ke_ours("BinaryFocalCrossentropy"),
+        ke("BinaryFocalCrossentropy"))
+    add("Keras CategoricalFocalCrossentropy (from_logits)", cat, ke_ours("CategoricalFocalCrossentropy"),
+        ke("CategoricalFocalCrossentropy"))
+    anchors = lambda e: (lambda x, y: (x.view(8, -1, 80), (y.view(8, -1, 80),)))(*_flat(e - e % 640, soft=True))  # noqa: E731
+
+    def ul(name, *args):
+        def peer():
+            from ultralytics.utils import loss
+            m = getattr(loss, name)(*args)
+            return lambda x, a: m(x, *a)
+        return peer
+    add("ultralytics FocalLoss", anchors, lambda x, a, m=c_ul.FocalLoss(): m(x, *a), ul("FocalLoss"))
+    vfl = lambda e: (lambda x, y: (x, (y * (y > 0.9), (y > 0.9).float())))(*anchors(e)[:1], anchors(e)[1][0])  # noqa: E731
+    add("ultralytics VarifocalLoss", vfl, lambda x, a, m=c_ul.VarifocalLoss(): m(x, *a), ul("VarifocalLoss"))
+    dfl = lambda e: (lambda g: (torch.randn(max(4, e // 16 - e // 16 % 4), 16, generator=g),  # noqa: E731
+                                (torch.rand(max(4, e // 16 - e // 16 % 4) // 4, 4, generator=g) * 15,)))(
+        torch.Generator().manual_seed(0))
+    add("ultralytics DFLoss(16)", dfl, lambda x, a, m=c_ul.DFLoss(16): m(x, a[0].clone()),
+        (lambda: (lambda m: lambda x, a: m(x, a[0].clone()))(__import__("ultralytics.utils.loss", fromlist=["x"]).DFLoss(16))))
+
+    def y5(name):
+        def peer():
+            from yolov5.utils import loss
+            return lambda x, a, m=getattr(loss, name)(torch.nn.BCEWithLogitsLoss()): m(x, a[0])
+        return peer
+    add("YOLOv5 FocalLoss(BCEWithLogitsLoss())", soft,
+        lambda x, a, m=c_y5.FocalLoss(torch.nn.BCEWithLogitsLoss()): m(x, a[0]), y5("FocalLoss"))
+    add("YOLOv5 QFocalLoss(BCEWithLogitsLoss())", soft,
+        lambda x, a, m=c_y5.QFocalLoss(torch.nn.BCEWithLogitsLoss()): m(x, a[0]), y5("QFocalLoss"))
+    boxes = lambda e: (lambda p, t: (p, (t,)))(*_boxes(e))  # noqa: E731
+    for fn in ("generalized_box_iou_loss", "distance_box_iou_loss", "complete_box_iou_loss"):
+        def tv_box(fn=fn):
+            import torchvision.ops as ops
+            return lambda x, a, f=getattr(ops, fn): f(x, a[0], reduction="mean")
+        add(f"torchvision {fn}", boxes, lambda x, a, f=getattr(c_tv, fn): f(x, a[0], reduction="mean"), tv_box)
+    return pairs
+
+
+def preset_child(name, role, e):
+    make, impls = preset_pairs()[name]
+    x, args = make(e)
+    fn = impls[role]
+    from _mem import peak_extra_bytes
+
+    fn(x.clone().requires_grad_().clone(), args).sum().backward()
+    xx = x.clone().requires_grad_().clone()
+    extra = peak_extra_bytes(lambda: fn(xx, args).sum().backward())
+    print(json.dumps({"extra_peak_bytes": extra, "logits_bytes": x.numel() * 4}))
+
+
+def run_presets(repeats, quick):
+    sizes = PRESET_SIZES[:1] + PRESET_SIZES[-1:] if quick else PRESET_SIZES
+    pairs = preset_pairs()
+    res = {}
+    for name, (make, impls) in pairs.items():
+        rows = {}
+        for e in sizes:
+            x, args = make(e)
+            wrapped = {k: (lambda f: lambda xx, yy: f(xx, yy).sum())(f) for k, f in impls.items()}
+            rows[e] = time_all(wrapped, x, args, repeats, True)
+        mem = {}
+        for role in impls:
+            env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+            out = subprocess.run([sys.executable, __file__, "--preset-child", name, role, str(sizes[-1])],
+                                 capture_output=True, text=True, env=env)
+            mem[role] = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
+        res[name] = {"times": rows, "memory": mem}
+        print(name, "done", file=sys.stderr)
+    return res
+
+
+def render_presets(r):
+    m, res = r["meta"], r["results"]
+    lines = ["## Presets beside their peers (`benchmarks/bench_focal.py --presets`)", "",
+             f"Command: `{m['command']}`; commit {m['commit']}; {m['machine']}; Python {m['python']}; "
+             + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", "",
+             "Forward + backward, float32, CPU, the same arguments to both; median ms (calls interleaved). "
+             "speed-up = peer / preset. Peak extra memory of forward + backward at the largest size, each in "
+             "its own process (MiB).", "",
+             "| preset | peer | " + " | ".join(f"{int(e) // 1000:,}k elements: preset / peer (speed-up)"
+                                              for e in next(iter(res.values()))["times"])
+             + " | memory preset / peer |", "|---" * (3 + len(next(iter(res.values()))["times"])) + "|"]
+    for name, v in res.items():
+        cells = []
+        for e, t in v["times"].items():
+            a, b = t["focalkit preset"]["median_s"], t["peer"]["median_s"]
+            cells.append(f"{a * 1e3:.2f} / {b * 1e3:.2f} ({b / a:.1f}x)")
+        mem = v["memory"]
+        mm = " / ".join("n/a" if mem.get(k) is None else f"{mem[k]['extra_peak_bytes'] / 2**20:.0f}"
+                        for k in ("focalkit preset", "peer"))
+        lines.append(f"| `focalkit.compat` | {name} | " + " | ".join(cells) + f" | {mm} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--child", nargs=3)
+    ap.add_argument("--presets", action="store_true", help="only the presets beside their peers")
+    ap.add_argument("--preset-child", nargs=3)
     args = ap.parse_args()
     if args.child:
         return child(args.child[0], args.child[1], int(args.child[2]))
+    if args.preset_child:
+        return preset_child(args.preset_child[0], args.preset_child[1], int(args.preset_child[2]))
     from _meta import run_metadata
     from bench_gbdt import write_section
 
     repeats = 3 if args.quick else 7
+    peers = ("torch", "torchvision", "kornia", "fvcore", "monai", "segmentation_models_pytorch", "keras",
+             "ultralytics", "yolov5")
+    presets = {"meta": run_metadata(peers), "results": run_presets(repeats, args.quick)}
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "presets.json").write_text(json.dumps(presets, indent=2, default=str))
+    write_section(HERE / "RESULTS.md", "presets", render_presets(presets))
+    print(render_presets(presets))
+    if args.presets:
+        return
     sig_sizes = [125, 1250, 12500, 100_000, 200_000] if not args.quick else [125, 100_000]
     soft_sizes = [16, 1024, 16384, 65536] if not args.quick else [16, 65536]
     res = {"sigmoid": {}, "softmax": {}, "memory": {}}
