@@ -1,7 +1,10 @@
 """Drop-in presets: ``focalkit.compat.<peer>`` has the peer's public names, signatures, defaults and
 values, computed by focalkit's losses (faster, and finite where the peer is not). A preset never
-imports its peer. Every deliberate difference is listed in ``docs/compat.md``.
+imports its peer (the Keras one derives from Keras's own ``Loss``). Every deliberate difference is
+listed in ``docs/compat.md``.
 
-So far: :mod:`focalkit.compat.kornia`, :mod:`focalkit.compat.fvcore`, :mod:`focalkit.compat.torchvision`,
-:mod:`focalkit.compat.keras`.
+:mod:`focalkit.compat.torchvision`, :mod:`~focalkit.compat.fvcore`, :mod:`~focalkit.compat.kornia`,
+:mod:`~focalkit.compat.monai`, :mod:`~focalkit.compat.smp` (segmentation_models_pytorch),
+:mod:`~focalkit.compat.mmdet`, :mod:`~focalkit.compat.ultralytics`, :mod:`~focalkit.compat.yolov5`,
+:mod:`~focalkit.compat.keras`.
 """
