@@ -288,10 +288,10 @@ def test_bare_op_refuses_second_order_and_target_gradients():
     x = torch.randn(3, 2, requires_grad=True)
     y = torch.rand(3, 2)
     ones = torch.ones(2)
-    loss, _ = nb.sigmoid_op(x, y, None, ones, ones, ones, False, False, True, 2.0, "sum", None)
+    loss, _ = nb.sigmoid_op(x, y, None, ones, ones, ones, False, False, 1, 2.0, "sum", None)
     with pytest.raises(RuntimeError, match="no second derivative"):
         torch.autograd.grad(loss, x, create_graph=True)
     yg = y.clone().requires_grad_()
-    loss, _ = nb.sigmoid_op(x, yg, None, ones, ones, ones, False, False, True, 2.0, "sum", None)
+    loss, _ = nb.sigmoid_op(x, yg, None, ones, ones, ones, False, False, 1, 2.0, "sum", None)
     with pytest.raises(RuntimeError, match="logits only"):
         loss.backward()

@@ -19,6 +19,8 @@ B = torch.cat([B[:, :2], B[:, :2] + B[:, 2:] + 1], 1)
 CASES = {
     "sigmoid": lambda a: fk.sigmoid_focal_loss(a, Y, gamma=0.5, alpha=torch.full((5,), 0.3)),
     "sigmoid-linear": lambda a: fk.sigmoid_focal_loss(a, Y * 0.8, soft_target="linear", normalizer=3.0),
+    "sigmoid-signed": lambda a: fk.sigmoid_focal_loss(a, Y * 0.8, soft_target="signed"),
+    "sigmoid-bce": lambda a: fk.sigmoid_focal_loss(a, Y * 0.8, soft_target="bce", gamma=0.5),
     "sparse": lambda a: fk.sigmoid_focal_loss(a, L, normalizer="positives"),
     "softmax": lambda a: fk.softmax_focal_loss(a, T, gamma=0.5, label_smoothing=0.1, weight=torch.ones(5)),
     "softmax-probs": lambda a: fk.softmax_focal_loss(a, torch.softmax(Y, 1), gamma=2.0),

@@ -24,9 +24,11 @@ def _sigmoid_samples(dtype):
     v = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float32 if dtype != torch.float64 else dtype)
     one = torch.ones_like(v)
     den = torch.tensor(4.0, dtype=v.dtype)
-    yield (x, y, None, v, 1 - v, one, True, True, True, 2.0, "mean", den)
-    yield (x, y, torch.rand(6, 3, generator=g, dtype=dtype), one, one, one * 2, False, True, False, 0.5, "none", None)
-    yield (x, y * 0.7, None, v, 1 - v, one, True, False, False, 1.0, "sum", None)
+    yield (x, y, None, v, 1 - v, one, True, True, 1, 2.0, "mean", den)
+    yield (x, y, torch.rand(6, 3, generator=g, dtype=dtype), one, one, one * 2, False, True, 0, 0.5, "none", None)
+    yield (x, y * 0.7, None, v, 1 - v, one, True, False, 0, 1.0, "sum", None)
+    yield (x, y * 0.7, None, v, 1 - v, one, True, False, 2, 1.5, "none", None)  # "signed"
+    yield (x, y * 0.7, None, one, one, one * 2, False, True, 3, 0.5, "sum", None)  # "bce"
 
 
 def _softmax_samples(dtype):
@@ -58,6 +60,8 @@ T = torch.randint(0, 5, (64,))
 T[::7] = -100
 CASES = {
     "sigmoid-linear": lambda a, b: fk.sigmoid_focal_loss(a, Y * 0.8, soft_target="linear", normalizer=3.0, backend=b),
+    "sigmoid-signed": lambda a, b: fk.sigmoid_focal_loss(a, Y * 0.8, soft_target="signed", backend=b),
+    "sigmoid-bce": lambda a, b: fk.sigmoid_focal_loss(a, Y * 0.8, soft_target="bce", gamma=0.5, backend=b),
     "sigmoid-none": lambda a, b: fk.sigmoid_focal_loss(a, Y, alpha=torch.full((5,), 0.3), reduction="none",
                                                        soft_target="linear", backend=b).sum(),
     "softmax": lambda a, b: fk.softmax_focal_loss(a, T, gamma=0.5, label_smoothing=0.1, weight=torch.ones(5),
