@@ -126,6 +126,26 @@ def test_out_of_range_index_raises_from_the_kernel_too():
     with pytest.raises(ValueError, match=r"\[0, 3\]"):
         native.softmax_focal(x, torch.tensor([0, 4, 1]), gamma=2.0, weight=None, ignore_index=-100,
                              label_smoothing=0.0, reduction="mean", normalizer=None)
+    t = torch.zeros(2, 70, dtype=torch.long)  # the dense (N, C, S) loop, vectorised over positions
+    t[1, 66] = -5
+    with pytest.raises(ValueError, match=r"\[0, 3\]"):
+        native.softmax_focal(torch.randn(2, 4, 70), t, gamma=2.0, weight=None, ignore_index=-100,
+                             label_smoothing=0.0, reduction="mean", normalizer=None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, D])
+def test_dense_class_indices_inplace_and_every_tile_size(dtype):
+    """(N, C, S) class indices run vectorised across positions, the gradient written over the logits
+    with inplace_grad: every partial tile, one class, ignored positions, weights."""
+    for shape in ((2, 1, 3), (3, 5, 63), (2, 4, 64), (2, 3, 65), (1, 7, 129)):
+        x, t, _ = _data(shape, dtype)
+        w = torch.rand(shape[1], dtype=dtype) + 0.1
+        _assert_same(x, t, gamma=0.5, weight=w, reduction="none", go=torch.rand(t.shape, dtype=dtype))
+        want_loss, want_grad = _run(x, t, "eager", gamma=2.0, weight=w)
+        z = x.clone().requires_grad_() * 1.0
+        out = fk.softmax_focal_loss(z, t, gamma=2.0, weight=w, inplace_grad=True, backend="native")
+        torch.testing.assert_close(out.detach(), want_loss, **TOL[dtype])
+        torch.testing.assert_close(z.detach(), want_grad, **TOL[dtype])
 
 
 def test_auto_selection_and_reasons(monkeypatch):

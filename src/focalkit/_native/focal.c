@@ -298,10 +298,63 @@ FK_INLINE T fk_smx_dense_row_##SUF(T *r, T *t, const T *cf, int64_t C, T g, T sc
     return loss;                                                                                             \
 }                                                                                                            \
                                                                                                              \
+/* A tile of nb positions (consecutive s of one n, S > 1) with hard targets, vectorised across the      */ \
+/* positions: class k's logits of the tile are contiguous, so nothing is transposed. z, gr: class 0 of   */ \
+/* the tile's first position; yt, lo: its label and loss slot. sc: 5 nb scratch values, yv: nb labels.   */ \
+FK_INLINE double fk_smx_cols_##SUF(const T *z, const int64_t *yt, const T *w, int64_t C, int64_t S,         \
+        int64_t nb, int64_t ignore, T g, T scale, T *lo, T *gr, T *sc, int64_t *yv, int *bad) {              \
+    T *m = sc, *rest = sc + nb, *zy = sc + 2 * nb, *f = sc + 3 * nb, *fy = sc + 4 * nb;                       \
+    for (int64_t j = 0; j < nb; j++) { m[j] = -INFINITY; rest[j] = 0; }                                      \
+    for (int64_t k = 0; k < C; k++) {                                                                        \
+        const T *zk = z + k * S;                                                                             \
+        _Pragma("omp simd")                                                                                  \
+        for (int64_t j = 0; j < nb; j++) m[j] = zk[j] > m[j] ? zk[j] : m[j];                                 \
+    }                                                                                                        \
+    for (int64_t j = 0; j < nb; j++) { /* gathered before gr (which may be z) is written */                  \
+        const int64_t yj = yt[j];                                                                            \
+        const int ok = yj != ignore && yj >= 0 && yj < C;                                                    \
+        if (!ok && yj != ignore) *bad = 1; /* out of range: reported as an error */                          \
+        yv[j] = ok ? yj : -1;                                                                                \
+        zy[j] = ok ? z[yj * S + j] : (T)0;                                                                   \
+    }                                                                                                        \
+    for (int64_t k = 0; k < C; k++) { /* e_k = exp(z_k - m) into gr; rest = the sum over k != y, exactly */  \
+        const T *zk = z + k * S;                                                                             \
+        T *gk = gr + k * S;                                                                                  \
+        _Pragma("omp simd")                                                                                  \
+        for (int64_t j = 0; j < nb; j++) {                                                                   \
+            const T e = EXP(zk[j] - m[j]);                                                                   \
+            gk[j] = e;                                                                                       \
+            rest[j] += yv[j] == k ? (T)0 : e;                                                                \
+        }                                                                                                    \
+    }                                                                                                        \
+    double acc = 0.0;                                                                                        \
+    for (int64_t j = 0; j < nb; j++) { /* fk_smx_hard_row's per-row maths */                                 \
+        if (yv[j] < 0) { f[j] = 0; fy[j] = 0; if (lo) lo[j] = 0; continue; }                                 \
+        const T c = w ? w[yv[j]] : (T)1;                                                                     \
+        const T ey = EXP(zy[j] - m[j]), s = rest[j] + ey, ls = LOG(s);                                       \
+        T logp = zy[j] - m[j] - ls;                                                                          \
+        const T u = rest[j] / s;                                                                             \
+        if (logp > (T)-FK_LN2) logp = LOG1P(-u);                                                             \
+        const T psi = u > 0 ? -EXP(logp) * logp / u : (T)0;                                                  \
+        const T mod = g == 0 ? (T)1 : EXP(g * (LOG(rest[j]) - ls));                                          \
+        const T loss = c * mod * -logp, ck = c * mod * (1 + g * psi);                                        \
+        f[j] = ck * scale / s;                                                                               \
+        fy[j] = -ck * u * scale;                                                                             \
+        if (lo) lo[j] = loss;                                                                                \
+        acc += (double)loss;                                                                                 \
+    }                                                                                                        \
+    for (int64_t k = 0; k < C; k++) {                                                                        \
+        T *gk = gr + k * S;                                                                                  \
+        _Pragma("omp simd")                                                                                  \
+        for (int64_t j = 0; j < nb; j++) gk[j] = yv[j] == k ? fy[j] : gk[j] * f[j];                          \
+    }                                                                                                        \
+    return acc;                                                                                              \
+}                                                                                                            \
+                                                                                                             \
 /* Positions [b0, b1) of the (N, S) grid, B at a time (one tile: same n, consecutive s).              */   \
 FK_CLONES static double fk_smx_part_##SUF(const T *z, const int64_t *y, const T *q, const T *w,              \
         int64_t C, int64_t S, int64_t b0, int64_t b1, int64_t ignore, T eps, T g, T scale, T *loss_out,      \
-        T *grad, T *buf, T *tq, T *cf, int *bad) {                                                           \
+        T *grad, T *buf, T *tq, T *cf, T *sc, int64_t *yv, int *bad) {                                       \
     double acc = 0.0;                                                                                        \
     const int64_t B = S == 1 ? 1 : 64;                                                                       \
     const int64_t tiles_per_n = (S + B - 1) / B;                                                             \
@@ -309,6 +362,11 @@ FK_CLONES static double fk_smx_part_##SUF(const T *z, const int64_t *y, const T 
         const int64_t n = b / tiles_per_n, s0 = (b % tiles_per_n) * B;                                       \
         const int64_t nb = s0 + B < S ? B : S - s0;                                                          \
         const int64_t base = n * C * S + s0;                                                                 \
+        if (S != 1 && !q && eps == 0) { /* dense (N, C, S) class indices: no transpose */                   \
+            acc += fk_smx_cols_##SUF(z + base, y + n * S + s0, w, C, S, nb, ignore, g, scale,                \
+                                     loss_out ? loss_out + n * S + s0 : 0, grad + base, sc, yv, bad);        \
+            continue;                                                                                        \
+        }                                                                                                    \
         T *rows;                                                                                             \
         if (S == 1) {                                                                                        \
             rows = grad + base;                                                                              \
@@ -359,21 +417,25 @@ int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w,
     if (nthreads < 1 || N * C * S < 65536) nthreads = 1;                                                     \
     if (nthreads > tiles) nthreads = tiles > 0 ? (int)tiles : 1;                                             \
     double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
-    T *scratch = (T *)malloc((size_t)nthreads * (size_t)(B * C + 2 * C) * sizeof(T));                       \
+    const size_t per = (size_t)(B * C + 2 * C + 5 * B);                                                      \
+    T *scratch = (T *)malloc((size_t)nthreads * per * sizeof(T));                                            \
+    int64_t *labels = (int64_t *)malloc((size_t)nthreads * (size_t)B * sizeof(int64_t));                     \
     int *bad = (int *)calloc((size_t)nthreads, sizeof(int));                                                 \
-    if (!part || !scratch || !bad) { free(part); free(scratch); free(bad); return 2; }                       \
+    if (!part || !scratch || !labels || !bad) { free(part); free(scratch); free(labels); free(bad); return 2; }\
     _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
     for (int t = 0; t < nthreads; t++) {                                                                     \
-        T *buf = scratch + (size_t)t * (size_t)(B * C + 2 * C);                                              \
+        T *buf = scratch + (size_t)t * per;                                                                  \
         part[t] = fk_smx_part_##SUF(z, y, q, w, C, S, tiles * t / nthreads, tiles * (t + 1) / nthreads,     \
                                     ignore, (T)eps, (T)g, (T)scale, loss_out, grad, buf, buf + B * C,        \
-                                    buf + B * C + C, &bad[t]);                                               \
+                                    buf + B * C + C, buf + B * C + 2 * C, labels + (size_t)t * (size_t)B,    \
+                                    &bad[t]);                                                                \
     }                                                                                                        \
     double s = 0.0;                                                                                          \
     int any_bad = 0;                                                                                         \
     for (int t = 0; t < nthreads; t++) { s += part[t]; any_bad |= bad[t]; }                                  \
     free(part);                                                                                              \
     free(scratch);                                                                                           \
+    free(labels);                                                                                            \
     free(bad);                                                                                               \
     *sum_out = s;                                                                                            \
     return any_bad ? 3 : 0;                                                                                  \
@@ -565,7 +627,7 @@ int fk_gbdt_softmax_f64(const double *z, const int64_t *y, const double *c, int6
     return bad ? 3 : 0;
 }
 
-int fk_abi_version(void) { return 13; }
+int fk_abi_version(void) { return 14; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }
