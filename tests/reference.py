@@ -38,9 +38,11 @@ def mp_sigmoid_focal_one(x, y, gamma, alpha=None, pos_weight=1.0, soft="pt") -> 
         pt = p * y + (1 - p) * (1 - y)
         a_t = a_pos * y + a_neg * (1 - y)
         return float(a_t * (1 - pt) ** g * bce)
-    if soft in ("signed", "bce"):  # MONAI's sigmoid((1 - 2y) x)^g, SMP's (1 - exp(-BCE))^g
+    if soft in ("signed", "bce", "quality"):  # MONAI's sigmoid((1-2y) x)^g, SMP's (1-exp(-BCE))^g, QFL's |y-p|^g
         bce = -(pw * y * mp.log(p) + (1 - y) * mp.log(1 - p))
         mod = _sig((1 - 2 * y) * x) if soft == "signed" else 1 - mp.exp(mp.log(p) * y + mp.log(1 - p) * (1 - y))
+        if soft == "quality":
+            mod = abs(y - p)
         return float((a_pos * y + a_neg * (1 - y)) * mod ** g * bce)
     pos = -pw * a_pos * (1 - p) ** g * mp.log(p)
     neg = -a_neg * p ** g * mp.log(1 - p)
@@ -129,10 +131,12 @@ def torch_sigmoid_focal(x, y, gamma, alpha=None, pos_weight=None, soft="pt"):
         bce = -(pw * y * torch.log(p) + (1 - y) * torch.log(1 - p))
         pt = p * y + (1 - p) * (1 - y)
         return (a_pos * y + a_neg * (1 - y)) * (1 - pt) ** gamma * bce
-    if soft in ("signed", "bce"):
+    if soft in ("signed", "bce", "quality"):
         bce = -(pw * y * torch.log(p) + (1 - y) * torch.log(1 - p))
         mod = torch.sigmoid((1 - 2 * y) * x) if soft == "signed" else \
             1 - torch.exp(y * torch.log(p) + (1 - y) * torch.log(1 - p))  # p_t = exp(-BCE), BCE without pw
+        if soft == "quality":
+            mod = (y - p).abs()
         return (a_pos * y + a_neg * (1 - y)) * mod ** gamma * bce
     return -y * pw * a_pos * (1 - p) ** gamma * torch.log(p) - (1 - y) * a_neg * p ** gamma * torch.log(1 - p)
 

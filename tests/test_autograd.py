@@ -145,7 +145,7 @@ def test_gradient_penalty_reaches_the_logits(backend):
 # ---- gradients of targets and weights ------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", KERNELS)
-@pytest.mark.parametrize("soft", ["pt", "linear", "signed", "bce"])
+@pytest.mark.parametrize("soft", ["pt", "linear", "signed", "bce", "quality"])
 def test_target_and_weight_gradients_at_gamma_0_equal_bce(backend, soft):
     y1, y2 = Y.clone().requires_grad_(), Y.clone().requires_grad_()
     w1, w2 = (Y + 0.5).requires_grad_(), (Y + 0.5).requires_grad_()
@@ -165,14 +165,14 @@ def test_target_and_weight_gradients_at_gamma_0_equal_bce(backend, soft):
 
 
 @pytest.mark.parametrize("backend", KERNELS)
-@pytest.mark.parametrize("soft", ["pt", "linear", "signed", "bce"])
+@pytest.mark.parametrize("soft", ["pt", "linear", "signed", "bce", "quality"])
 def test_target_gradients_gradcheck(backend, soft):
     fn = lambda x, y, a: fk.sigmoid_focal_loss(x, y, gamma=1.5, alpha=a, soft_target=soft, backend=backend)
     a = torch.tensor([0.2, 0.4, 0.6, 0.8], dtype=D, requires_grad=True)
     assert gradcheck(fn, (X.detach().clone().requires_grad_(), Y.clone().clamp(0.05, 0.95).requires_grad_(), a))
 
 
-@pytest.mark.parametrize("soft", ["pt", "linear", "signed", "bce"])
+@pytest.mark.parametrize("soft", ["pt", "linear", "signed", "bce", "quality"])
 def test_target_gradients_are_finite_and_right_at_hard_labels(soft):
     """At y in {0, 1} the gradient is one-sided there; it equals the derivative from inside (0, 1)."""
     y = YH.clone().requires_grad_()

@@ -76,6 +76,8 @@ SIGMOID_ARGS = [
     dict(alpha="vec", gamma=2.0, weight=(N, C), soft_target="signed", reduction="none"),
     dict(alpha=0.25, gamma=0.5, soft_target="bce", reduction="none"),
     dict(alpha=None, gamma=2.0, pos_weight=(C,), weight=(N, 1), soft_target="bce"),
+    dict(alpha=0.25, gamma=1.5, pos_weight=(), soft_target="quality", reduction="none"),
+    dict(alpha="vec", gamma=0.5, weight=(N, C), soft_target="quality", reduction="sum"),
 ]
 
 
@@ -291,7 +293,7 @@ def _ulps_close(got: torch.Tensor, want: torch.Tensor, ulps: float = 8.0, floor:
 
 @settings(max_examples=60, deadline=None)
 @given(x=st.lists(wide, min_size=4, max_size=4), seed=st.integers(0, 2**16),
-       gamma=st.sampled_from([0.0, 0.5, 2.0]), soft=st.sampled_from(["pt", "linear", "signed", "bce"]))
+       gamma=st.sampled_from([0.0, 0.5, 2.0]), soft=st.sampled_from(["pt", "linear", "signed", "bce", "quality"]))
 def test_sigmoid_every_finite_logit_every_backend(x, seed, gamma, soft):
     x = torch.tensor(x, dtype=torch.float32).reshape(2, 2)
     y = (torch.rand(2, 2, generator=torch.Generator().manual_seed(seed)) < 0.5).float()

@@ -155,7 +155,7 @@ def test_direct_op_calls_with_wrong_lengths_raise_and_never_crash():
             dict(apos=torch.ones(5, dtype=torch.float64)), dict(weight=torch.ones(3)),
             dict(targets=torch.zeros(2, 4)), dict(targets=torch.tensor([0, 7])), dict(targets=torch.tensor([0, -1])),
             dict(targets=torch.tensor([0.0, 1.0])), dict(den=torch.ones(2)), dict(reduction="bogus"),
-            dict(form=4), dict(form=-1),
+            dict(form=5), dict(form=-1),
         ]
         for bad in sig:
             a = dict(logits=z, targets=torch.zeros(2, 5), weight=None, apos=one, aneg=one, pw=one, den=None,

@@ -49,7 +49,7 @@ def _sig_data(shape, dtype, soft, seed=0):
 
 @pytest.mark.parametrize(
     "dtype,form,alpha,pos_weight,weight,reduction",
-    list(itertools.product([torch.float32], ["pt", "linear", "signed", "bce"], [None, 0.25, "per-class"], [False, True],
+    list(itertools.product([torch.float32], ["pt", "linear", "signed", "bce", "quality"], [None, 0.25, "per-class"], [False, True],
                            [None, "elem"], ["none", "mean", "sum"]))
     + [(dt, "pt", 0.25, False, None, r) for dt in (torch.float16, torch.bfloat16) for r in ("none", "mean")],
 )

@@ -12,7 +12,7 @@ import importlib.util
 from pathlib import Path
 from typing import Optional
 
-ABI_VERSION = 14
+ABI_VERSION = 15
 _SIGNATURES = {  # symbol: argument types -> result type
     "fk_sigmoid_focal_f32": "vp vp vp vp vp vp vp i64 i64 i32 i32 dbl dbl vp vp i32 pdbl -> i32",
     "fk_sigmoid_focal_f64": "vp vp vp vp vp vp vp i64 i64 i32 i32 dbl dbl vp vp i32 pdbl -> i32",

@@ -57,6 +57,7 @@ double log1p(double);
 #define FK_SPARSE 2
 #define FK_SIGNED 3
 #define FK_BCE 4 /* the "bce" form (segmentation_models_pytorch's, p_t = exp(-BCE)) for soft targets      */
+#define FK_QUALITY 5 /* the "quality" form (QFL: |y - p|^g) for soft targets                               */
 
 #define FK_DEFINE(T, SUF, EXP, EXPM1, LOG, LOG1P)                                                                 \
 FK_INLINE double fk_range_##SUF(const T *x, const T *y, int64_t lab, const T *w, const T *apos,             \
@@ -79,7 +80,7 @@ FK_INLINE double fk_range_##SUF(const T *x, const T *y, int64_t lab, const T *w,
         const T r = 1 / (1 + e), er = e * r;                                                                 \
         const T p = xi < 0 ? er : r, q = xi < 0 ? r : er;                                                    \
         T loss, grad;                                                                                        \
-        if (MODE == FK_PT || MODE == FK_SIGNED || MODE == FK_BCE) {                                          \
+        if (MODE == FK_PT || MODE == FK_SIGNED || MODE == FK_BCE || MODE == FK_QUALITY) {                    \
             /* a_t u^g BCE. "pt": log u = log(1 - p_t) = logaddexp(log(1-y) + lp, log(y) + ln);       */    \
             /* "signed": log u = logsigmoid((1-2y) x). Every call made unconditionally, then selects  */    \
             /* of plain values only, so the loop stays vectorised                                     */    \
@@ -95,6 +96,11 @@ FK_INLINE double fk_range_##SUF(const T *x, const T *y, int64_t lab, const T *w,
                 const T s = 1 - 2 * yi, v = s * xi, ev = EXP(v < 0 ? v : -v), rv = 1 / (1 + ev);             \
                 log_u = (v < 0 ? v : (T)0) - LOG1P(ev);                                                      \
                 sr = s * (v < 0 ? rv : ev * rv); /* (1-2y) sigmoid(-v) */                                    \
+            } else if (MODE == FK_QUALITY) { /* log u = log|p - y|, d log u / dx = p q / (p - y); 0 at p = y */ \
+                const T d = p > (T)0.5 ? (1 - yi) - q : p - yi; /* no p - 1 cancellation near y = 1 */    \
+                const T ad = d < 0 ? -d : d;                                                                 \
+                log_u = yi == 1 ? ln : yi == 0 ? lp : LOG(ad); /* hard labels: exact log-sigmoids */        \
+                sr = ad > 0 ? p * q / d : (T)0;                                                              \
             } else { /* "bce": log u = log(1 - exp(-B0)), d log u/dx = B0'/expm1(B0), B0 the BCE without */ \
                 /* pos_weight; B0 = 0 gives u = 0                                                      */ \
                 const T b0 = -(yi * lp + (1 - yi) * ln), bs = b0 > 0 ? b0 : (T)1;                            \
@@ -151,15 +157,15 @@ FK_INLINE double fk_part_##SUF(const T *x, const T *y, const int64_t *labels, co
 FK_CLONES static double fk_dispatch_##SUF(const T *x, const T *y, const int64_t *labels, const T *w,         \
         const T *apos, const T *aneg, const T *pw, int64_t n, int64_t C, int nested, int mode, int t, int nt,  \
         T g, T scale, T *loss_out, T *grad_out) {                                                            \
-    const int sel = (w != 0) | (loss_out != 0) << 1 | (mode != FK_PT && mode != FK_SIGNED && mode != FK_BCE && g == 2) << 2;                       \
+    const int sel = (w != 0) | (loss_out != 0) << 1 | ((mode == FK_LINEAR || mode == FK_SPARSE) && g == 2) << 2; \
     FK_CASES(SUF, 0) FK_CASES(SUF, 1) FK_CASES(SUF, 2) FK_CASES(SUF, 3)                                      \
     FK_CASES_G2(SUF, 4) FK_CASES_G2(SUF, 5) FK_CASES_G2(SUF, 6) FK_CASES_G2(SUF, 7)                          \
     return 0.0;                                                                                              \
 }                                                                                                            \
                                                                                                              \
 /* labels: int64 class per row (sparse targets, C = background) or NULL; y: dense targets or NULL.      */  \
-/* pt: 1 for the "pt" form with soft targets, 2 the "signed" form, 3 the "bce" form (0/1 targets take */ \
-/* the linear loop, which equals them all).                                                            */  \
+/* pt: 1 for the "pt" form with soft targets, 2 the "signed" form, 3 the "bce" form, 4 the "quality"  */ \
+/* form (0/1 targets take the linear loop, which equals them all).                                     */  \
 int fk_sigmoid_focal_##SUF(const T *x, const T *y, const int64_t *labels, const T *w, const T *apos,         \
         const T *aneg, const T *pw, int64_t n, int64_t C, int nested, int pt, double g, double scale,        \
         T *loss_out, T *grad_out, int nthreads, double *sum_out) {                                           \
@@ -172,8 +178,8 @@ int fk_sigmoid_focal_##SUF(const T *x, const T *y, const int64_t *labels, const 
         if (bad) return 3;                                                                                   \
     }                                                                                                        \
     if (nthreads < 1 || n < 65536) nthreads = 1; /* small inputs: a second thread costs more than it gives */ \
-    if (pt < 0 || pt > 3) return 1;                                                                          \
-    const int mode = labels ? FK_SPARSE : pt == 1 ? FK_PT : pt == 2 ? FK_SIGNED : pt == 3 ? FK_BCE : FK_LINEAR;                                            \
+    if (pt < 0 || pt > 4) return 1;                                                                          \
+    const int mode = labels ? FK_SPARSE : pt == 1 ? FK_PT : pt == 2 ? FK_SIGNED : pt == 3 ? FK_BCE : pt == 4 ? FK_QUALITY : FK_LINEAR;                                            \
     double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
     if (!part) return 2;                                                                                     \
     _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
@@ -204,7 +210,7 @@ int64_t fk_count_soft_##SUF(const T *y, int64_t n, int nthreads) {              
         return fk_part_##SUF(x, y, labels, w, apos, aneg, pw, n, C, nested, t, nt, g, scale, loss_out,       \
                              grad_out, (S) & 1, ((S) >> 1) & 1, M, (S) >> 2);
 #define FK_CASES(SUF, S) FK_CASE(SUF, S, FK_LINEAR) FK_CASE(SUF, S, FK_PT) FK_CASE(SUF, S, FK_SPARSE) \
-    FK_CASE(SUF, S, FK_SIGNED) FK_CASE(SUF, S, FK_BCE)
+    FK_CASE(SUF, S, FK_SIGNED) FK_CASE(SUF, S, FK_BCE) FK_CASE(SUF, S, FK_QUALITY)
 #define FK_CASES_G2(SUF, S) FK_CASE(SUF, S, FK_LINEAR) FK_CASE(SUF, S, FK_SPARSE)
 
 FK_DEFINE(float, f32, expf, expm1f, logf, log1pf)
@@ -627,7 +633,7 @@ int fk_gbdt_softmax_f64(const double *z, const int64_t *y, const double *c, int6
     return bad ? 3 : 0;
 }
 
-int fk_abi_version(void) { return 14; }
+int fk_abi_version(void) { return 15; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }

@@ -29,7 +29,7 @@ SIGMOID_SCHEMA = ("(Tensor logits, Tensor targets, Tensor? weight, Tensor apos, 
                   "-> (Tensor, Tensor)")
 SOFTMAX_SCHEMA = ("(Tensor logits, Tensor targets, Tensor? weight, float gamma, int ignore_index, "
                   "float label_smoothing, str reduction, Tensor? den) -> (Tensor, Tensor)")
-SOFT_FORMS = ("linear", "pt", "signed", "bce")  # the kernels' `form` argument: 0, 1, 2, 3
+SOFT_FORMS = ("linear", "pt", "signed", "bce", "quality")  # the kernels' `form` argument: 0 .. 4
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -60,8 +60,8 @@ def check_sigmoid_args(op: str, logits: Tensor, targets: Tensor, weight: Optiona
                        aneg: Tensor, pw: Tensor, form: int, reduction: str, den: Optional[Tensor]) -> None:
     """Every argument of a sigmoid op, by metadata: no kernel reads or writes outside a tensor."""
     _check_common(op, logits, reduction, den)
-    if form not in (0, 1, 2, 3):
-        _bad(op, "form", "to be 0 (linear), 1 (pt), 2 (signed) or 3 (bce)", repr(form))
+    if form not in (0, 1, 2, 3, 4):
+        _bad(op, "form", "to be 0 (linear), 1 (pt), 2 (signed), 3 (bce) or 4 (quality)", repr(form))
     n_cls = logits.shape[-1] if logits.dim() else 1
     _check_on(op, "targets", targets, logits)
     if targets.shape == logits.shape:

@@ -78,6 +78,12 @@ def sigmoid_focal_kernel(x_ptr, y_ptr, w_ptr, apos_ptr, aneg_ptr, pw_ptr, scale_
                 log_u = tl.minimum(v, 0.0) - _log1p(ev)
                 rv = 1.0 / (1.0 + ev)
                 sr = (1.0 - 2.0 * y) * tl.where(v < 0, rv, ev * rv)  # (1-2y) sigmoid(-v)
+            elif FORM == 4:
+                # "quality": log u = log|p - y|, d log u / dx = p q / (p - y), 0 at p = y
+                d = tl.where(p > 0.5, (1.0 - y) - q, p - y)
+                ad = tl.abs(d)
+                log_u = tl.where(y == 1.0, ln, tl.where(y == 0.0, lp, tl.log(ad)))
+                sr = tl.where(ad > 0, p * q / tl.where(ad > 0, d, 1.0), 0.0)
             else:
                 # "bce": log u = log(1 - exp(-B0)), d log u / dx = B0' / expm1(B0), B0 the BCE without
                 # pos_weight; B0 = 0 gives u = 0

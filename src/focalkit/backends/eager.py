@@ -30,12 +30,12 @@ from torch import Tensor
 from focalkit import _reduce
 from focalkit.core import (
     focal_star,
-    quality_focal,
     sigmoid_focal_hard,
     sigmoid_focal_linear,
     sigmoid_focal_pt,
     sigmoid_focal_signed,
     sigmoid_focal_bce,
+    sigmoid_focal_quality,
     softmax_focal_dense,
     softmax_focal_hard,
 )
@@ -197,7 +197,8 @@ def sigmoid_reference(*, alpha: Any, gamma: float, soft_target: str, reduction: 
         if sparse:
             terms = partial(_sparse_terms, gamma=gamma, alpha=a, pos_weight=pw)
         else:
-            core = {"pt": sigmoid_focal_pt, "signed": sigmoid_focal_signed, "bce": sigmoid_focal_bce}.get(soft_target, sigmoid_focal_linear)
+            core = {"pt": sigmoid_focal_pt, "signed": sigmoid_focal_signed, "bce": sigmoid_focal_bce,
+                    "quality": sigmoid_focal_quality}.get(soft_target, sigmoid_focal_linear)
             terms = partial(core, gamma=gamma, alpha=a, pos_weight=pw)
         return _elementwise(logits, targets, weight, normalizer if norm_t is None else norm_t, terms, reduction)
 
@@ -246,18 +247,6 @@ def focal_loss_star(logits: Tensor, targets: Tensor, *, gamma: float, beta: floa
 
     return apply(eager_run("focal_loss_star", reference), logits, targets, weight, tensor_or_none(alpha),
                  tensor_or_none(normalizer))
-
-
-def quality_focal_loss(logits: Tensor, targets: Tensor, *, beta: float, alpha: Any, weight: Optional[Tensor],
-                       pos_weight: Optional[Tensor], reduction: str, normalizer: Any) -> Tensor:
-    def reference(logits, targets, weight, pos_weight, alpha_t, norm_t):
-        ct = compute_dtype(logits.dtype)
-        terms = partial(quality_focal, beta=beta, alpha=_cast(alpha if alpha_t is None else alpha_t, ct),
-                        pos_weight=_cast(pos_weight, ct))
-        return _elementwise(logits, targets, weight, normalizer if norm_t is None else norm_t, terms, reduction)
-
-    return apply(eager_run("quality_focal_loss", reference), logits,
-                 *sigmoid_aux(targets, weight, pos_weight, alpha, normalizer))
 
 
 # ---- softmax focal loss -------------------------------------------------------------------------

@@ -16,7 +16,8 @@ Two generalisations to soft targets :math:`y\in[0,1]` exist; both equal the hard
 A third, ``signed`` (MONAI), modulates by :math:`\sigma((1-2y)x)^\gamma`: the target's sign applied to
 the logit, :math:`\alpha_t(y)\,\sigma((1-2y)x)^\gamma\,\mathrm{BCE}(x,y)`. A fourth, ``bce``
 (segmentation_models_pytorch, pytorch-toolbelt), takes :math:`p_t=e^{-\mathrm{BCE}}`:
-:math:`\alpha_t(y)\,(1-e^{-\mathrm{BCE}})^\gamma\,\mathrm{BCE}(x,y)`.
+:math:`\alpha_t(y)\,(1-e^{-\mathrm{BCE}})^\gamma\,\mathrm{BCE}(x,y)`. A fifth, ``quality`` (QFL, YOLOv5's
+``QFocalLoss``), modulates by the distance to the target, :math:`|y-\sigma(x)|^\gamma`.
 
 ``pos_weight`` multiplies the positive-label term, as in ``BCEWithLogitsLoss``.
 """
@@ -264,6 +265,27 @@ def sigmoid_focal_bce(
         grad = a_t * grad
         hess = a_t * hess if hess is not None else None
     return SigmoidFocalTerms(loss, grad, hess)
+
+
+def sigmoid_focal_quality(
+    x: Tensor,
+    y: Tensor,
+    gamma: float,
+    alpha: Optional[Scalar] = None,
+    pos_weight: Optional[Tensor] = None,
+    *,
+    hessian: bool = False,
+) -> SigmoidFocalTerms:
+    r"""The ``quality`` form :math:`\alpha_t\,|y-\sigma(x)|^\gamma\,\mathrm{BCE}_{pw}(x,y)`: Quality Focal
+    Loss (Li et al. 2020; YOLOv5's ``QFocalLoss``), the focal loss whose modulator is the distance to
+    the soft target (``1 - p_t`` for hard labels). Value and gradient are :func:`focalkit.core.quality.
+    quality_focal`'s (no Hessian)."""
+    if hessian:
+        raise NotImplementedError("the quality form has no closed-form Hessian here")
+    from focalkit.core.quality import quality_focal
+
+    loss, grad = quality_focal(x, y, gamma, alpha, pos_weight)
+    return SigmoidFocalTerms(loss, grad, None)
 
 
 def sigmoid_focal_linear(

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from focalkit import _checks, backends
 from focalkit._reduce import Normalizer, Reduction, reduce_autograd
 from focalkit.backends import eager
-from focalkit.losses.sigmoid_focal import _check_elementwise_weight
+from focalkit.losses.sigmoid_focal import _check_elementwise_weight, sigmoid_focal_loss
 
 QualityTargets = Union[Tensor, Tuple[Tensor, Tensor]]
 
@@ -63,7 +63,8 @@ def quality_focal_loss(logits: Tensor, targets: QualityTargets, *, beta: float =
     ``targets`` are soft quality scores (e.g. IoU) of the logits' shape, or a pair ``(labels, scores)``
     with ``labels`` in ``[0, C]`` where ``C`` is background (mmdet's convention; the positive's class
     gets its score, every other entry 0). The minimiser over :math:`\sigma` is exactly :math:`y`. At
-    ``beta=0`` it is BCE-with-logits. Closed-form gradient, finite everywhere (sub-gradient 0 at
+    ``beta=0`` it is BCE-with-logits. It is :func:`sigmoid_focal_loss` with ``soft_target="quality"``,
+    ``alpha=None``, ``gamma=beta``, so it runs on the native and Triton kernels. Closed-form gradient, finite everywhere (sub-gradient 0 at
     :math:`\sigma=y` for :math:`\beta<1`).
 
     ``"mean"`` averages over all N x C entries, like :func:`sigmoid_focal_loss`; mmdet sums over
@@ -78,15 +79,12 @@ def quality_focal_loss(logits: Tensor, targets: QualityTargets, *, beta: float =
         >>> quality_focal_loss(logits, (torch.tensor([0, 2]), torch.tensor([0.8, 0.0])), reduction="sum")
         tensor(0.5549)
     """
-    backends.eager_only("quality_focal_loss", backend)
     logits = probabilities_to_logits(logits, activated)
     q = _dense_quality(logits, targets)
     beta = _checks.gamma(beta, "beta")
-    reduction = _checks.reduction(reduction)
-    weight = _check_elementwise_weight("weight", weight, logits)
-    normalizer = _checks.normalizer(normalizer, reduction)
-    return eager.quality_focal_loss(logits, q, beta=beta, alpha=None, weight=weight, pos_weight=None,
-                                    reduction=reduction, normalizer=normalizer)
+    # QFL is the sigmoid focal loss's "quality" soft-target form: the same kernels, every backend
+    return sigmoid_focal_loss(logits, q, alpha=None, gamma=beta, reduction=reduction, weight=weight,
+                              normalizer=normalizer, soft_target="quality", backend=backend)
 
 
 def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamma: float = 2.0,
@@ -188,7 +186,7 @@ class QualityFocalLoss(nn.Module):
     def __init__(self, *, beta: float = 2.0, reduction: Reduction = "mean", activated: bool = False,
                  backend: str = "auto") -> None:
         super().__init__()
-        self.backend = backends.eager_only("QualityFocalLoss", backend)
+        self.backend = _checks.choice("backend", backend, backends.BACKENDS)
         self.beta = _checks.gamma(beta, "beta")
         self.reduction = _checks.reduction(reduction)
         self.activated = bool(activated)

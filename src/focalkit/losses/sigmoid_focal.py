@@ -12,7 +12,7 @@ from focalkit._reduce import Normalizer, Reduction
 from focalkit import backends
 from focalkit.backends import eager, native, triton
 
-SoftTarget = Literal["pt", "linear", "signed", "bce"]
+SoftTarget = Literal["pt", "linear", "signed", "bce", "quality"]
 Alpha = Union[float, Tensor, None]
 
 
@@ -91,7 +91,7 @@ def sigmoid_focal_loss(
     :math:`|x|<1`; the softplus here is formed with ``log1p`` and stays within 32 ulp of the float64
     value everywhere, where torch's drifts (1.3 % low at :math:`|x|=30`).
 
-    Soft targets :math:`y\in(0,1)` have four meanings (all equal the hard-label loss at 0 and 1):
+    Soft targets :math:`y\in(0,1)` have five meanings (all equal the hard-label loss at 0 and 1):
 
     * ``soft_target="pt"`` (default; torchvision, fvcore, YOLOv5):
       :math:`\alpha_t(1-p_t)^\gamma\,\mathrm{BCE}(x,y)`. Its minimiser is pushed *away* from
@@ -103,6 +103,9 @@ def sigmoid_focal_loss(
       modulating factor of the logit signed by :math:`2y-1`.
     * ``soft_target="bce"`` (segmentation_models_pytorch, pytorch-toolbelt): :math:`p_t=e^{-\mathrm{BCE}(x,y)}`,
       :math:`\alpha_t(1-e^{-\mathrm{BCE}})^\gamma\,\mathrm{BCE}(x,y)`.
+    * ``soft_target="quality"`` (Quality Focal Loss, YOLOv5's ``QFocalLoss``):
+      :math:`\alpha_t|y-\sigma(x)|^\gamma\,\mathrm{BCE}(x,y)`, minimised at :math:`\sigma(x)=y`
+      (:func:`quality_focal_loss` is this form with ``alpha=None``).
 
     ``pos_weight`` multiplies the positive-label term, as in ``nn.BCEWithLogitsLoss``; ``weight``
     multiplies each element's loss. Targets, weights and a ``normalizer`` tensor that require grad get
@@ -120,7 +123,7 @@ def sigmoid_focal_loss(
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``. ``"mean"`` of an empty input is 0.
         weight: per-element weight, broadcastable to ``logits``.
         pos_weight: weight of the positive term, broadcastable to ``logits`` (e.g. shape ``(C,)``).
-        soft_target: ``"pt"``, ``"linear"``, ``"signed"`` or ``"bce"``, see above.
+        soft_target: ``"pt"``, ``"linear"``, ``"signed"``, ``"bce"`` or ``"quality"``, see above.
         normalizer: a positive number or 0-dim tensor: the loss is then ``sum / normalizer`` (RetinaNet
             divides by the number of positive anchors). ``"positives"`` counts the positive targets
             (entries > 0; sparse: rows with a class < C), clamped at >= 1. Not allowed with
@@ -180,7 +183,7 @@ def sigmoid_focal_loss(
     if isinstance(alpha, Tensor):
         _checks.same_device("alpha", alpha, logits)
     reduction = _checks.reduction(reduction)
-    soft_target = _checks.choice("soft_target", soft_target, ("pt", "linear", "signed", "bce"))
+    soft_target = _checks.choice("soft_target", soft_target, ("pt", "linear", "signed", "bce", "quality"))
     weight = _check_elementwise_weight("weight", weight, logits)
     pos_weight = _check_elementwise_weight("pos_weight", pos_weight, logits)
     if isinstance(normalizer, str):
@@ -256,7 +259,7 @@ class SigmoidFocalLoss(nn.Module):
         self.gamma = _checks.gamma(gamma)
         alpha = _checks.alpha(alpha)
         self.reduction = _checks.reduction(reduction)
-        self.soft_target = _checks.choice("soft_target", soft_target, ("pt", "linear", "signed", "bce"))
+        self.soft_target = _checks.choice("soft_target", soft_target, ("pt", "linear", "signed", "bce", "quality"))
         for name, value in (("weight", weight), ("pos_weight", pos_weight)):
             if value is not None:
                 _checks.float_tensor(name, value)

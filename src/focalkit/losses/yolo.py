@@ -11,8 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from focalkit import _checks
-from focalkit.backends import eager
-from focalkit.losses.sigmoid_focal import _check_elementwise_weight, _check_targets, sigmoid_focal_loss
+from focalkit.losses.sigmoid_focal import sigmoid_focal_loss
 
 
 def _check_bce(loss_fcn: object) -> nn.BCEWithLogitsLoss:
@@ -96,9 +95,5 @@ class QFocalLoss(_WrappedBCE):
 
     def _forward(self, pred: Tensor, true: Tensor, reduction: str) -> Tensor:
         bce = self.loss_fcn
-        _check_targets(pred, true)
-        reduction = _checks.reduction(reduction)
-        weight = _check_elementwise_weight("weight", bce.weight, pred)
-        pos_weight = _check_elementwise_weight("pos_weight", bce.pos_weight, pred)
-        return eager.quality_focal_loss(pred, true, beta=self.gamma, alpha=self.alpha, weight=weight,
-                                        pos_weight=pos_weight, reduction=reduction, normalizer=None)
+        return sigmoid_focal_loss(pred, true, alpha=self.alpha, gamma=self.gamma, reduction=reduction,
+                                  weight=bce.weight, pos_weight=bce.pos_weight, soft_target="quality")
