@@ -16,6 +16,17 @@ from focalkit.adapters.keras import BinaryFocalLoss, CategoricalFocalLoss, Spars
 D = torch.float64
 
 
+@pytest.fixture(params=["kernels", "keras.ops"], autouse=True)
+def loss_path(request, monkeypatch):
+    """Every test twice: on the torch backend the losses call focalkit's kernels; the keras.ops code
+    (what the JAX and TensorFlow backends run) is forced for the second pass."""
+    if request.param == "keras.ops":
+        import focalkit.adapters.keras as fkk
+
+        monkeypatch.setattr(fkk, "_on_torch", lambda x: False)
+    return request.param
+
+
 def _data(n=6, c=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, c, generator=g, dtype=D) * 4, torch.randint(0, c, (n,), generator=g)

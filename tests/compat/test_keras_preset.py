@@ -11,6 +11,16 @@ keras = pytest.importorskip("keras")
 from focalkit.compat import keras as fkk  # noqa: E402
 
 
+@pytest.fixture(params=["kernels", "keras.ops"], autouse=True)
+def loss_path(request, monkeypatch):
+    """On the torch backend the presets call focalkit's kernels; the keras.ops code (JAX, TensorFlow)
+    is forced for the second pass."""
+    if request.param == "keras.ops":
+        import focalkit.adapters.keras as fk_adapter
+
+        monkeypatch.setattr(fk_adapter, "_on_torch", lambda x: False)
+
+
 def _close(a, b):
     np.testing.assert_allclose(np.asarray(keras.ops.convert_to_numpy(a)), np.asarray(keras.ops.convert_to_numpy(b)),
                                rtol=2e-5, atol=1e-6)

@@ -14,7 +14,9 @@ and ``gamma < 1`` gives no NaN. With ``from_logits=False`` the probabilities mus
 ``[epsilon, 1 - epsilon]`` to be turned into logits.
 
 If ``KERAS_BACKEND`` is unset and TensorFlow is not installed, importing this module selects the
-torch backend (JAX where torch is not installed) before importing Keras. Nothing here imports torch.
+torch backend (JAX where torch is not installed) before importing Keras. Importing this module never
+imports torch; on the torch backend the losses call focalkit's torch API (its native and Triton
+kernels, loss and gradient in one pass), on the others they are written in ``keras.ops``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ from focalkit import _checks  # noqa: E402
 __all__ = ["BinaryFocalLoss", "CategoricalFocalLoss", "SparseCategoricalFocalLoss"]
 
 _EPS = 1e-7
+
+
+def _on_torch(x) -> bool:
+    """The torch backend with a concrete torch tensor: focalkit's kernels can take it."""
+    return keras.backend.backend() == "torch" and type(x).__module__.startswith("torch")
 
 
 def _logits(y_pred, from_logits: bool, axis=None):
@@ -153,6 +160,12 @@ class BinaryFocalLoss(keras.losses.Loss):
         y, x = _same_rank(ops.cast(y_true, x.dtype), x)
         if self.label_smoothing:
             y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        if _on_torch(x):  # the same loss on focalkit's kernels
+            from focalkit.losses.sigmoid_focal import sigmoid_focal_loss
+
+            loss = sigmoid_focal_loss(x, y, alpha=self.alpha, gamma=self.gamma, soft_target=self.soft_target,
+                                      reduction="none")
+            return loss.sum(self.axis) / loss.shape[self.axis]
         lp, ln = ops.log_sigmoid(x), ops.log_sigmoid(-x)
         g, a = self.gamma, self.alpha
         if self.soft_target == "linear":
@@ -187,6 +200,12 @@ class _SoftmaxFocalBase(keras.losses.Loss):
 
     def _dense(self, q, z):
         """-sum_k w_k q_k (1-p_k)^gamma log p_k over the class axis."""
+        if _on_torch(z):  # the same loss on focalkit's kernels, the classes moved to dim 1
+            from focalkit.losses.softmax_focal import softmax_focal_loss
+
+            w = None if self.weight is None else ops.convert_to_tensor(self.weight, dtype=z.dtype)
+            return softmax_focal_loss(z.movedim(self.axis, 1), q.movedim(self.axis, 1), gamma=self.gamma,
+                                      label_smoothing=self.label_smoothing, alpha=w, reduction="none")
         n_cls = ops.shape(z)[self.axis]
         if self.label_smoothing:
             q = q * (1.0 - self.label_smoothing) + self.label_smoothing / n_cls
