@@ -217,7 +217,7 @@ def preset_pairs():
             from monai.losses import FocalLoss
             return lambda x, a, m=FocalLoss(**kw): m(x, a[0])
         return peer
-    onehot = lambda e: (lambda x, y: (x, (torch.nn.functional.one_hot(y, x.shape[1]).movedim(-1, 1).float(),)))(  # noqa: E731
+    onehot = lambda e: (lambda x, y: (x, (torch.nn.functional.one_hot(y, x.shape[1]).movedim(-1, 1).float().contiguous(),)))(  # noqa: E731
         *_seg(e))
     labels1 = lambda e: (lambda x, y: (x, (y.unsqueeze(1),)))(*_seg(e))  # noqa: E731
     add("MONAI FocalLoss (sigmoid, one-hot float target)", onehot,

@@ -24,7 +24,6 @@ import torch
 from torch import Tensor, nn
 
 from focalkit import _checks
-from focalkit._reduce import reduce_autograd
 from focalkit.losses.sigmoid_focal import sigmoid_focal_loss
 from focalkit.losses.softmax_focal import softmax_focal_loss
 
@@ -45,13 +44,14 @@ def focal_loss(pred: Tensor, target: Tensor, alpha: Optional[float], gamma: floa
         a[0] = 1.0 - float(alpha)
     w = a if weight is None else (weight.to(torch.float32) if a is None else weight.to(torch.float32) * a)
     ignore = -100 if ignore_index is None else ignore_index
-    per = softmax_focal_loss(pred, target, gamma=gamma, weight=None, ignore_index=ignore, reduction="none",
-                             alpha=None if w is None else w)
-    if reduction == "none":
-        t = target.long()
-        idx = torch.where(t == ignore, torch.zeros_like(t), t).unsqueeze(1)
-        return torch.zeros_like(pred).scatter(1, idx, per.unsqueeze(1).to(pred.dtype))
-    return reduce_autograd(per, reduction, None, pred.numel())  # kornia's mean: over the (B, C, *) map
+    kw = dict(gamma=gamma, weight=None, ignore_index=ignore, alpha=None if w is None else w)
+    if reduction != "none":  # kornia's mean: over the (B, C, *) map, C times the pixels
+        return softmax_focal_loss(pred, target, reduction="sum", normalizer=float(max(1, pred.numel()))
+                                  if reduction == "mean" else None, **kw)
+    per = softmax_focal_loss(pred, target, reduction="none", **kw)
+    t = target.long()
+    idx = torch.where(t == ignore, torch.zeros_like(t), t).unsqueeze(1)
+    return torch.zeros_like(pred).scatter(1, idx, per.unsqueeze(1).to(pred.dtype))
 
 
 class FocalLoss(nn.Module):
@@ -79,12 +79,13 @@ def binary_focal_loss_with_logits(pred: Tensor, target: Tensor, alpha: Optional[
     for name, v in (("pos_weight", pos_weight), ("weight", weight)):
         if v is not None and (v.dim() != 1 or v.numel() != pred.shape[1]):
             _checks.fail(name, f"to hold one value per class of pred ({pred.shape[1]})", f"shape {tuple(v.shape)}")
-    out = sigmoid_focal_loss(
+    # the kernel's own reduction; kornia's mean counts every element, ignored ones included
+    return sigmoid_focal_loss(
         pred, target.to(pred.dtype) if not target.is_floating_point() else target, alpha=alpha, gamma=gamma,
-        reduction="none", soft_target="linear", ignore_index=ignore_index,
+        reduction="none" if reduction == "none" else "sum", soft_target="linear", ignore_index=ignore_index,
+        normalizer=float(max(1, pred.numel())) if reduction == "mean" else None,
         pos_weight=None if pos_weight is None else pos_weight.view(along),
         weight=None if weight is None else weight.view(along))
-    return reduce_autograd(out, reduction, None, pred.numel())
 
 
 class BinaryFocalLossWithLogits(nn.Module):
