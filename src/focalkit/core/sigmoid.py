@@ -105,38 +105,64 @@ def sigmoid_focal_pt(
 
     where :math:`B'=cp-w_+y=(1-y)p-w_+y(1-p)`, computed in the second form (the first cancels where
     :math:`y=1` and :math:`p` rounds to 1). :math:`\log u` is a log-add-exp of two log-sigmoids, exact for hard
-    labels (it reduces to :math:`\ell(-x_t)`), so nothing here divides by a vanishing :math:`u`.
+    labels (it reduces to :math:`\ell(-x_t)`), so nothing here divides by a vanishing :math:`u`. This is
+    :func:`_modulated_bce` with :math:`r=(1-2y)s/u` and :math:`r'=r(1-2p)-r^2`.
     """
+    return _modulated_bce(x, y, gamma, alpha, pos_weight, hessian, _pt_factor)
+
+
+def _pt_factor(x, y, lp, ln, p, q, gamma, hessian):
+    """u = 1 - p_t = (1-y) p + y q, from a log-add-exp of the log-sigmoids: r = (1-2y) p q / u,
+    r' = r (1 - 2p) - r^2."""
+    log_u = log_one_minus_pt(lp, ln, y)
+    r = (1.0 - 2.0 * y) * torch.exp(lp + ln - log_u)
+    return torch.exp(gamma * log_u), r, (r * (1.0 - 2.0 * p) - r * r) if hessian else None
+
+
+def _modulated_bce(x: Tensor, y: Tensor, gamma: float, alpha: Optional[Scalar], pos_weight: Optional[Tensor],
+                   hessian: bool, factor) -> SigmoidFocalTerms:
+    r""":math:`\alpha_t\,u^\gamma\,\mathrm{BCE}_{pw}(x,y)` for a modulating base :math:`u(x,y)` given by
+    ``factor(x, y, lp, ln, p, q, gamma, hessian) -> (m, r, r')``, :math:`m=u^\gamma`,
+    :math:`r=\partial\log u/\partial x` (so :math:`m'=\gamma rm`), :math:`r'=\partial r/\partial x`:
+
+    .. math::
+        L=\alpha_t mB,\quad L'=\alpha_t m\,[B'+\gamma rB],\quad
+        L''=\alpha_t m\,[\gamma^2r^2B+2\gamma rB'+\gamma r'B+c\,pq],
+
+    with :math:`B'=(1-y)p-w_+yq` and :math:`c=1-y+w_+y`, as in :func:`sigmoid_focal_pt`."""
     lp = F.logsigmoid(x)
     ln = F.logsigmoid(-x)
     p = lp.exp()
     q = ln.exp()
     a_t = None if alpha is None else y * alpha + (1.0 - y) * (1.0 - alpha)
-
     pw_y = y if pos_weight is None else pos_weight * y
     c = 1.0 - y + pw_y
     bce = -(pw_y * lp + (1.0 - y) * ln)
-    # c p - w y = (1 - y) p - w y (1 - p): no p - 1 cancellation where y = 1 and p rounds to 1
     dbce = (1.0 - y) * p - pw_y * q
-
     if gamma == 0.0:
         loss, grad = bce, dbce
         hess = c * p * q if hessian else None
     else:
-        log_u = log_one_minus_pt(lp, ln, y)
-        m = torch.exp(gamma * log_u)
-        sr = (1.0 - 2.0 * y) * torch.exp(lp + ln - log_u)  # (1-2y) p(1-p)/(1-p_t)
-        gsrb = gamma * sr * bce
+        m, r, dr = factor(x, y, lp, ln, p, q, gamma, hessian)
         loss = m * bce
-        grad = m * (dbce + gsrb)
+        grad = m * (dbce + gamma * r * bce)
         hess = None
         if hessian:
-            hess = m * (gsrb * ((gamma - 1.0) * sr + 1.0 - 2.0 * p) + 2.0 * gamma * sr * dbce + c * p * q)
+            hess = m * (gamma * gamma * r * r * bce + 2.0 * gamma * r * dbce + gamma * dr * bce + c * p * q)
     if a_t is not None:
         loss = a_t * loss
         grad = a_t * grad
         hess = a_t * hess if hess is not None else None
     return SigmoidFocalTerms(loss, grad, hess)
+
+
+def _signed_factor(x, y, lp, ln, p, q, gamma, hessian):
+    """u = sigmoid(v), v = (1-2y) x: r = (1-2y) sigmoid(-v), r' = -(1-2y)^2 sigmoid(v) sigmoid(-v)."""
+    s = 1.0 - 2.0 * y
+    v = s * x
+    lv, lnv = F.logsigmoid(v), F.logsigmoid(-v)
+    dr = -s * s * torch.exp(lv + lnv) if hessian else None
+    return torch.exp(gamma * lv), s * lnv.exp(), dr
 
 
 def sigmoid_focal_signed(
@@ -148,46 +174,10 @@ def sigmoid_focal_signed(
     *,
     hessian: bool = False,
 ) -> SigmoidFocalTerms:
-    r"""The ``signed`` form (MONAI's) :math:`\alpha_t\,\sigma(v)^\gamma\,\mathrm{BCE}_{pw}(x,y)`, :math:`v=(1-2y)x`.
-
-    With :math:`m=\sigma(v)^\gamma=e^{\gamma\ell(v)}`, :math:`r=(1-2y)\sigma(-v)` (so :math:`m'=\gamma rm`),
-    :math:`r'=-(1-2y)^2\sigma(v)\sigma(-v)`, and :math:`B, B', c` as in :func:`sigmoid_focal_pt`:
-
-    .. math::
-        L=\alpha_t m B,\quad L'=\alpha_t m\,[B'+\gamma rB],\quad
-        L''=\alpha_t m\,[\gamma^2r^2B+2\gamma rB'+\gamma r'B+c\,pq].
-
-    Equal to the ``pt`` form for hard labels.
-    """
-    lp = F.logsigmoid(x)
-    ln = F.logsigmoid(-x)
-    p = lp.exp()
-    q = ln.exp()
-    a_t = None if alpha is None else y * alpha + (1.0 - y) * (1.0 - alpha)
-    pw_y = y if pos_weight is None else pos_weight * y
-    c = 1.0 - y + pw_y
-    bce = -(pw_y * lp + (1.0 - y) * ln)
-    dbce = (1.0 - y) * p - pw_y * q
-    if gamma == 0.0:
-        loss, grad = bce, dbce
-        hess = c * p * q if hessian else None
-    else:
-        s = 1.0 - 2.0 * y
-        v = s * x
-        lv, lnv = F.logsigmoid(v), F.logsigmoid(-v)
-        m = torch.exp(gamma * lv)
-        r = s * lnv.exp()
-        loss = m * bce
-        grad = m * (dbce + gamma * r * bce)
-        hess = None
-        if hessian:
-            dr = -s * s * torch.exp(lv + lnv)
-            hess = m * (gamma * gamma * r * r * bce + 2.0 * gamma * r * dbce + gamma * dr * bce + c * p * q)
-    if a_t is not None:
-        loss = a_t * loss
-        grad = a_t * grad
-        hess = a_t * hess if hess is not None else None
-    return SigmoidFocalTerms(loss, grad, hess)
+    r"""The ``signed`` form (MONAI's) :math:`\alpha_t\,\sigma(v)^\gamma\,\mathrm{BCE}_{pw}(x,y)`, :math:`v=(1-2y)x`:
+    :func:`_modulated_bce` with :math:`r=(1-2y)\sigma(-v)`, :math:`r'=-(1-2y)^2\sigma(v)\sigma(-v)`.
+    Equal to the ``pt`` form for hard labels."""
+    return _modulated_bce(x, y, gamma, alpha, pos_weight, hessian, _signed_factor)
 
 
 def _bce_log_u(b0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -211,6 +201,20 @@ def bce_modulator(x: Tensor, y: Tensor, gamma: float, threshold: Optional[float]
     return torch.where(-b0 < math.log(threshold), torch.ones_like(b0), reduced)  # p_t < t_r: 1
 
 
+def _bce_factor(x, y, lp, ln, p, q, gamma, hessian):
+    """u = 1 - exp(-B0), B0 the BCE without pos_weight: r = B0' / expm1(B0),
+    r' = B0'' / expm1(B0) - B0'^2 e^B0 / expm1(B0)^2 (B0'' = pq); all 0 where B0 = 0 (u = 0)."""
+    b0 = -(y * lp + (1.0 - y) * ln)
+    db0 = (1.0 - y) * p - y * q
+    live, bs, log_u = _bce_log_u(b0)
+    em = torch.expm1(bs)
+    zero = torch.zeros_like(b0)
+    m = torch.where(live, torch.exp(gamma * log_u), zero)
+    r = torch.where(live, db0 / em, zero)
+    dr = torch.where(live, p * q / em - db0 * db0 * torch.exp(bs) / (em * em), zero) if hessian else None
+    return m, r, dr
+
+
 def sigmoid_focal_bce(
     x: Tensor,
     y: Tensor,
@@ -220,51 +224,12 @@ def sigmoid_focal_bce(
     *,
     hessian: bool = False,
 ) -> SigmoidFocalTerms:
-    r"""The ``bce`` form (segmentation_models_pytorch's) :math:`\alpha_t\,(1-e^{-B_0})^\gamma B`.
-
-    :math:`B=\mathrm{BCE}_{pw}`, :math:`B_0` the BCE without ``pos_weight`` (so that
-    :math:`e^{-B_0}=p_t` for hard labels), :math:`m=(1-e^{-B_0})^\gamma`, :math:`r=B_0'/(e^{B_0}-1)` (so
-    :math:`m'=\gamma rm`), :math:`r'=B_0''/(e^{B_0}-1)-B_0'^2e^{B_0}/(e^{B_0}-1)^2`, :math:`B'=(1-y)p-w_+yq`,
-    :math:`B''=c\,pq`, :math:`B_0''=pq`:
-
-    .. math::
-        L=\alpha_t mB,\quad L'=\alpha_t m\,[B'+\gamma rB],\quad
-        L''=\alpha_t m\,[\gamma^2r^2B+2\gamma rB'+\gamma r'B+B''].
-
-    Where :math:`B_0=0` (a hard label the logit has saturated) :math:`m=0` and all three are 0. Equal to
-    the ``pt`` form for hard labels.
-    """
-    lp = F.logsigmoid(x)
-    ln = F.logsigmoid(-x)
-    p = lp.exp()
-    q = ln.exp()
-    a_t = None if alpha is None else y * alpha + (1.0 - y) * (1.0 - alpha)
-    pw_y = y if pos_weight is None else pos_weight * y
-    c = 1.0 - y + pw_y
-    bce = -(pw_y * lp + (1.0 - y) * ln)
-    dbce = (1.0 - y) * p - pw_y * q
-    if gamma == 0.0:
-        loss, grad = bce, dbce
-        hess = c * p * q if hessian else None
-    else:
-        b0 = bce if pos_weight is None else -(y * lp + (1.0 - y) * ln)
-        db0 = dbce if pos_weight is None else (1.0 - y) * p - y * q
-        live, bs, log_u = _bce_log_u(b0)
-        em = torch.expm1(bs)
-        m = torch.where(live, torch.exp(gamma * log_u), torch.zeros_like(b0))
-        r = torch.where(live, db0 / em, torch.zeros_like(b0))
-        loss = m * bce
-        grad = m * (dbce + gamma * r * bce)
-        hess = None
-        if hessian:
-            pq = p * q
-            dr = torch.where(live, pq / em - db0 * db0 * torch.exp(bs) / (em * em), torch.zeros_like(b0))
-            hess = m * (gamma * gamma * r * r * bce + 2.0 * gamma * r * dbce + gamma * dr * bce + c * pq)
-    if a_t is not None:
-        loss = a_t * loss
-        grad = a_t * grad
-        hess = a_t * hess if hess is not None else None
-    return SigmoidFocalTerms(loss, grad, hess)
+    r"""The ``bce`` form (segmentation_models_pytorch's) :math:`\alpha_t\,(1-e^{-B_0})^\gamma B`,
+    :math:`B=\mathrm{BCE}_{pw}`, :math:`B_0` the BCE without ``pos_weight`` (so that :math:`e^{-B_0}=p_t`
+    for hard labels): :func:`_modulated_bce` with :math:`r=B_0'/(e^{B_0}-1)`. Where :math:`B_0=0` (a hard
+    label the logit has saturated) :math:`m=0` and loss, gradient and Hessian are 0. Equal to the
+    ``pt`` form for hard labels."""
+    return _modulated_bce(x, y, gamma, alpha, pos_weight, hessian, _bce_factor)
 
 
 def sigmoid_focal_quality(
