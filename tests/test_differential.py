@@ -348,6 +348,24 @@ def test_gamma_0_equals_bce_to_float32_rounding(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("soft", ["pt", "linear", "signed", "bce", "quality"])
+def test_gamma_0_every_soft_form_is_bce_for_soft_targets(backend, soft):
+    """At gamma = 0 every soft-target form is BCE-with-logits, soft targets included (the modulator is
+    1): values and gradients, against torch's BCE and float64."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(4000, generator=g) * 4
+    y = torch.rand(4000, generator=g)
+    y[:1000] = y[:1000].round()
+    xa, xb = x.clone().requires_grad_(), x.double().requires_grad_()
+    ours = fk.sigmoid_focal_loss(xa, y, gamma=0.0, alpha=None, soft_target=soft, reduction="sum", backend=backend)
+    exact = F.binary_cross_entropy_with_logits(xb, y.double(), reduction="sum")
+    ours.backward()
+    exact.backward()
+    torch.testing.assert_close(ours.double(), exact, rtol=1e-5, atol=0)
+    torch.testing.assert_close(xa.grad.double(), xb.grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_sigmoid_ignore_index_drops_positions_on_every_backend(backend, reduction):
     g = torch.Generator().manual_seed(6)

@@ -1,7 +1,7 @@
-"""focalkit.compat.mmdet against mmdet 3's conventions, re-derived here from its documented formulas
-(mmdet needs mmcv's compiled ops, which do not build in this environment: the real-peer comparison
-is the one open part, see docs/compat.md). Values, gradients, weight layouts, avg_factor, loss_weight,
-reduction_override, errors, and the registry hook."""
+"""focalkit.compat.mmdet against mmdet 3's conventions, re-derived here from its formulas, so that they
+run in CI (mmdet itself, beside mmcv-lite, runs in the benchmark venv: tests/compat/test_mmdet_peer.py).
+Values, gradients, weight layouts, avg_factor, loss_weight, reduction_override, errors, and the
+registry hook."""
 
 from __future__ import annotations
 
@@ -217,8 +217,8 @@ def test_register_into_a_registry():
 
     reg = Registry()
     names = fkm.register(reg)
-    assert "fk.FocalLoss" in names and reg.modules["fk.CIoULoss"] is fkm.CIoULoss
-    cfg = dict(type="fk.FocalLoss", use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0)
+    assert "FKFocalLoss" in names and reg.modules["FKCIoULoss"] is fkm.CIoULoss
+    cfg = dict(type="FKFocalLoss", use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0)
     built = reg.modules[cfg.pop("type")](**cfg)
     assert isinstance(built, fkm.FocalLoss)
 

@@ -23,7 +23,7 @@ mmdet's conventions, reproduced:
   or ``(N, 4)`` (its mean over the 4 is taken).
 
 :func:`register` adds these classes to an mmdet registry (``mmdet.registry.MODELS``) under a prefix, so
-that config dicts can name them (``dict(type="fk.FocalLoss", ...)``).
+that config dicts can name them (``dict(type="FKFocalLoss", ...)``).
 
 Differences (``docs/compat.md``): focalkit's box geometry adds ``eps`` to the union where mmdet takes
 ``max(union, eps)`` (equal to rounding for boxes larger than ``eps``), and clamps the IoU at ``eps`` only in
@@ -231,9 +231,9 @@ class CIoULoss(_BoxLoss):
         return self._call(ciou_loss, pred, target, weight, avg_factor, reduction_override, iou_gate=0.5)
 
 
-def register(registry: Any, prefix: str = "fk.") -> list:
-    """Add every class here to ``registry`` (e.g. ``mmdet.registry.MODELS``) as ``prefix + name``, so mmdet
-    config dicts can name them: ``loss_cls=dict(type="fk.FocalLoss", gamma=2.0, alpha=0.25, loss_weight=1.0)``.
+def register(registry: Any, prefix: str = "FK") -> list:
+    """Add every class here to ``registry`` (e.g. ``mmdet.registry.MODELS``) as ``prefix + name`` (no dot:
+    mmengine reads ``a.b`` as scope ``a``), so mmdet config dicts can name them: ``loss_cls=dict(type="FKFocalLoss", gamma=2.0, alpha=0.25, loss_weight=1.0)``.
     Returns the names registered. The registry is passed in: this module never imports mmdet."""
     names = []
     for cls in (FocalLoss, QualityFocalLoss, VarifocalLoss, DistributionFocalLoss, IoULoss, GIoULoss, DIoULoss,
