@@ -1,0 +1,117 @@
+"""The presets under hostile inputs, no peer needed: every logits layout and integer label dtype gives
+the same values and gradients; second order and target gradients; the first call of a fresh process
+under torch.compile (fullgraph, static and dynamic)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch.autograd import gradcheck, gradgradcheck
+
+import focalkit as fk
+from focalkit.compat import kornia as ck, mmdet as cmm, monai as cm, smp as cs, ultralytics as cu, yolov5 as cy
+
+D = torch.float64
+_g = torch.Generator().manual_seed(0)
+X = torch.randn(2, 3, 4, 5, generator=_g, dtype=D)
+LAB = torch.randint(0, 3, (2, 4, 5), generator=_g)
+ONEHOT = torch.nn.functional.one_hot(LAB, 3).movedim(-1, 1).to(D)
+CASES = {
+    "monai-sigmoid": lambda a, lab: cm.FocalLoss()(a, ONEHOT),
+    "monai-softmax": lambda a, lab: cm.FocalLoss(use_softmax=True, to_onehot_y=True, ignore_index=1)(a, lab.unsqueeze(1)),
+    "monai-softmax-none": lambda a, lab: cm.FocalLoss(use_softmax=True, reduction="none")(a, ONEHOT),
+    "smp-multiclass": lambda a, lab: cs.FocalLoss("multiclass", ignore_index=2)(a, lab),
+    "smp-multilabel": lambda a, lab: cs.FocalLoss("multilabel", normalized=True)(a, ONEHOT),
+    "kornia": lambda a, lab: ck.focal_loss(a, lab, alpha=0.25, reduction="mean"),
+}
+LAYOUTS = {
+    "contiguous": lambda t: t,
+    "channels_last": lambda t: t.contiguous(memory_format=torch.channels_last),
+    "transposed": lambda t: t.transpose(2, 3).contiguous().transpose(2, 3),
+    "neg": lambda t: torch._neg_view(-t),
+    "sliced": lambda t: torch.stack([t, t], -1)[..., 0],  # a stride-2 view into a larger buffer
+    "expanded": lambda t: t[:, :, :1].expand(t.shape),  # a zero stride (different values: own reference)
+}
+
+
+def _run(fn, make, lab):
+    """The loss of ``make(leaf)`` (the layout reaches the loss as it is; the gradient reaches the leaf)."""
+    leaf = X.clone().requires_grad_()
+    out = fn(make(leaf), lab)
+    out.sum().backward()
+    return out.detach(), leaf.grad
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_every_layout_and_integer_label_dtype_agree(name):
+    for layout, make in LAYOUTS.items():
+        want, want_g = _run(CASES[name], lambda t: make(t).contiguous(), LAB)
+        for dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            got, got_g = _run(CASES[name], make, LAB.to(dtype))
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12, msg=f"{layout} {dtype}")
+            torch.testing.assert_close(got_g, want_g, rtol=1e-10, atol=1e-12, msg=f"{layout} {dtype}")
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if not n.startswith("monai")])
+def test_second_order(name):
+    assert gradgradcheck(lambda a: CASES[name](a, LAB), (X.clone().requires_grad_(),))
+
+
+def test_monai_second_order_and_target_gradients_equal_the_main_api():
+    """MONAI returns float32, as MONAI does (too coarse for finite differences): compared with the main
+    API in float64 instead."""
+    xa, xb = X.clone().requires_grad_(), X.clone().requires_grad_()
+    (ga,) = torch.autograd.grad(cm.FocalLoss(use_softmax=True, to_onehot_y=True)(xa, LAB.unsqueeze(1)), xa,
+                                create_graph=True)
+    (gb,) = torch.autograd.grad(fk.softmax_focal_loss(xb, LAB, reduction="sum") / X.numel(), xb, create_graph=True)
+    (ga ** 2).sum().backward()
+    (gb ** 2).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-9)
+    soft = ONEHOT.clamp(0.05, 0.95)
+    y1, y2 = soft.clone().requires_grad_(), soft.clone().requires_grad_()
+    cm.FocalLoss()(X, y1).backward()
+    fk.sigmoid_focal_loss(X, y2, alpha=None, soft_target="signed").backward()
+    torch.testing.assert_close(y1.grad, y2.grad, rtol=1e-6, atol=1e-9)
+
+
+def test_detection_presets_second_order_and_target_gradients():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 4, generator=g, dtype=D, requires_grad=True)
+    q = torch.rand(6, 4, generator=g, dtype=D)
+    scores = torch.rand(6, generator=g, dtype=D)
+    labels = torch.tensor([0, 4, 1, 2, 4, 3])
+    assert gradgradcheck(lambda a: cy.QFocalLoss(torch.nn.BCEWithLogitsLoss())(a, q), (x,))
+    assert gradgradcheck(lambda a: cu.FocalLoss()(a, q), (x,))
+    assert gradgradcheck(lambda a: cmm.QualityFocalLoss()(a, (labels, scores)), (x,))
+    assert gradcheck(lambda a, y: cy.QFocalLoss(torch.nn.BCEWithLogitsLoss())(a, y),
+                     (x, q.clamp(0.1, 0.9).requires_grad_()))
+    assert gradcheck(lambda a, y: cs.FocalLoss("multilabel")(a, y), (x, q.clamp(0.1, 0.9).requires_grad_()))
+
+
+def test_first_call_of_a_fresh_process_under_compile():
+    code = textwrap.dedent("""
+        import torch, warnings
+        warnings.simplefilter("ignore")
+        import focalkit as fk
+        from focalkit.compat import kornia as ck, monai as cm
+        x = torch.randn(2, 3, 8, 8); lab = torch.randint(0, 3, (2, 8, 8)); y = torch.rand(2, 3, 8, 8)
+        def f(a):
+            return (fk.sigmoid_focal_loss(a, y, soft_target="signed") + fk.sigmoid_focal_loss(a, y, soft_target="bce")
+                    + fk.quality_focal_loss(a, y) + fk.softmax_focal_loss(a, lab)
+                    + cm.FocalLoss(use_softmax=True, to_onehot_y=True)(a, lab.unsqueeze(1))
+                    + ck.focal_loss(a, lab, 0.25, reduction="mean"))
+        for dyn in (False, True):
+            c = torch.compile(f, fullgraph=True, dynamic=dyn)
+            a1, a2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+            o1, o2 = c(a1), f(a2)
+            o1.backward(); o2.backward()
+            assert torch.allclose(o1, o2, rtol=1e-5), dyn
+            assert torch.allclose(a1.grad, a2.grad, rtol=1e-4, atol=1e-7), dyn
+        print("OK")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
