@@ -56,8 +56,7 @@ def sigmoid_focal_kernel(x_ptr, y_ptr, w_ptr, apos_ptr, aneg_ptr, pw_ptr, scale_
     p = tl.where(x < 0, e * r, r)
     q = tl.where(x < 0, r, e * r)
     if FORM != 0:
-        # alpha_t u^g BCE_pw; "pt": log u = log(1 - p_t) = logaddexp(log(1-y) + lp, log(y) + ln),
-        # "signed": log u = logsigmoid((1-2y) x)
+        # alpha_t u^g BCE_pw, each soft form its own log u and sr = d log u / dx (below)
         pwy = pw * y
         bce = -(pwy * lp + (1.0 - y) * ln)
         dbce = (1.0 - y) * p - pwy * q  # no p - 1 cancellation where y = 1
@@ -65,14 +64,14 @@ def sigmoid_focal_kernel(x_ptr, y_ptr, w_ptr, apos_ptr, aneg_ptr, pw_ptr, scale_
             loss = bce
             grad = dbce
         else:
-            if FORM == 1:
+            if FORM == 1:  # "pt": log u = log(1 - p_t) = logaddexp(log(1-y) + lp, log(y) + ln)
                 a = tl.log(1.0 - y) + lp
                 b = tl.log(y) + ln
                 hi = tl.maximum(a, b)
                 lo = tl.minimum(a, b)
                 log_u = tl.where(hi == -float("inf"), hi, hi + _log1p(tl.exp(lo - hi)))
                 sr = (1.0 - 2.0 * y) * tl.exp(lp + ln - log_u)
-            elif FORM == 2:
+            elif FORM == 2:  # "signed": log u = logsigmoid((1-2y) x)
                 v = (1.0 - 2.0 * y) * x
                 ev = tl.exp(-tl.abs(v))
                 log_u = tl.minimum(v, 0.0) - _log1p(ev)

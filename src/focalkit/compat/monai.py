@@ -156,8 +156,7 @@ class FocalLoss(_Loss):
         if labels is not None:
             t = F.one_hot(labels, n).movedim(-1, 1)[:, start:].to(xs.dtype)
         else:
-            t = target[:, start:]
-            t = t.to(xs.dtype) if not t.is_floating_point() or t.dtype != xs.dtype else t
+            t = target[:, start:].to(xs.dtype)
         w = None
         if mask is not None:  # MONAI scales input and target by the mask (fractional for soft targets)
             t = t * mask
@@ -173,7 +172,7 @@ class FocalLoss(_Loss):
             alpha = self.alpha
         if cw is not None:
             cwv = cw if cw.dim() == 0 else cw.view((1, -1) + (1,) * (xs.dim() - 2))
-            w = cwv.expand((1,) * xs.dim()) if w is None and cw.dim() == 0 else (cwv if w is None else w * cwv)
+            w = cwv if w is None else w * cwv
         if self.reduction == "none":
             return sigmoid_focal_loss(xs, t, alpha=alpha, gamma=self.gamma, weight=w, soft_target="signed",
                                       reduction="none")

@@ -26,6 +26,7 @@ Differences (``docs/compat.md``): a bad ``mode`` raises an error that is both ``
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional
 
 import torch
@@ -134,25 +135,17 @@ class FocalLoss(_Loss):
         other = [0] + list(range(2, x.dim()))
         cw = None if self.class_weights is None else self.class_weights.to(device=x.device, dtype=x.dtype)
         w_sum = float(n_cls) if cw is None else cw.sum()
-        mean = self.reduction in ("mean", "none")
-        per_class = None  # the factor each class's terms get: its weight, over its count for the mean
-        if mean:
+        # the factor each class's terms get: its weight, over its count of kept elements for the mean
+        per_class = None if cw is None else cw.view(along)
+        norm = w_sum
+        if self.reduction in ("mean", "none"):
             if valid is None:  # every class has the same count: one normalizer
-                count = 1
-                for d in other:
-                    count *= x.shape[d]
-                per_class = None if cw is None else cw.view(along)
-                norm = w_sum * max(1, count)
+                norm = w_sum * max(1, math.prod(x.shape[d] for d in other))
             else:
                 counts = valid.expand(x.shape).sum(dim=other, keepdim=True).clamp(min=1).to(x.dtype)
-                per_class = (1.0 if cw is None else cw.view(along)) / counts
-                norm = w_sum
-        else:
-            per_class = None if cw is None else cw.view(along)
-            norm = w_sum
-            if self.reduction == "batchwise_mean" and valid is None:  # SMP: per class a (*spatial) map of
-                for d in range(2, x.dim()):  # sums over the batch, then the mean over classes and pixels
-                    norm = norm * x.shape[d]
+                per_class = (1.0 if per_class is None else per_class) / counts
+        elif self.reduction == "batchwise_mean" and valid is None:  # SMP: per class a (*spatial) map of sums
+            norm = norm * math.prod(x.shape[2:])  # over the batch, then the mean over classes and pixels
         weight = per_class
         if valid is not None:
             weight = valid.to(x.dtype) if weight is None else weight * valid
