@@ -15,4 +15,4 @@ collect_ignore = [
 if importlib.util.find_spec("keras") is None:
     collect_ignore.append("src/focalkit/compat/keras.py")
 if importlib.util.find_spec("triton") is None:
-    collect_ignore.append("src/focalkit/backends/_triton_kernels.py")
+    collect_ignore.append("src/focalkit/backends/_triton")

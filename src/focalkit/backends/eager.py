@@ -60,18 +60,25 @@ def tensor_or_none(value: Any) -> Optional[Tensor]:
 class Run(NamedTuple):
     """How one call computes: ``compute(logits, *aux) -> (out, grad)`` runs without autograd (a kernel or
     the eager formula); ``reference(logits, *aux) -> (out, grad)`` is the eager formula in
-    differentiable ops. ``unsqueeze``: where ``grad_output`` of ``reduction="none"`` gets the class dim."""
+    differentiable ops. ``unsqueeze``: where ``grad_output`` of ``reduction="none"`` gets the class dim.
+
+    ``grad_fn``: a backward kernel (the Triton backend). Then ``compute`` returns ``(out, state)``, a
+    tuple of tensors that forward saves, and the first-order gradient is ``grad_fn(*state, grad_out)``,
+    recomputed from the inputs with ``grad_output`` applied in the same pass: no gradient-sized buffer
+    lives between forward and backward, and a second backward (``retain_graph``) computes afresh."""
 
     name: str
-    compute: Callable[..., tuple[Tensor, Tensor]]
+    compute: Callable[..., tuple[Tensor, Any]]
     reference: Callable[..., tuple[Tensor, Tensor]]
     unsqueeze: Optional[int] = None
     inplace: bool = False
+    grad_fn: Optional[Callable[..., Tensor]] = None
 
 
 def _is_plain(t: Tensor) -> bool:
     """A real tensor whose value can be read: not traced (compile, make_fx, fake or functional tensors)."""
     return (type(t) is Tensor and not torch.compiler.is_compiling()
+            and not torch._C._functorch.is_functorch_wrapped_tensor(t)  # vmap / grad transforms
             and torch.utils._python_dispatch._get_current_dispatch_mode() is None)
 
 
@@ -112,7 +119,11 @@ class LossFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, run: Run, logits: Tensor, *aux: Optional[Tensor]) -> Tensor:
         out, grad = run.compute(logits, *aux)
-        if run.inplace:
+        ctx.n_state = 0
+        if run.grad_fn is not None:  # grad is the backward kernel's state
+            ctx.n_state = len(grad)
+            ctx.save_for_backward(*grad, logits, *aux)
+        elif run.inplace:
             grad = write_into_logits(logits, grad)
             ctx.save_for_backward(grad)
         else:
@@ -128,11 +139,17 @@ class LossFunction(torch.autograd.Function):
         if grad_out is None:
             return (None,) * (n_aux + 2)
         saved = ctx.saved_tensors
-        grad = saved[0]
         higher = torch.is_grad_enabled()  # create_graph=True
         aux_need = ctx.needs_input_grad[2:]
-        if not higher and not any(aux_need):
-            return (None, scale_saved(grad, grad_out, run.unsqueeze)) + (None,) * n_aux
+        if run.grad_fn is not None:
+            state, saved = saved[:ctx.n_state], (None,) + saved[ctx.n_state:]
+            if not higher and not any(aux_need):
+                return (None, run.grad_fn(*state, grad_out)) + (None,) * n_aux
+            grad = None
+        else:
+            grad = saved[0]
+            if not higher and not any(aux_need):
+                return (None, scale_saved(grad, grad_out, run.unsqueeze)) + (None,) * n_aux
         if run.inplace:
             what = "second-order gradients" if higher else "gradients of targets or weights"
             raise RuntimeError(f"{run.name}: " + _INPLACE_REFUSED.format(what=what))
@@ -150,7 +167,10 @@ class LossFunction(torch.autograd.Function):
                 aux_grads = (None,) * len(wanted)
         d_logits = None
         if ctx.needs_input_grad[1]:
-            d_logits = scale_saved(ref_grad if higher else grad, grad_out, run.unsqueeze)
+            if not higher and run.grad_fn is not None:
+                d_logits = run.grad_fn(*state, grad_out)
+            else:
+                d_logits = scale_saved(ref_grad if higher else grad, grad_out, run.unsqueeze)
         it = iter(aux_grads)
         return (None, d_logits) + tuple(next(it) if need else None for need in aux_need)
 

@@ -1,56 +1,84 @@
-"""Triton backend: GPU kernels for the sigmoid and softmax focal losses (``_triton_kernels.py``).
+"""Triton backend: GPU kernels for the sigmoid and softmax focal losses (``_triton/``).
 
 Runs on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (Triton's interpreter,
 which is how CI tests it on a machine without a GPU). float16 / bfloat16 / float32 logits are
-computed in float32 and the gradient is stored in the logits' dtype; float64 stays on the eager
-backend (the kernels compute in float32). The reduction is fused into the kernels (one partial
-sum per program), and the gradient scale is read on the device: no host synchronisation.
+computed in float32; the loss and the gradient are stored in the logits' dtype; float64 stays on the
+eager backend.
 
-Covered: :func:`focalkit.sigmoid_focal_loss` with dense targets (both soft forms, ``alpha`` off /
-scalar / per class, ``pos_weight`` per class, elementwise ``weight``) and
-:func:`focalkit.softmax_focal_loss` (class indices with ``ignore_index``, probability targets,
-``weight``, label smoothing, N-D, ``inplace_grad``); every reduction and ``normalizer``.
+A forward + backward is three launches (two with ``reduction="none"``):
+
+1. the forward kernel: the loss, or one partial sum per program (and, for class indices, the
+   counted weight of the mean's denominator);
+2. ``finish_kernel``: the partials summed in a fixed order (deterministic), divided by the
+   denominator, stored in the output; ``1 / denominator`` kept on the device for the backward;
+3. the backward kernel: the gradient recomputed from the inputs, times ``grad_output`` and
+   ``1 / denominator``, stored once.
+
+Nothing is read back to the host (no synchronisation: a CUDA graph can capture a training step), and
+no gradient-sized buffer lives between forward and backward. Availability and interpretation are
+decided once, at import: the traced path reads only shapes, dtypes and devices.
+
+:func:`specialisations` lists every (kernel, constexprs, pointer dtypes) a launcher here can
+request; the ahead-of-time compile test (``tests/backends/test_triton_aot.py``) compiles each one
+for sm_80 and sm_90 on a machine without a GPU.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import os
-from typing import Any, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
-from focalkit.backends import _ops
+from focalkit import _reduce
+from focalkit.backends import _ops, eager
 from focalkit.backends._ops import raw
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+# decided once, at import: torch.compile never traces find_spec or os.environ (torch 2.11 refuses them)
+AVAILABLE = importlib.util.find_spec("triton") is not None
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def available() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    return AVAILABLE
 
 
 def why_unavailable() -> str:
-    return "" if available() else "the triton package is not installed"
-
-
-def _kernels() -> Any:
-    from focalkit.backends import _triton_kernels
-
-    return _triton_kernels
+    return "" if AVAILABLE else "the triton package is not installed"
 
 
 def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    """Whether Triton runs in its interpreter (``TRITON_INTERPRET=1`` when focalkit was imported)."""
+    return INTERPRET
+
+
+_K: Any = None
+
+
+def _kernels() -> Any:
+    """The kernel modules, imported on first use (``triton`` is imported there)."""
+    global _K
+    if _K is None:
+        from focalkit.backends._triton import common, sigmoid, softmax
+
+        _K = (common, sigmoid, softmax)
+    return _K
+
+
+def _on_device(logits: Tensor) -> bool:
+    return logits.device.type == "cuda" or (INTERPRET and logits.device.type == "cpu")
 
 
 def unsupported(logits: Tensor, sparse: bool = False, pos_weight: Optional[Tensor] = None) -> Optional[str]:
     """Why the Triton kernels cannot take these inputs, or None if they can."""
-    if not available():
+    if not AVAILABLE:
         return why_unavailable()
-    if logits.device.type != "cuda" and not (interpreting() and logits.device.type == "cpu"):
+    if not _on_device(logits):
         return f"it runs on CUDA tensors (or on the CPU under TRITON_INTERPRET=1), logits are on {logits.device}"
     if logits.dtype not in _DTYPES:
         return f"dtype {logits.dtype} is not supported (float16, bfloat16, float32; float64 runs on eager)"
@@ -63,92 +91,411 @@ def unsupported(logits: Tensor, sparse: bool = False, pos_weight: Optional[Tenso
 
 
 def _check_device(op: str, logits: Tensor) -> None:
-    if not available():
+    if not AVAILABLE:
         raise RuntimeError(f"the triton backend cannot run: {why_unavailable()}")
-    if logits.device.type != "cuda" and not (interpreting() and logits.device.type == "cpu"):
+    if not _on_device(logits):
         raise ValueError(f"focalkit::{op}: expected CUDA tensors, got logits on {logits.device}")
     if logits.dtype not in _DTYPES:
         raise ValueError(f"focalkit::{op}: expected float16/bfloat16/float32 logits, got {logits.dtype}")
 
 
-def _scale(den: Optional[Tensor], device: torch.device) -> Tensor:
-    one = torch.ones(1, dtype=torch.float32, device=device)
-    return one if den is None else (one / den.to(torch.float32)).reshape(1)
+# ---- the specialisations: every launch below takes its constexprs and block sizes from here ------
+
+SIGMOID_BLOCK = 1024  # elements per program and loop step (num_warps=4: 8 per thread, two 16-byte loads)
+SIGMOID_WARPS = 4
+FINISH_BLOCK = 1024
+SOFT_FORMS = _ops.SOFT_FORMS  # "linear", "pt", "signed", "bce", "quality": FORM 0..4
 
 
-def _finish(partials: Tensor, den: Optional[Tensor], dtype: torch.dtype) -> Tensor:
-    total = partials.sum(dtype=torch.float64)
-    return (total if den is None else total / den.to(torch.float64)).to(dtype)
+class Tile(NamedTuple):
+    """A softmax launch shape: ``BLOCK_P`` positions x ``BLOCK_C`` classes per program."""
+
+    spatial: bool
+    one_tile: bool
+    block_p: int
+    block_c: int
+    num_warps: int
+
+
+# 2-D logits (rows): one tile holds a row's classes when C <= 4096; larger C walks chunks of 4096.
+# N-D logits (positions contiguous): one tile when C <= 256, else chunks of 32 classes x 128 positions.
+ROW_TILES = (Tile(False, True, 128, 16, 4), Tile(False, True, 32, 64, 4), Tile(False, True, 4, 512, 4),
+             Tile(False, True, 1, 4096, 8), Tile(False, False, 1, 4096, 8))
+SPATIAL_TILES = (Tile(True, True, 128, 32, 8), Tile(True, True, 16, 256, 8), Tile(True, False, 128, 32, 8))
+# the softmax target modes (DENSE, HAS_Q): class indices, indices with label smoothing, probabilities
+SOFTMAX_MODES = ((False, False), (True, False), (True, True))
+
+
+def softmax_tile(n_cls: int, spatial: bool) -> Tile:
+    """The smallest tile of the table that holds the classes, else the chunked one."""
+    tiles = SPATIAL_TILES if spatial else ROW_TILES
+    for t in tiles:
+        if t.one_tile and n_cls <= t.block_c:
+            return t
+    return tiles[-1]
+
+
+def _ptr_dtypes(x: torch.dtype) -> tuple:
+    """The dtypes a launcher passes for targets / weights with logits of dtype ``x``: ``x`` or float32
+    (anything else is converted on the host)."""
+    return (x,) if x == torch.float32 else (x, torch.float32)
+
+
+class Spec(NamedTuple):
+    kernel: str                 # attribute of the kernel module: "sigmoid.sigmoid_fwd_kernel", ...
+    constexprs: tuple           # ((name, value), ...)
+    pointers: tuple             # ((name, dtype), ...): the pointer arguments' dtypes
+    num_warps: int
+
+
+def specialisations() -> Iterator[Spec]:
+    """Every specialisation a launcher in this module can request (read by the ahead-of-time compile
+    test): each constexpr combination with each pointer dtype."""
+    for x in _DTYPES:
+        for form in range(len(SOFT_FORMS)):
+            for y in _ptr_dtypes(x):
+                for w in _ptr_dtypes(x):
+                    ptrs = (("x_ptr", x), ("y_ptr", y), ("cls_ptr", torch.float32), ("w_ptr", w))
+                    yield Spec("sigmoid.sigmoid_fwd_kernel", (("FORM", form), ("BLOCK", SIGMOID_BLOCK)),
+                               ptrs + (("loss_ptr", x), ("part_ptr", torch.float32), ("inv_ptr", torch.float32)),
+                               SIGMOID_WARPS)
+                    yield Spec("sigmoid.sigmoid_bwd_kernel", (("FORM", form), ("BLOCK", SIGMOID_BLOCK)),
+                               ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), SIGMOID_WARPS)
+        yield Spec("common.finish_kernel", (("BLOCK", FINISH_BLOCK),),
+                   (("part_ptr", torch.float32), ("cnt_ptr", torch.float32), ("den_ptr", torch.float32),
+                    ("out_ptr", x), ("inv_ptr", torch.float32)), 4)
+        for t in ROW_TILES + SPATIAL_TILES:
+            for dense, has_q in SOFTMAX_MODES:
+                for q in _ptr_dtypes(x) if has_q else (x,):
+                    ptrs = (("z_ptr", x), ("y_ptr", torch.int64), ("q_ptr", q), ("w_ptr", torch.float32))
+                    tile = (("SPATIAL", t.spatial), ("ONE_TILE", t.one_tile), ("DENSE", dense), ("HAS_Q", has_q))
+                    blocks = (("BLOCK_P", t.block_p), ("BLOCK_C", t.block_c))
+                    yield Spec("softmax.softmax_fwd_kernel", tile + blocks,
+                               ptrs + (("loss_ptr", x), ("part_ptr", torch.float32), ("cnt_ptr", torch.float32),
+                                       ("inv_ptr", torch.float32), ("st_ptr", torch.float32)), t.num_warps)
+                    yield Spec("softmax.softmax_bwd_kernel", tile + blocks,
+                               ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("st_ptr", torch.float32),
+                                       ("grad_ptr", x)), t.num_warps)
+
+
+# ---- launching ----------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _max_programs(device: torch.device) -> int:
+    """A persistent grid: a few programs per multiprocessor (4 in the interpreter)."""
+    if device.type != "cuda":
+        return 4
+    return 8 * torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _grid(n: int, block: int, device: torch.device) -> int:
+    return max(1, min(-(-n // block), _max_programs(device)))
+
+
+@functools.lru_cache(maxsize=None)
+def _dummy(device: torch.device, dtype: torch.dtype) -> Tensor:
+    """What an unused pointer argument points to (never read), in the dtype the table lists."""
+    return torch.empty(1, dtype=dtype, device=device)
+
+
+def _as(t: Tensor, x: torch.dtype) -> Tensor:
+    """A contiguous tensor of dtype ``x`` or float32, whichever needs no conversion (else ``x``)."""
+    t = raw(t)
+    return t if t.dtype in (x, torch.float32) else t.to(x)
+
+
+def _finish(k_common: Any, partials: Tensor, counts: Optional[Tensor], den_mode: int, den_value: float,
+            den: Optional[Tensor], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    out = torch.empty((), dtype=dtype, device=partials.device)
+    inv = torch.empty(1, dtype=torch.float32, device=partials.device)
+    k_common.finish_kernel[(1,)](partials, partials if counts is None else counts, partials if den is None else den,
+                                 out, inv, partials.numel(), float(den_value), den_mode, BLOCK=FINISH_BLOCK)
+    return out, inv
+
+
+def _denominator(reduction: str, normalizer: Any, count: Optional[int]) -> tuple[int, float, Optional[Tensor]]:
+    """(den_mode, den_value, den tensor) of the finishing kernel; ``count`` None: counted by the kernel."""
+    if normalizer is not None:
+        if isinstance(normalizer, Tensor):
+            return 2, 1.0, normalizer.detach().to(torch.float32).reshape(1)
+        return 1, float(normalizer), None
+    if reduction == "sum":
+        return 0, 1.0, None
+    if count is None:
+        return 3, 1.0, None
+    return 1, float(max(count, 1)), None
+
+
+# sigmoid ------------------------------------------------------------------------------------------
+
+class _Sig(NamedTuple):
+    """A sigmoid call's prepared arguments (tensors first: the forward saves them for the backward)."""
+
+    x: Tensor
+    y: Tensor
+    cls: Tensor
+    w: Tensor
+    n_cls: int
+    has_cls: int
+    cls_cs: int
+    apos: float
+    aneg: float
+    w_mode: int
+    w_rs: int
+    w_cs: int
+    form: int
+    gamma: float
+
+
+def _weight_layout(weight: Optional[Tensor], x: Tensor, n_cls: int) -> tuple[Tensor, int, int, int]:
+    """(tensor, w_mode, w_rs, w_cs): elementwise like the logits (1), or a broadcast seen as (rows, C)
+    strides (2); a layout that is neither is made elementwise."""
+    if weight is None:
+        return x, 0, 0, 0
+    w = weight.detach()
+    if w.shape == x.shape:
+        return _as(w, x.dtype), 1, 0, 0
+    ew = w.expand(x.shape)
+    try:
+        flat = torch.resolve_neg(ew).view(-1, n_cls) if x.numel() else None
+    except RuntimeError:
+        flat = None
+    if flat is None or flat.dtype not in (x.dtype, torch.float32):
+        return _as(ew, x.dtype), 1, 0, 0
+    return flat, 2, flat.stride(0), flat.stride(1)
+
+
+def _sigmoid_prepare(logits: Tensor, targets: Tensor, weight: Optional[Tensor], alpha: Any,
+                     pos_weight: Optional[Tensor], form: int, gamma: float) -> _Sig:
+    x = raw(logits)
+    n_cls = x.shape[-1] if x.dim() else 1
+    y = raw(targets)
+    if not y.is_floating_point() or y.dtype not in (x.dtype, torch.float32):
+        y = y.to(x.dtype if not y.is_floating_point() else torch.float32)
+    apos, aneg = (1.0, 1.0) if alpha is None or isinstance(alpha, Tensor) else (float(alpha), 1.0 - float(alpha))
+    cls, has_cls = _dummy(x.device, torch.float32), 0
+    if isinstance(alpha, Tensor) or pos_weight is not None:
+        f32 = dict(dtype=torch.float32, device=x.device)
+        a = alpha.detach().to(**f32).reshape(-1).expand(n_cls) if isinstance(alpha, Tensor) \
+            else torch.full((n_cls,), apos, **f32)
+        an = 1.0 - a if isinstance(alpha, Tensor) else torch.full((n_cls,), aneg, **f32)
+        pw = pos_weight.detach().to(**f32).reshape(-1).expand(n_cls) if pos_weight is not None \
+            else torch.ones(n_cls, **f32)
+        cls, has_cls = torch.stack([a, an, pw]), 1
+    w, w_mode, w_rs, w_cs = _weight_layout(weight, x, n_cls)
+    return _Sig(x, y, cls, w, n_cls, has_cls, 1, apos, aneg, w_mode, w_rs, w_cs, form, float(gamma))
+
+
+def _sig_args(a: _Sig) -> tuple:
+    return (a.n_cls, a.has_cls, a.cls_cs, a.apos, a.aneg, a.w_mode, a.w_rs, a.w_cs)
+
+
+def _sigmoid_forward(a: _Sig, reduction: str, normalizer: Any) -> tuple[Tensor, Tensor]:
+    """(loss, 1 / denominator) in two launches (one with ``reduction="none"``)."""
+    k_common, k_sig, _ = _kernels()
+    n, dev = a.x.numel(), a.x.device
+    store = reduction == "none" and normalizer is None
+    grid = _grid(n, SIGMOID_BLOCK, dev)
+    if store:
+        loss = torch.empty_like(a.x)
+        part = inv = torch.empty(1, dtype=torch.float32, device=dev)
+    else:
+        part = torch.empty(grid, dtype=torch.float32, device=dev)
+        loss, inv = _dummy(dev, a.x.dtype), _dummy(dev, torch.float32)
+    k_sig.sigmoid_fwd_kernel[(grid,)](a.x, a.y, a.cls, a.w, loss, part, inv, n, *_sig_args(a), int(store), a.gamma,
+                                      FORM=a.form, BLOCK=SIGMOID_BLOCK, num_warps=SIGMOID_WARPS)
+    if store:
+        return loss, inv
+    mode, value, den = _denominator(reduction, normalizer, n)
+    return _finish(k_common, part, None, mode, value, den, a.x.dtype)
+
+
+def _sigmoid_backward(a: _Sig, inv: Tensor, grad_out: Optional[Tensor], out: Optional[Tensor] = None) -> Tensor:
+    """The gradient, times ``grad_out`` (None: not applied) and ``inv[0]``, in one launch."""
+    _, k_sig, _ = _kernels()
+    n = a.x.numel()
+    grad = torch.empty_like(a.x) if out is None else out
+    go, go_mode = _grad_out(grad_out, a.x)
+    k_sig.sigmoid_bwd_kernel[(_grid(n, SIGMOID_BLOCK, a.x.device),)](
+        a.x, a.y, a.cls, a.w, go, inv, grad, n, *_sig_args(a), go_mode, a.gamma, FORM=a.form, BLOCK=SIGMOID_BLOCK,
+        num_warps=SIGMOID_WARPS)
+    return grad
+
+
+def _grad_out(grad_out: Optional[Tensor], like: Tensor) -> tuple[Tensor, int]:
+    """(tensor, go_mode): none (0), one value (1: a 1-element or fully expanded tensor), one per
+    element / position (2, made contiguous in the logits' dtype)."""
+    if grad_out is None:
+        return like, 0
+    if grad_out.numel() == 1 or all(st == 0 for st in grad_out.stride()):
+        go = grad_out if grad_out.dtype == like.dtype else grad_out.to(like.dtype)
+        return torch.resolve_neg(go), 1
+    return raw(grad_out, like.dtype), 2
 
 
 def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apos: Tensor, aneg: Tensor, pw: Tensor,
                   has_alpha: bool, per_class: bool, form: int, gamma: float, reduction: str,
                   den: Optional[Tensor], inplace: bool = False) -> tuple[Tensor, Tensor]:
+    """The registered op (``torch.compile``) and ``inplace_grad``: ``(loss, gradient / denominator)``."""
     _ops.check_sigmoid_args("triton_sigmoid_focal", logits, targets, weight, apos, aneg, pw, form, reduction, den)
     _check_device("triton_sigmoid_focal", logits)
     if targets.shape != logits.shape:
         raise ValueError("focalkit::triton_sigmoid_focal: sparse class-index targets are not implemented in Triton")
-    k = _kernels()
-    x = raw(logits)
-    y = raw(targets, None if targets.is_floating_point() else x.dtype)
-    n, dev = x.numel(), x.device
-    n_cls = x.shape[-1] if x.dim() else 1
-    w = None if weight is None else raw(weight.detach().expand(x.shape))
-    apos, aneg, pw = raw(apos), raw(aneg), raw(pw)
-    store = reduction == "none" and den is None
-    block = 1024
-    grid = (max(1, -(-n // block)),)
-    grad = x if inplace and x.data_ptr() == logits.data_ptr() and not logits.is_neg() else torch.empty_like(x)
-    loss = torch.empty_like(x) if store else torch.zeros(grid[0], dtype=torch.float32, device=dev)
-    if n:
-        k.sigmoid_focal_kernel[grid](x, y, x if w is None else w, apos, aneg, pw, _scale(den, dev), grad, loss,
-                                     n, n_cls, float(gamma), FORM=form, HAS_W=w is not None, HAS_ALPHA=has_alpha,
-                                     STORE=store, G0=gamma == 0, BLOCK=block)
-    return (loss if store else _finish(loss, den, logits.dtype)), grad
+    a = _sigmoid_prepare(logits, targets, weight, None, None, form, gamma)
+    a = a._replace(cls=torch.stack([raw(apos), raw(aneg), raw(pw)]).to(torch.float32), has_cls=1)
+    loss, inv = _sigmoid_forward(a, reduction, den)
+    target = a.x if inplace and a.x.data_ptr() == logits.data_ptr() and not logits.is_neg() else None
+    return loss, _sigmoid_backward(a, inv, None, target)
 
 
 sigmoid_op = _ops.define("triton_sigmoid_focal", "sigmoid", _sigmoid_impl)
 
 
-def sigmoid_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
+def sigmoid_focal(logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
+                  pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any,
+                  inplace_grad: bool = False) -> Tensor:
     """See :func:`focalkit.sigmoid_focal_loss` (dense targets)."""
-    return _ops.sigmoid(sigmoid_op, _sigmoid_impl, logits, targets, **kwargs)
+    if inplace_grad or torch.compiler.is_compiling():
+        return _ops.sigmoid(sigmoid_op, _sigmoid_impl, logits, targets, alpha=alpha, gamma=gamma, weight=weight,
+                            pos_weight=pos_weight, soft_target=soft_target, reduction=reduction,
+                            normalizer=normalizer, inplace_grad=inplace_grad)
+    ref = eager.sigmoid_reference(alpha=alpha, gamma=gamma, soft_target=soft_target, reduction=reduction,
+                                  normalizer=normalizer)
+    a = _sigmoid_prepare(logits, targets, weight, alpha, pos_weight, SOFT_FORMS.index(soft_target), gamma)
+    meta = tuple(a)[4:]
+
+    def compute(*_: Any) -> tuple[Tensor, tuple]:
+        out, inv = _sigmoid_forward(a, reduction, normalizer)
+        return out, (a.x, a.y, a.cls, a.w, inv)
+
+    def grad_fn(x: Tensor, y: Tensor, cls: Tensor, w: Tensor, inv: Tensor, grad_out: Tensor) -> Tensor:
+        return _sigmoid_backward(_Sig(x, y, cls, w, *meta), inv, grad_out)
+
+    run = eager.Run("sigmoid_focal_loss", compute, ref, None, False, grad_fn)
+    return eager.apply(run, logits, *eager.sigmoid_aux(targets, weight, pos_weight, alpha, normalizer))
 
 
-def _next_power_of_2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
+# softmax ------------------------------------------------------------------------------------------
+
+class _Smx(NamedTuple):
+    z: Tensor
+    y: Tensor
+    q: Tensor
+    w: Tensor
+    n: int
+    n_cls: int
+    s: int
+    tile: Tile
+    dense: bool
+    has_q: bool
+    has_w: int
+    ignore: int
+    eps: float
+    gamma: float
+
+
+def _softmax_prepare(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gamma: float, ignore_index: int,
+                     label_smoothing: float) -> _Smx:
+    z = raw(logits)
+    n, n_cls = z.shape[0], z.shape[1]
+    s = math.prod(z.shape[2:])
+    has_q = targets.is_floating_point()
+    y, q = (_dummy(z.device, torch.int64), _as(targets, z.dtype)) if has_q else (raw(targets, torch.int64), z)
+    if has_q and q.dtype != z.dtype and q.dtype != torch.float32:
+        q = q.to(z.dtype)
+    w = _dummy(z.device, torch.float32) if weight is None else raw(weight, torch.float32)
+    tile = softmax_tile(n_cls, s > 1)
+    return _Smx(z, y, q, w, n, n_cls, s, tile, has_q or label_smoothing > 0, has_q, int(weight is not None),
+                int(ignore_index), float(label_smoothing), float(gamma))
+
+
+def _smx_grid(a: _Smx) -> tuple:
+    t = a.tile
+    return (-(-a.s // t.block_p), a.n) if t.spatial else (-(-(a.n * a.s) // t.block_p),)
+
+
+def _smx_const(a: _Smx) -> dict:
+    t = a.tile
+    return dict(SPATIAL=t.spatial, ONE_TILE=t.one_tile, DENSE=a.dense, HAS_Q=a.has_q, BLOCK_P=t.block_p,
+                BLOCK_C=t.block_c, num_warps=t.num_warps)
+
+
+def _softmax_forward(a: _Smx, reduction: str, normalizer: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """(loss, 1 / denominator, per-position statistics of the chunked kernels)."""
+    k_common, _, k_smx = _kernels()
+    dev = a.z.device
+    positions = a.n * a.s
+    store = reduction == "none" and normalizer is None
+    grid = _smx_grid(a)
+    programs = math.prod(grid)
+    if store:
+        loss = torch.empty(positions, dtype=a.z.dtype, device=dev)
+        part = cnt = inv = torch.empty(1, dtype=torch.float32, device=dev)
+    else:
+        partials = torch.empty(2, max(programs, 1), dtype=torch.float32, device=dev)
+        part, cnt = partials[0], partials[1]
+        loss = _dummy(dev, a.z.dtype)
+        inv = torch.empty(1, dtype=torch.float32, device=dev)
+    st = inv if a.tile.one_tile else torch.empty((5 if a.dense else 3) * max(positions, 1), dtype=torch.float32,
+                                                 device=dev)
+    if positions and a.n_cls:
+        k_smx.softmax_fwd_kernel[grid](a.z, a.y, a.q, a.w, loss, part, cnt, inv, st, positions, a.n_cls, a.s,
+                                       a.ignore, a.eps, a.gamma, a.has_w, int(store), **_smx_const(a))
+    elif store:
+        inv.fill_(1.0)
+    else:
+        partials.zero_()
+    if store:
+        return loss.view(a.z.shape[:1] + a.z.shape[2:]), inv, st
+    mode, value, den = _denominator(reduction, normalizer, positions if a.has_q else None)
+    out, inv = _finish(k_common, part, cnt, mode, value, den, a.z.dtype)
+    return out, inv, st
+
+
+def _softmax_backward(a: _Smx, inv: Tensor, st: Tensor, grad_out: Optional[Tensor],
+                      out: Optional[Tensor] = None) -> Tensor:
+    _, _, k_smx = _kernels()
+    grad = torch.empty_like(a.z) if out is None else out
+    go, go_mode = _grad_out(grad_out, a.z)
+    if a.z.numel():
+        k_smx.softmax_bwd_kernel[_smx_grid(a)](a.z, a.y, a.q, a.w, go, inv, st, grad, a.n * a.s, a.n_cls, a.s,
+                                               a.ignore, a.eps, a.gamma, a.has_w, go_mode, **_smx_const(a))
+    return grad
 
 
 def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gamma: float, ignore_index: int,
                   label_smoothing: float, reduction: str, den: Optional[Tensor],
                   inplace: bool = False) -> tuple[Tensor, Tensor]:
+    """The registered op (``torch.compile``) and ``inplace_grad``: ``(loss, gradient / denominator)``."""
     _ops.check_softmax_args("triton_softmax_focal", logits, targets, weight, reduction, den)
     _check_device("triton_softmax_focal", logits)
-    k = _kernels()
-    dev = logits.device
-    n, n_cls = logits.shape[0], logits.shape[1]
-    spatial = tuple(logits.shape[2:])
-    s = math.prod(spatial)
-    x = raw(logits)
-    w = raw(weight, torch.float32)
-    y, q = (None, raw(targets)) if targets.is_floating_point() else (raw(targets, torch.int64), None)
-    rows = n * s
-    grad = x if inplace and x.data_ptr() == logits.data_ptr() and not logits.is_neg() else torch.empty_like(x)
-    loss = torch.zeros(max(rows, 1), dtype=torch.float32, device=dev)
-    if rows and n_cls:
-        block_c = min(_next_power_of_2(n_cls), 256 if interpreting() else 4096)
-        k.softmax_focal_kernel[(rows,)](
-            x, x if y is None else y, x if q is None else q, x if w is None else w, _scale(den, dev), grad,
-            loss, n_cls, s, ignore_index, float(label_smoothing), float(gamma), HAS_Q=q is not None,
-            HAS_W=w is not None, DENSE=q is not None or label_smoothing > 0, G0=gamma == 0, BLOCK_C=block_c)
-    if reduction == "none" and den is None:
-        return loss[:rows].view((n,) + spatial).to(logits.dtype), grad
-    return _finish(loss, den, logits.dtype), grad
+    a = _softmax_prepare(logits, targets, weight, gamma, ignore_index, label_smoothing)
+    loss, inv, st = _softmax_forward(a, reduction, den)
+    target = a.z if inplace and a.z.data_ptr() == logits.data_ptr() and not logits.is_neg() else None
+    return loss, _softmax_backward(a, inv, st, None, target)
 
 
 softmax_op = _ops.define("triton_softmax_focal", "softmax", _softmax_impl)
 
 
-def softmax_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
+def softmax_focal(logits: Tensor, targets: Tensor, *, gamma: float, weight: Optional[Tensor], ignore_index: int,
+                  label_smoothing: float, reduction: str, normalizer: Any, inplace_grad: bool = False) -> Tensor:
     """See :func:`focalkit.softmax_focal_loss`."""
-    return _ops.softmax(softmax_op, _softmax_impl, logits, targets, **kwargs)
+    if inplace_grad or torch.compiler.is_compiling():
+        return _ops.softmax(softmax_op, _softmax_impl, logits, targets, gamma=gamma, weight=weight,
+                            ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
+                            normalizer=normalizer, inplace_grad=inplace_grad)
+    ref = eager.softmax_reference(gamma=gamma, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                                  reduction=reduction, normalizer=normalizer)
+    a = _softmax_prepare(logits, targets, weight, gamma, ignore_index, label_smoothing)
+    meta = tuple(a)[4:]
+
+    def compute(*_: Any) -> tuple[Tensor, tuple]:
+        out, inv, st = _softmax_forward(a, reduction, normalizer)
+        return out, (a.z, a.y, a.q, a.w, inv, st)
+
+    def grad_fn(z: Tensor, y: Tensor, q: Tensor, w: Tensor, inv: Tensor, st: Tensor, grad_out: Tensor) -> Tensor:
+        return _softmax_backward(_Smx(z, y, q, w, *meta), inv, st, grad_out)
+
+    run = eager.Run("softmax_focal_loss", compute, ref, 1, False, grad_fn)
+    return eager.apply(run, logits, targets, weight, eager.tensor_or_none(normalizer))

@@ -1,0 +1,89 @@
+"""Ahead-of-time compilation of the Triton kernels for a GPU target, on a machine without one
+(``triton.compile`` runs Triton's front end, LLVM and the bundled ``ptxas``). Used by
+``tests/backends/test_triton_aot.py`` (every specialisation of
+:func:`focalkit.backends.triton.specialisations`, for sm_80 and sm_90) and by
+``benchmarks/triton_aot_report.py`` (registers, spills, shared memory and load widths).
+
+The interpreter that CI runs the kernels in checks none of what the compiler checks (a plain module
+global read inside a kernel works there and fails on a GPU); this does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from typing import Any
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from focalkit.backends import triton as tb
+
+FLOAT_ARGS = {"apos", "aneg", "gamma", "eps", "den_value"}
+SIZE_ARGS = {"n", "P", "C", "S", "n_part"}
+_TY = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.int64: "i64"}
+
+
+def kernel(spec: tb.Spec) -> Any:
+    from focalkit.backends._triton import common, sigmoid, softmax
+
+    mod, name = spec.kernel.split(".")
+    fn = getattr({"common": common, "sigmoid": sigmoid, "softmax": softmax}[mod], name)
+    return getattr(fn, "fn", fn) if not hasattr(fn, "arg_names") else fn
+
+
+def source(spec: tb.Spec, int_type: str = "i32", aligned: bool = False) -> ASTSource:
+    """``aligned``: pointers and sizes marked divisible by 16, as Triton specialises them at run time
+    for aligned tensors whose sizes are multiples of 16 (what vectorised loads need)."""
+    fn = kernel(spec)
+    consts = dict(spec.constexprs)
+    ptrs = dict(spec.pointers)
+    sig, cx, attrs = {}, {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in consts:
+            sig[name] = "constexpr"
+            cx[(i,)] = consts[name]
+        elif name.endswith("_ptr"):
+            sig[name] = "*" + _TY[ptrs[name]]
+            if aligned:
+                attrs[(i,)] = [["tt.divisibility", 16]]
+        elif name in FLOAT_ARGS:
+            sig[name] = "fp32"
+        else:
+            sig[name] = int_type if name in SIZE_ARGS else "i32"
+            if aligned and name in SIZE_ARGS:
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    missing = set(consts) - set(fn.arg_names) | (set(ptrs) - set(fn.arg_names))
+    if missing:
+        raise ValueError(f"{spec.kernel}: the table names arguments the kernel does not have: {missing}")
+    return ASTSource(fn=fn, signature=sig, constexprs=cx, attrs=attrs)
+
+
+def compile_spec(spec: tb.Spec, capability: int, int_type: str = "i32", aligned: bool = False) -> Any:
+    return triton.compile(source(spec, int_type, aligned), target=GPUTarget("cuda", capability, 32),
+                          options={"num_warps": spec.num_warps})
+
+
+def tool(name: str) -> str:
+    """A CUDA binary utility shipped in Triton's wheel (cuobjdump, nvdisasm, ptxas)."""
+    here = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
+    return here if os.path.exists(here) else (shutil.which(name) or name)
+
+
+def resources(compiled: Any, workdir: str) -> dict:
+    """Registers, stack (spills), shared memory from ``cuobjdump -res-usage``, and the widest global
+    load in the PTX (``ld.global.v4`` = 16 bytes per thread)."""
+    path = os.path.join(workdir, "k.cubin")
+    with open(path, "wb") as f:
+        f.write(compiled.asm["cubin"])
+    out = subprocess.run([tool("cuobjdump"), "-res-usage", path], capture_output=True, text=True).stdout
+    res = {k: int(v) for k, v in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", out)}
+    ptx = compiled.asm["ptx"]
+    widths = [int(w) for w in re.findall(r"ld\.global(?:\.[a-z0-9]+)*?\.v(\d)\.", ptx)]
+    res["max_vector_load"] = max(widths, default=1)
+    res["spill_stores"] = len(re.findall(r"st\.local", ptx))
+    return res

@@ -1,0 +1,50 @@
+"""Shared device functions and the reduction's finishing kernel."""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def log1p(x):
+    """Goldberg's accurate log1p from ``tl.log`` alone (runs everywhere, the interpreter included)."""
+    u = 1.0 + x
+    return tl.where(u == 1.0, x, tl.log(u) * (x / (u - 1.0)))
+
+
+@triton.jit
+def expm1(x):
+    u = tl.exp(x)
+    # Kahan's expm1: exact where exp rounds to 1, -1 and inf at the ends
+    mid = tl.where(u - 1.0 == -1.0, -1.0, (u - 1.0) * x / tl.log(u))
+    return tl.where(u == 1.0, x, tl.where(u == float("inf"), u, mid))
+
+
+@triton.jit(do_not_specialize=["n_part", "den_mode"])
+def finish_kernel(part_ptr, cnt_ptr, den_ptr, out_ptr, inv_ptr, n_part, den_value, den_mode,
+                  BLOCK: tl.constexpr):
+    """One program: the loss partials summed in a fixed order (float64), divided by the denominator,
+    stored in the output's dtype; ``1 / denominator`` stored (float32) for the backward kernel.
+
+    ``den_mode``: 0 none (a sum), 1 ``den_value``, 2 the 1-element tensor at ``den_ptr``, 3 the sum of
+    the count partials (a weighted count; 0, when every position is ignored, divides by 1)."""
+    offs = tl.arange(0, BLOCK)
+    acc = tl.zeros([BLOCK], tl.float64)
+    cacc = tl.zeros([BLOCK], tl.float64)
+    for start in range(0, n_part, BLOCK):
+        m = start + offs < n_part
+        acc += tl.load(part_ptr + start + offs, mask=m, other=0.0).to(tl.float64)
+        if den_mode == 3:
+            cacc += tl.load(cnt_ptr + start + offs, mask=m, other=0.0).to(tl.float64)
+    total = tl.sum(acc, axis=0)
+    den = tl.full((), 1.0, tl.float64)
+    if den_mode == 1:
+        den = tl.full((), 1.0, tl.float64) * den_value
+    if den_mode == 2:
+        den = tl.load(den_ptr).to(tl.float64)
+    if den_mode == 3:
+        c = tl.sum(cacc, axis=0)
+        den = tl.where(c == 0.0, 1.0, c)
+    tl.store(out_ptr, (total / den).to(out_ptr.dtype.element_ty))
+    tl.store(inv_ptr, (1.0 / den).to(tl.float32))
