@@ -108,7 +108,7 @@ def test_auto_picks_native_on_cpu(monkeypatch):
     assert calls == [1, 1, 1]
     fk.sigmoid_focal_loss(x, y, pos_weight=torch.ones(4, 3, dtype=D))  # elementwise pos_weight: eager
     assert calls == [1, 1, 1]
-    monkeypatch.setenv("FOCALKIT_BACKEND", "eager")
+    monkeypatch.setattr(fk.backends, "FORCED", "eager")
     fk.sigmoid_focal_loss(x, y)
     assert calls == [1, 1, 1]
 
@@ -148,7 +148,7 @@ def test_explicit_backend_that_cannot_run_raises_with_reason():
         fk.sigmoid_focal_loss(x, torch.rand(4, 3), pos_weight=torch.ones(4, 3), backend="native")
     with pytest.raises((RuntimeError, ValueError), match="backend='triton' cannot run"):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("TRITON_INTERPRET", "0")  # CPU tensors without the interpreter
+            mp.setattr(fk.backends.triton, "INTERPRET", False)  # CPU tensors without the interpreter
             fk.sigmoid_focal_loss(x, torch.rand(4, 3).round(), backend="triton")
     with pytest.raises(ValueError, match="`backend`"):
         fk.sigmoid_focal_loss(x, torch.rand(4, 3).round(), backend="cuda")

@@ -159,7 +159,7 @@ def test_auto_selection_and_reasons(monkeypatch):
     assert calls == [1]
     with pytest.raises(ValueError, match="schedule"):
         fk.softmax_focal_loss(x, t, gamma=fk.flsd53_gamma, backend="native")
-    monkeypatch.setenv("FOCALKIT_BACKEND", "eager")
+    monkeypatch.setattr(fk.backends, "FORCED", "eager")
     fk.softmax_focal_loss(x, t)
     assert calls == [1]
     assert fk.SoftmaxFocalLoss(backend="native").backend == "native"

@@ -162,9 +162,9 @@ def test_selection_and_reasons(monkeypatch):
     calls = []
     real = tb.softmax_focal
     monkeypatch.setattr(tb, "softmax_focal", lambda *a, **k: calls.append(1) or real(*a, **k))
-    monkeypatch.setenv("FOCALKIT_BACKEND", "triton")
+    monkeypatch.setattr(fk.backends, "FORCED", "triton")
     fk.softmax_focal_loss(x.to(DEV), t.to(DEV))
     assert calls == [1]
-    monkeypatch.setattr(tb, "available", lambda: False)
+    monkeypatch.setattr(tb, "AVAILABLE", False)
     with pytest.raises(RuntimeError, match="triton package is not installed"):
         fk.softmax_focal_loss(x, t)

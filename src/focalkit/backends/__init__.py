@@ -5,7 +5,9 @@ eager. ``triton`` is the GPU kernels (CUDA tensors; CPU tensors under ``TRITON_I
 Selection: ``backend="auto"`` picks native on CPU and triton on CUDA where they cover the arguments,
 and eager otherwise (quietly, but with one warning if the native kernel was not built); an
 explicit backend that cannot run raises and says why. ``FOCALKIT_BACKEND`` (``eager`` /
-``native`` / ``triton`` / ``auto``) overrides the argument, for debugging.
+``native`` / ``triton`` / ``auto``) overrides the argument, for debugging; it is read once, when
+focalkit is imported, so that selection reads nothing but shapes, dtypes and devices (torch.compile
+traces it; torch 2.11's Dynamo refuses ``os.environ`` and ``importlib`` calls inside a graph).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from focalkit.backends import eager, native, triton
 __all__ = ["BACKENDS", "eager", "native", "select", "triton"]
 
 BACKENDS = ("auto", "eager", "native", "triton")
+FORCED = os.environ.get("FOCALKIT_BACKEND") or None  # read at import (see the module docstring)
 _warned = False
 
 
@@ -32,7 +35,7 @@ def select(op: str, backend: str, logits: Tensor, native_reason: Optional[str],
     ``native_reason`` / ``triton_reason``: why that backend cannot take these arguments, or None.
     """
     global _warned
-    forced = os.environ.get("FOCALKIT_BACKEND")
+    forced = FORCED
     if forced:
         _checks.choice("FOCALKIT_BACKEND (environment variable)", forced, BACKENDS)
         backend = forced

@@ -46,5 +46,5 @@ def finish_kernel(part_ptr, cnt_ptr, den_ptr, out_ptr, inv_ptr, n_part, den_valu
     if den_mode == 3:
         c = tl.sum(cacc, axis=0)
         den = tl.where(c == 0.0, 1.0, c)
-    tl.store(out_ptr, (total / den).to(out_ptr.dtype.element_ty))
+    tl.store(out_ptr, (total / den).to(tl.float32).to(out_ptr.dtype.element_ty))
     tl.store(inv_ptr, (1.0 / den).to(tl.float32))
