@@ -133,19 +133,18 @@ def nonnegative(name: str, value: Optional[Tensor]) -> None:
 
 
 def labels_in_range(name: str, labels: Tensor, lo: int, hi: int, ignore: Optional[int], condition: str) -> None:
-    """Integer class indices in [lo, hi] (or ``ignore``). Read where :func:`can_read`; elsewhere (CUDA,
-    torch.compile) an asynchronous device-side assertion (``torch._assert_async``): no host sync, and
-    no bad label is ever computed as if it were a class."""
-    if labels.numel() == 0:
+    """Integer class indices in [lo, hi] (or ``ignore``), read where :func:`can_read`. Elsewhere (CUDA,
+    torch.compile) nothing is read and nothing is asserted: every backend makes a bad index's loss and
+    gradient NaN at its position (docs/api.md, "Bad class indices"). A device-side assertion would end
+    the process's CUDA context; a read would synchronise the host. No bad label is ever computed as if
+    it were a class."""
+    if labels.numel() == 0 or not can_read(labels):
         return
     bad = (labels < lo) | (labels > hi)
     if ignore is not None:
         bad = bad & (labels != ignore)
-    if can_read(labels):
-        if bool(bad.any()):
-            fail(name, condition, f"a value {labels[bad][0].item()}")
-        return
-    torch._assert_async(~bad.any(), f"Expected `{name}` {condition}")
+    if bool(bad.any()):
+        fail(name, condition, f"a value {labels[bad][0].item()}")
 
 
 def self_overlapping(t: Tensor) -> bool:

@@ -85,4 +85,5 @@ def class_index_count(targets: Tensor, ignore_index: int, weight: Optional[Tenso
     valid = targets != ignore_index
     if weight is None:
         return valid.sum()
+    valid = valid & (targets >= 0) & (targets < weight.shape[0])  # a bad index is NaN, never read
     return torch.where(valid, weight[torch.where(valid, targets, 0)], 0).sum()

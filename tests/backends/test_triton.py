@@ -9,16 +9,22 @@ import torch
 
 import focalkit as fk
 from focalkit.backends import triton as tb
+from device import DEVICE as DEV, cpu_reference, to_cpu
 
 pytest.importorskip("triton")  # a test extra on Linux x86-64; elsewhere the backend is simply absent
-
-DEV = "cpu" if tb.interpreting() else "cuda"
-if DEV == "cuda" and not torch.cuda.is_available():  # pragma: no cover
-    pytest.skip("TRITON_INTERPRET=0 and no CUDA device", allow_module_level=True)
 
 D = torch.float64
 TOL = {torch.float32: dict(rtol=1e-4, atol=1e-6), torch.float16: dict(rtol=1e-2, atol=1e-3),
        torch.bfloat16: dict(rtol=3e-2, atol=1e-2)}
+
+
+def _on(value):
+    """Every tensor (keyword arguments included) on the test device."""
+    if isinstance(value, torch.Tensor):
+        return value.to(DEV)
+    if isinstance(value, dict):
+        return {k: _on(v) for k, v in value.items()}
+    return value
 
 
 def _run(fn, x, t, backend, go=None, **kw):
@@ -29,11 +35,10 @@ def _run(fn, x, t, backend, go=None, **kw):
 
 
 def _same(fn, x, t, go=None, **kw):
-    """Triton (on DEV) against eager in float64 on the CPU, compared in the input dtype."""
-    o1, g1 = _run(fn, x.to(DEV), t.to(DEV), "triton", None if go is None else go.to(DEV), **kw)
-    kw64 = {k: (v.to(D) if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in kw.items()}
-    t64 = t.to(D) if t.is_floating_point() else t
-    o2, g2 = _run(fn, x.to(D), t64, "eager", None if go is None else go.to(D), **kw64)
+    """Triton on the test device against eager in float64 on the CPU (from CPU copies of every tensor
+    argument), compared in the input dtype."""
+    o1, g1 = _run(fn, _on(x), _on(t), "triton", _on(go), **_on(kw))
+    o2, g2 = cpu_reference(lambda x_, t_, go_, **k: _run(fn, x_, t_, "eager", go_, **k), x, t, go, **kw)
     assert o1.dtype == x.dtype and g1.dtype == x.dtype
     torch.testing.assert_close(o1.cpu(), o2.to(x.dtype), **TOL[x.dtype])
     torch.testing.assert_close(g1.cpu(), g2.to(x.dtype), **TOL[x.dtype])

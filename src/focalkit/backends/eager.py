@@ -246,7 +246,8 @@ def _sparse_terms(x: Tensor, labels: Tensor, *, gamma: float, alpha: Any, pos_we
     loss, grad, _ = sigmoid_focal_hard(x, 0.0, gamma, alpha)
     loss2, grad2 = loss.reshape(-1, n_cls), grad.reshape(-1, n_cls)
     lab = labels.reshape(-1)
-    pos = lab < n_cls
+    bad = (lab < 0) | (lab > n_cls)  # NaN rows (the rule where labels are not read first, docs/api.md)
+    pos = (lab < n_cls) & ~bad
     idx = torch.where(pos, lab, torch.zeros_like(lab)).long().unsqueeze(1)
     a = alpha[idx.squeeze(1)] if isinstance(alpha, Tensor) else alpha
     l_pos, g_pos, _ = sigmoid_focal_hard(x.reshape(-1, n_cls).gather(1, idx).squeeze(1), 1.0, gamma, a)
@@ -255,6 +256,8 @@ def _sparse_terms(x: Tensor, labels: Tensor, *, gamma: float, alpha: Any, pos_we
         l_pos, g_pos = l_pos * pw, g_pos * pw
     loss2 = loss2.scatter(1, idx, torch.where(pos, l_pos, loss2.gather(1, idx).squeeze(1)).unsqueeze(1))
     grad2 = grad2.scatter(1, idx, torch.where(pos, g_pos, grad2.gather(1, idx).squeeze(1)).unsqueeze(1))
+    loss2 = torch.where(bad.unsqueeze(1), float("nan"), loss2)
+    grad2 = torch.where(bad.unsqueeze(1), float("nan"), grad2)
     return loss2.view(x.shape), grad2.view(x.shape)
 
 
@@ -291,6 +294,10 @@ def softmax_reference(*, gamma: Any, ignore_index: int, label_smoothing: float, 
             count: Any = loss.numel()
         else:
             valid = targets != ignore_index
+            # an index outside [0, C) that is not ignored: NaN at its position (the rule on devices
+            # whose values are not read before the call, docs/api.md); never read as a class
+            bad = valid & ((targets < 0) | (targets >= n_cls))
+            valid = valid & ~bad
             y = torch.where(valid, targets, torch.zeros_like(targets))
             if callable(g):  # a per-sample schedule of the (constant) target probability, FLSD-53
                 zd = z.detach()
@@ -306,9 +313,10 @@ def softmax_reference(*, gamma: Any, ignore_index: int, label_smoothing: float, 
                 coef = base * valid.unsqueeze(1)
                 coef = coef.scatter_add(1, y.unsqueeze(1), ((1.0 - label_smoothing) * w_y).unsqueeze(1))
                 loss, grad = softmax_focal_dense(z, coef, g)
-            # Ignored rows give exactly 0, whatever their logits hold (NaN included).
-            loss = torch.where(valid, loss, torch.zeros_like(loss))
-            grad = torch.where(valid.unsqueeze(1), grad, torch.zeros_like(grad))
+            # Ignored rows give exactly 0, whatever their logits hold (NaN included); bad ones NaN.
+            loss = torch.where(bad, float("nan"), torch.where(valid, loss, torch.zeros_like(loss)))
+            grad = torch.where(bad.unsqueeze(1), float("nan"),
+                               torch.where(valid.unsqueeze(1), grad, torch.zeros_like(grad)))
             count = w_y.sum()
         den = _reduce.denominator(reduction, normalizer if norm_t is None else norm_t, count, loss)
         out, grad = _reduce.reduce(loss, grad, reduction, den)
