@@ -10,11 +10,12 @@ import torch.nn.functional as F
 from torch.autograd import gradcheck, gradgradcheck
 
 import focalkit as fk
+from device import DEVICE
 from focalkit.backends import native, triton
 
 D = torch.float64
 KERNELS = ["eager"] + (["native"] if native.available() else [])
-HAS_TRITON = triton.unsupported(torch.zeros(1)) is None
+HAS_TRITON = triton.unsupported(torch.zeros(1, device=DEVICE)) is None
 torch.manual_seed(0)
 X = (torch.randn(6, 4, dtype=D) * 2).requires_grad_()
 Y = torch.rand(6, 4, dtype=D)
@@ -26,12 +27,16 @@ BOX_P = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 4.0], [0.5, 0.2, 2.5
 BOX_T = torch.tensor([[0.2, 0.1, 2.1, 2.4], [1.5, 0.5, 3.5, 3.0], [0.0, 0.0, 2.0, 2.0]], dtype=D)
 
 
-def _sigmoid_cases(backend):
+def _sigmoid_cases(backend, to=None):
+    """``to``: where the constant tensors go (the Triton test's device and float32)."""
+    YH, Y, T, CW, L = (g if to is None else to(g) for g in (globals()["YH"], globals()["Y"], globals()["T"],
+                                                            globals()["CW"], globals()["L"]))
+    D = torch.float64 if to is None else torch.float32
     return {
         "pt-hard": lambda x: fk.sigmoid_focal_loss(x, YH, gamma=1.5, alpha=0.3, backend=backend),
         "pt-soft": lambda x: fk.sigmoid_focal_loss(x, Y, gamma=0.5, backend=backend, reduction="sum"),
         "linear": lambda x: fk.sigmoid_focal_loss(x, Y, gamma=2.0, soft_target="linear", backend=backend,
-                                                  pos_weight=torch.full((4,), 2.0, dtype=D)),
+                                                  pos_weight=torch.full((4,), 2.0, dtype=D, device=YH.device)),
         "signed": lambda x: fk.sigmoid_focal_loss(x, Y, gamma=1.5, soft_target="signed", backend=backend),
         "bce": lambda x: fk.sigmoid_focal_loss(x, Y, gamma=0.5, soft_target="bce", backend=backend, reduction="sum"),
         "quality": lambda x: fk.sigmoid_focal_loss(x, Y, gamma=2.0, alpha=0.3, soft_target="quality", backend=backend),
@@ -113,11 +118,12 @@ BOX_CASES_SG = {"ciou_loss": lambda p: fk.ciou_loss(p, BOX_T), "focal_eiou_loss"
 @pytest.mark.parametrize("name", [n for n in _sigmoid_cases("eager") if n != "sparse"])  # sparse: no Triton kernel
 def test_triton_second_order_equals_eager(name):
     """Triton computes in float32 (no gradgradcheck there): its Hessian-vector product equals eager's."""
-    v = torch.randn(6, 4)
+    v = torch.randn(6, 4).to(DEVICE)
     out = []
+    to = lambda t: t.to(DEVICE, torch.float32) if t.is_floating_point() else t.to(DEVICE)
     for backend in ("eager", "triton"):
-        x = X.detach().float().clone().requires_grad_()
-        fn = _sigmoid_cases(backend)[name]
+        x = X.detach().float().clone().to(DEVICE).requires_grad_()
+        fn = _sigmoid_cases(backend, to)[name]
         loss = fn(x)
         loss = loss.sum() if loss.dim() else loss
         (g,) = torch.autograd.grad(loss, x, create_graph=True)
