@@ -7,9 +7,10 @@ import pytest
 import torch
 
 import focalkit as fk
+from device import DEVICE
 from focalkit.backends import native, triton
 
-HAS_TRITON = importlib.util.find_spec("triton") is not None and triton.interpreting()
+HAS_TRITON = triton.unsupported(torch.zeros(1, device=DEVICE)) is None
 BACKENDS = ["native"] + (["triton"] if HAS_TRITON else [])
 
 
@@ -47,11 +48,17 @@ def _softmax_samples(dtype):
 def test_opcheck(backend):
     sig, smx = _ops(backend)
     dtypes = [torch.float64, torch.float32] if backend == "native" else [torch.float32]
+    dev = "cpu" if backend == "native" else DEVICE
+
+    def on(args):
+        return tuple(a.detach().to(dev).requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a
+                     for a in args)
+
     for dtype in dtypes:
         for args in _sigmoid_samples(dtype):
-            torch.library.opcheck(sig, args)
+            torch.library.opcheck(sig, on(args))
         for args in _softmax_samples(dtype):
-            torch.library.opcheck(smx, args)
+            torch.library.opcheck(smx, on(args))
 
 
 X = torch.randn(64, 5)
@@ -59,16 +66,22 @@ Y = (torch.rand(64, 5) < 0.3).float()
 T = torch.randint(0, 5, (64,))
 T[::7] = -100
 CASES = {
-    "sigmoid-linear": lambda a, b: fk.sigmoid_focal_loss(a, Y * 0.8, soft_target="linear", normalizer=3.0, backend=b),
-    "sigmoid-signed": lambda a, b: fk.sigmoid_focal_loss(a, Y * 0.8, soft_target="signed", backend=b),
-    "sigmoid-bce": lambda a, b: fk.sigmoid_focal_loss(a, Y * 0.8, soft_target="bce", gamma=0.5, backend=b),
-    "sigmoid-none": lambda a, b: fk.sigmoid_focal_loss(a, Y, alpha=torch.full((5,), 0.3), reduction="none",
-                                                       soft_target="linear", backend=b).sum(),
-    "softmax": lambda a, b: fk.softmax_focal_loss(a, T, gamma=0.5, label_smoothing=0.1, weight=torch.ones(5),
-                                                  backend=b),
-    "softmax-nd": lambda a, b: fk.softmax_focal_loss(a.view(8, 8, 5).transpose(1, 2), T.clamp(min=0).view(8, 8),
-                                                     reduction="none", backend=b).mean(),
+    "sigmoid-linear": lambda a, b, c: fk.sigmoid_focal_loss(a, c["Y"] * 0.8, soft_target="linear", normalizer=3.0,
+                                                            backend=b),
+    "sigmoid-signed": lambda a, b, c: fk.sigmoid_focal_loss(a, c["Y"] * 0.8, soft_target="signed", backend=b),
+    "sigmoid-bce": lambda a, b, c: fk.sigmoid_focal_loss(a, c["Y"] * 0.8, soft_target="bce", gamma=0.5, backend=b),
+    "sigmoid-none": lambda a, b, c: fk.sigmoid_focal_loss(a, c["Y"], alpha=c["A"], reduction="none",
+                                                          soft_target="linear", backend=b).sum(),
+    "softmax": lambda a, b, c: fk.softmax_focal_loss(a, c["T"], gamma=0.5, label_smoothing=0.1, weight=c["W"],
+                                                     backend=b),
+    "softmax-nd": lambda a, b, c: fk.softmax_focal_loss(a.view(8, 8, 5).transpose(1, 2), c["T"].clamp(min=0).view(8, 8),
+                                                        reduction="none", backend=b).mean(),
 }
+
+
+def _consts(dev):
+    return dict(X=X.to(dev), Y=Y.to(dev), T=T.to(dev), A=torch.full((5,), 0.3, device=dev),
+                W=torch.ones(5, device=dev))
 
 
 @pytest.mark.parametrize("dynamic", [False, True])
@@ -76,13 +89,14 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_fullgraph_compile_runs_the_kernel_op(backend, name, dynamic):
     """Static and dynamic shapes; for Triton in CI, the interpreter on CPU tensors: the same selection
-    code as on CUDA."""
+    code as on CUDA (where ``benchmarks/gpu_check.sh`` runs this file)."""
     fn = CASES[name]
+    c = _consts(DEVICE if backend == "triton" else "cpu")
     torch._dynamo.reset()
-    x1, x2 = X.clone().requires_grad_(), X.clone().requires_grad_()
-    out = torch.compile(lambda a: fn(a, backend), fullgraph=True, backend="aot_eager", dynamic=dynamic)(x1)
+    x1, x2 = c["X"].clone().requires_grad_(), c["X"].clone().requires_grad_()
+    out = torch.compile(lambda a: fn(a, backend, c), fullgraph=True, backend="aot_eager", dynamic=dynamic)(x1)
     out.backward()
-    ref = fn(x2, "eager")
+    ref = fn(x2, "eager", c)
     ref.backward()
     torch.testing.assert_close(out, ref)
     torch.testing.assert_close(x1.grad, x2.grad)
