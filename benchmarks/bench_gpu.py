@@ -1,16 +1,27 @@
-"""Triton kernels against their peers on a CUDA GPU: forward + backward, CUDA events, interleaved.
+"""focalkit's Triton kernels against everything else on a CUDA GPU: the workload table of the GPU-speed
+issue, forward + backward, peers side by side in one run.
 
-Run by ``benchmarks/gpu_check.sh`` (``--dry-run``: the same code on the CPU under TRITON_INTERPRET=1
-at tiny sizes, wall-clock timers, no torch.compile). Writes ``gpu.json`` and ``gpu_results.md`` into
-``--out``. Rows per size and dtype: focalkit (triton), torchvision's / kornia's loss where installed,
-``F.binary_cross_entropy_with_logits`` / ``F.cross_entropy``, ``torch.compile`` of the textbook
-formula, and ``torch.empty_like(x).copy_(x)``, the bandwidth floor (bytes read + written)."""
+Run by ``benchmarks/gpu_check.sh`` (``--dry-run``: the same code on the CPU under TRITON_INTERPRET=1 at
+tiny sizes, wall-clock timers, no torch.compile and no profiler). Writes ``gpu.json`` and
+``gpu_results.md`` into ``--out``.
+
+Per row: the median ms of interleaved rounds (CUDA events) of focalkit (gamma = 2), F.cross_entropy /
+BCE-with-logits, the peer (torchvision for sigmoid, kornia for 2-D softmax, where importable),
+``torch.compile`` of the textbook formula, ``torch.compile(F.cross_entropy)`` (2-D softmax rows),
+Liger-Kernel's cross entropy where installed, and ``torch.empty_like(x).copy_(x)``, the bandwidth
+yardstick. Then for focalkit: kernel launches and host microseconds per step (torch.profiler; host
+time of a loop of steps with the GPU idle, beside F.cross_entropy's), device time of each focalkit
+kernel and its bandwidth (bytes it must move over its time, against the copy's), and the extra peak
+memory over the logits' size.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -19,37 +30,67 @@ import torch.nn.functional as F
 
 import focalkit as fk
 
+GAMMA = 2.0
 
-def textbook_sigmoid(x, y, gamma=2.0, alpha=0.25):
+
+def textbook_sigmoid(x, y, gamma=GAMMA, alpha=0.25):
     p = torch.sigmoid(x)
     ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
     pt = p * y + (1 - p) * (1 - y)
     return ((alpha * y + (1 - alpha) * (1 - y)) * (1 - pt) ** gamma * ce).mean()
 
 
-def textbook_softmax(z, t, gamma=2.0):
-    logp = torch.log_softmax(z, 1).gather(1, t[:, None]).squeeze(1)
+def textbook_softmax(z, t, gamma=GAMMA):
+    logp = torch.log_softmax(z, 1).gather(1, t.unsqueeze(1)).squeeze(1)
     return (-(1 - logp.exp()) ** gamma * logp).mean()
 
 
-def peers():
-    out = {}
+def _kornia():
     try:
-        from torchvision.ops import sigmoid_focal_loss as tv
+        from kornia.losses import focal_loss
 
-        out["torchvision"] = lambda x, y: tv(x, y, reduction="mean")
-    except Exception:  # not installed
-        pass
+        return lambda z, t: focal_loss(z, t, alpha=None, gamma=GAMMA, reduction="mean")
+    except Exception:  # not installed (a wheel on the GPU machine)
+        return None
+
+
+def _torchvision():
     try:
-        from kornia.losses import focal_loss as kf
+        from torchvision.ops import sigmoid_focal_loss
 
-        out["kornia"] = lambda z, t: kf(z, t, alpha=None, gamma=2.0, reduction="mean")
+        return lambda x, y: sigmoid_focal_loss(x, y, gamma=GAMMA, reduction="mean")
     except Exception:
-        pass
-    return out
+        return None
 
 
-def timer(device):
+def _liger():
+    try:
+        from liger_kernel.transformers.functional import liger_cross_entropy
+
+        return lambda z, t: liger_cross_entropy(z.clone(), t)  # it writes into its input: timed on a clone
+    except Exception:
+        return None
+
+
+# name, kind, shape, dtypes; "dry" shapes replace them under --dry-run
+WORKLOADS = [
+    ("segmentation", "softmax", (8, 19, 512, 1024), ("float32", "bfloat16")),
+    ("ADE-like", "softmax", (16, 150, 128, 128), ("float32",)),
+    ("LVIS", "softmax", (65536, 1203), ("float32", "bfloat16")),
+    ("long-tail", "softmax", (8192, 21843), ("float32",)),
+    ("vocab-32000", "softmax", (16384, 32000), ("float32",)),
+    ("flattened segmentation", "softmax", (4194304, 19), ("float32",)),
+    ("RetinaNet", "sigmoid", (1920000, 80), ("float32", "bfloat16")),
+    ("sigmoid 16M", "sigmoid", (209716, 80), ("float32", "bfloat16")),
+    ("latency softmax", "softmax", (256, 10), ("float32",)),
+    ("latency sigmoid", "sigmoid", (1024, 80), ("float32",)),
+]
+DRY = {"segmentation": (2, 19, 4, 8), "ADE-like": (2, 150, 2, 2), "LVIS": (4, 1203), "long-tail": (2, 5000),
+       "vocab-32000": (1, 9000), "flattened segmentation": (64, 19), "RetinaNet": (64, 80),
+       "sigmoid 16M": (32, 80), "latency softmax": (16, 10), "latency sigmoid": (32, 80)}
+
+
+def _timer(device):
     if device == "cuda":
         def run(fn, reps):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -68,42 +109,96 @@ def timer(device):
     return run
 
 
-def fwd_bwd(loss_fn, x, *rest):
+def _step(loss_fn, x, *rest):
     def step():
         x.grad = None
         loss_fn(x, *rest).backward()
     return step
 
 
-def bench_case(kind, n, c, dtype, device, dry, rounds, reps):
-    run = timer(device)
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def host_us(step, device, reps=200):
+    """Host microseconds per step: a loop of steps without synchronising, on an idle GPU."""
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        step()
+    t1 = time.perf_counter()
+    _sync(device)
+    return (t1 - t0) * 1e6 / reps
+
+
+def profile_step(step, device):
+    """(launches, {kernel name: device ms}) of one step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=acts) as prof:
+        step()
+        _sync(device)
+    launches, kernels = 0, {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CPU and any(k in e.name for k in ("LaunchKernel", "Memcpy",
+                                                                                        "Memset")):
+            launches += 1
+        elif e.device_type == torch.autograd.DeviceType.CUDA:
+            kernels[e.name] = kernels.get(e.name, 0.0) + e.device_time_total / 1e3
+    return launches, kernels
+
+
+def peak_extra(step, x, device):
+    if device != "cuda":
+        return float("nan")
+    x.grad = None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    step()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / (x.numel() * x.element_size())
+
+
+def bench_row(name, kind, shape, dtype, device, dry, rounds, reps):
+    run = _timer(device)
     g = torch.Generator(device=device).manual_seed(0)
-    x = (torch.randn(n // c, c, device=device, generator=g, dtype=torch.float32) * 2).to(dtype).requires_grad_()
-    ps = peers()
-    rows = {}
+    x = (torch.randn(shape, device=device, generator=g) * 2).to(dtype).requires_grad_()
+    rows, peer = {}, None
     if kind == "sigmoid":
-        y = (torch.rand(x.shape, device=device, generator=g) < 0.05).to(dtype)
-        rows["focalkit"] = fwd_bwd(lambda a, b: fk.sigmoid_focal_loss(a, b, backend="triton"), x, y)
-        rows["focalkit inplace_grad"] = fwd_bwd(lambda a, b: fk.sigmoid_focal_loss(a * 1, b, backend="triton",
-                                                                                    inplace_grad=True), x, y)
-        if "torchvision" in ps:
-            rows["torchvision"] = fwd_bwd(ps["torchvision"], x, y)
-        rows["F.binary_cross_entropy_with_logits"] = fwd_bwd(lambda a, b: F.binary_cross_entropy_with_logits(a, b), x, y)
+        y = (torch.rand(shape, device=device, generator=g) < 0.01).to(dtype)
+        rows["focalkit"] = _step(lambda a, b: fk.sigmoid_focal_loss(a, b, gamma=GAMMA, backend="triton"), x, y)
+        rows["BCE"] = _step(lambda a, b: F.binary_cross_entropy_with_logits(a, b), x, y)
+        tv = _torchvision()
+        if tv is not None:
+            rows["torchvision"] = _step(tv, x, y)
+            peer = "torchvision"
         if not dry:
-            rows["torch.compile(textbook)"] = fwd_bwd(torch.compile(textbook_sigmoid), x, y)
-        moved = x.numel() * x.element_size() * (2 + 1)  # read logits and targets, write the gradient
+            rows["compile(textbook)"] = _step(torch.compile(textbook_sigmoid), x, y)
+        other = (y,)
+        moved = {"forward": 2, "backward": 3}  # logits-sized tensors read / written
     else:
-        t = torch.randint(0, c, (x.shape[0],), device=device, generator=g)
-        rows["focalkit"] = fwd_bwd(lambda a, b: fk.softmax_focal_loss(a, b, backend="triton"), x, t)
-        if "kornia" in ps:
-            rows["kornia"] = fwd_bwd(ps["kornia"], x, t)
-        rows["F.cross_entropy"] = fwd_bwd(lambda a, b: F.cross_entropy(a, b), x, t)
-        if not dry:
-            rows["torch.compile(textbook)"] = fwd_bwd(torch.compile(textbook_softmax), x, t)
-        moved = x.numel() * x.element_size() * 2  # read logits, write the gradient
+        t = torch.randint(0, shape[1], shape[:1] + shape[2:], device=device, generator=g)
+        rows["focalkit"] = _step(lambda a, b: fk.softmax_focal_loss(a, b, gamma=GAMMA, backend="triton"), x, t)
+        rows["F.cross_entropy"] = _step(lambda a, b: F.cross_entropy(a, b), x, t)
+        if len(shape) == 2:
+            kf = _kornia()
+            if kf is not None:
+                rows["kornia"] = _step(kf, x, t)
+                peer = "kornia"
+            lg = _liger()
+            if lg is not None and dtype == torch.float32:
+                rows["Liger CE (incl. clone)"] = _step(lg, x, t)
+            if not dry:
+                rows["compile(textbook)"] = _step(torch.compile(textbook_softmax), x, t)
+                rows["compile(F.cross_entropy)"] = _step(torch.compile(F.cross_entropy), x, t)
+        other = (t,)
+        moved = {"forward": 1, "backward": 2}
     src = x.detach()
-    rows["copy (bandwidth floor)"] = lambda: torch.empty_like(src).copy_(src)
-    for fn in rows.values():  # warm-up and compile
+    rows["copy"] = lambda: torch.empty_like(src).copy_(src)
+    for fn in rows.values():  # warm-up: compile, autotune
         fn()
         fn()
     times = {k: [] for k in rows}
@@ -111,16 +206,30 @@ def bench_case(kind, n, c, dtype, device, dry, rounds, reps):
         for k, fn in rows.items():
             times[k].append(run(fn, reps))
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-    copy_ms = med["copy (bandwidth floor)"]
-    copy_bytes = 2 * src.numel() * src.element_size()
-    res = {"kind": kind, "elements": x.numel(), "shape": list(x.shape), "dtype": str(dtype).replace("torch.", ""),
-           "ms": med, "copy_GBps": copy_bytes / copy_ms / 1e6,
-           "focalkit_GBps": moved / med["focalkit"] / 1e6,
-           "focalkit_fraction_of_copy_bandwidth": (moved / med["focalkit"]) / (copy_bytes / copy_ms)}
-    for peer in ("torchvision", "kornia"):
-        if peer in med:
-            res[f"speedup_vs_{peer}"] = med[peer] / med["focalkit"]
-    del x, src
+    logits_bytes = x.numel() * x.element_size()
+    copy_bw = 2 * logits_bytes / med["copy"]  # bytes per ms
+    res = {"workload": name, "kind": kind, "shape": list(shape), "dtype": str(dtype).replace("torch.", ""),
+           "elements": x.numel(), "ms": med, "peer": peer}
+    if peer:
+        res["speedup_vs_peer"] = med[peer] / med["focalkit"]
+    if not dry:
+        launches, kernels = profile_step(rows["focalkit"], device)
+        res["launches"] = launches
+        res["launches_F"] = profile_step(rows["BCE" if kind == "sigmoid" else "F.cross_entropy"], device)[0]
+        fk_kernels = {k: v for k, v in kernels.items() if any(s in k for s in ("sigmoid_", "softmax_", "finish"))}
+        res["kernels_ms"] = fk_kernels
+        for part, n_tensors in moved.items():
+            key = [k for k in fk_kernels if ("fwd" if part == "forward" else "bwd") in k]
+            if key:
+                ms = fk_kernels[key[0]]
+                # targets of class indices are small next to the logits; the sigmoid's are logits-sized
+                res[f"{part}_kernel_fraction_of_copy_bandwidth"] = n_tensors * logits_bytes / ms / copy_bw
+        res["peak_extra_x_logits"] = peak_extra(rows["focalkit"], x, device)
+    if math.prod(shape) <= 1 << 20:  # small inputs: the host's cost per step decides
+        reps = 2 if dry else 200
+        res["host_us"] = host_us(rows["focalkit"], device, reps)
+        res["host_us_F"] = host_us(rows["BCE" if kind == "sigmoid" else "F.cross_entropy"], device, reps)
+    del x, src, rows, other
     if device == "cuda":
         torch.cuda.empty_cache()
     return res
@@ -130,42 +239,58 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--only", default="", help="comma-separated workload names")
     args = ap.parse_args()
     dry = args.dry_run
     device = "cpu" if dry else "cuda"
-    sizes = [(4096, 64)] if dry else [(16 * 2 ** 20, 80), (128 * 2 ** 20, 80)]
-    smx_c = 64 if dry else 1000
-    results = []
-    for n, c in sizes:
-        for dtype in (torch.float32, torch.bfloat16):
-            results.append(bench_case("sigmoid", n, c, dtype, device, dry, 3 if dry else 7, 1 if dry else 5))
-            results.append(bench_case("softmax", n - n % smx_c, smx_c, dtype, device, dry, 3 if dry else 7,
-                                      1 if dry else 5))
-            print(json.dumps(results[-2]), json.dumps(results[-1]), flush=True)
     meta = {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
-            "driver": (torch.cuda.get_device_properties(0).name and __import__("subprocess").run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                text=True).stdout.strip()) if device == "cuda" else None,
-            "torch": torch.__version__, "triton": __import__("triton").__version__, "dry_run": dry}
-    out = Path(args.out)
+            "torch": torch.__version__, "triton": __import__("triton").__version__, "dry_run": dry,
+            "gamma": GAMMA}
+    if device == "cuda":
+        meta["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                        capture_output=True, text=True).stdout.strip()
+    results = []
+    for name, kind, shape, dtypes in WORKLOADS:
+        if args.only and name not in args.only.split(","):
+            continue
+        for dt in dtypes:
+            r = bench_row(name, kind, DRY[name] if dry else shape, getattr(torch, dt), device, dry,
+                          2 if dry else 7, 1 if dry else 5)
+            results.append(r)
+            print(json.dumps(r), flush=True)
+            write(Path(args.out), meta, results, dry)  # after every row: a stage timeout keeps what ran
+
+
+def write(out, meta, results, dry):
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    lines = [f"## GPU (`benchmarks/gpu_check.sh`{' --dry-run' if dry else ''})", "",
-             f"{meta['device']}, driver {meta['driver']}, torch {meta['torch']}, triton {meta['triton']}. "
-             "Forward + backward, median ms of interleaved rounds (CUDA events).", "",
-             "| loss | elements | dtype | focalkit ms | peer ms | x peer | BCE/CE ms | compile ms | copy ms | "
-             "of copy bandwidth |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"## GPU workloads (`benchmarks/gpu_check.sh`{' --dry-run' if dry else ''})", "",
+             f"{meta['device']}, torch {meta['torch']}, triton {meta['triton']}. Forward + backward, gamma = 2, "
+             "median ms of interleaved rounds (CUDA events); launches per step (torch.profiler); forward / "
+             "backward kernel bandwidth as a fraction of the copy's; extra peak memory in logits.", "",
+             "| workload | dtype | focalkit | F.ce / BCE | peer | compile(textbook) | compile(F.ce) | Liger | copy "
+             "| launches (F) | fwd / bwd bw | extra mem | host us (F) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
     for r in results:
-        peer = "torchvision" if r["kind"] == "sigmoid" else "kornia"
-        base = "F.binary_cross_entropy_with_logits" if r["kind"] == "sigmoid" else "F.cross_entropy"
         ms = r["ms"]
-        lines.append(f"| {r['kind']} | {r['elements']:,} | {r['dtype']} | {ms['focalkit']:.3f} | "
-                     f"{ms.get(peer, float('nan')):.3f} | {r.get('speedup_vs_' + peer, float('nan')):.1f} | "
-                     f"{ms[base]:.3f} | {ms.get('torch.compile(textbook)', float('nan')):.3f} | "
-                     f"{ms['copy (bandwidth floor)']:.3f} | {100 * r['focalkit_fraction_of_copy_bandwidth']:.0f} % |")
+        base = ms.get("BCE", ms.get("F.cross_entropy"))
+        peer = f"{r['peer']} {ms[r['peer']]:.3f}" if r["peer"] else "-"
+        lines.append(
+            f"| {r['workload']} {tuple(r['shape'])} | {r['dtype']} | {ms['focalkit']:.3f} | {base:.3f} | {peer} | "
+            f"{ms.get('compile(textbook)', nan):.3f} | {ms.get('compile(F.cross_entropy)', nan):.3f} | "
+            f"{ms.get('Liger CE (incl. clone)', nan):.3f} | {ms['copy']:.3f} | "
+            f"{r.get('launches', '-')} ({r.get('launches_F', '-')}) | "
+            f"{100 * r.get('forward_kernel_fraction_of_copy_bandwidth', nan):.0f} / "
+            f"{100 * r.get('backward_kernel_fraction_of_copy_bandwidth', nan):.0f} % | "
+            f"{r.get('peak_extra_x_logits', nan):.2f} | "
+            f"{r.get('host_us', nan):.0f} ({r.get('host_us_F', nan):.0f}) |")
     (out / "gpu_results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":
     main()
+    import sys
+
+    print(Path(sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else "benchmarks/results")
+          .joinpath("gpu_results.md").read_text())

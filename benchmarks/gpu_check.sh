@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The Triton kernels on a real GPU, in one command (issue 13): tests on CUDA with TRITON_INTERPRET=0,
-# then forward + backward timings against the peers, written to $OUT (or benchmarks/results).
-#   bash benchmarks/gpu_check.sh            on a CUDA machine (H100/H200 class: under 8 minutes)
+# The GPU path in one command: the Triton, autograd, compile and GPU-scenario tests on CUDA
+# (TRITON_INTERPRET=0), then the workload table against the peers, written to $OUT (or
+# benchmarks/results): gpu_tests.log, gpu_tests.xml, gpu.json, gpu_results.md, gpu_summary.md.
+#   bash benchmarks/gpu_check.sh            on a CUDA machine (H100 / H200 class: under 6 minutes)
 #   bash benchmarks/gpu_check.sh --dry-run  anywhere: the same code paths on the CPU under
 #                                           TRITON_INTERPRET=1 at tiny sizes (CI runs this)
-# The GPU machine has torch, triton, torchvision, pytest, hypothesis and mpmath; kornia and fvcore,
-# if wanted, travel as wheels in .whl/ (see the device README); nothing is fetched.
+# It runs under the machine's own torch and triton and installs nothing from an index: wheels found in
+# .whl/ (kornia, say) are installed first. A missing package (pytest-xdist, torchvision, kornia) is
+# said and skipped; it never stops the rest. Each stage has its own timeout; the summary comes last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -13,29 +15,74 @@ DRY=0
 PY=${PYTHON:-python3}
 DEST=${OUT:-benchmarks/results}
 mkdir -p "$DEST"
+T_TESTS=${GPU_CHECK_TEST_TIMEOUT:-240}
+T_BENCH=${GPU_CHECK_BENCH_TIMEOUT:-270}
+note() { echo "gpu_check: $*" | tee -a "$DEST/gpu_summary.md"; }
+: > "$DEST/gpu_summary.md"
+
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/fk-site .whl/*.whl && \
-        export PYTHONPATH=/tmp/fk-site:${PYTHONPATH:-}
+    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/fk-site .whl/*.whl \
+        && export PYTHONPATH=/tmp/fk-site:${PYTHONPATH:-} || note "the wheels in .whl/ did not install"
 fi
-# 1. focalkit itself: an editable install builds the native kernel; where pip cannot, the source tree.
-if ! $PY -c "import focalkit" 2>/dev/null; then
-    $PY -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || export PYTHONPATH=$PWD/src:${PYTHONPATH:-}
-fi
+# focalkit from the source tree (the C kernel is a CPU matter; no build here)
+$PY -c "import focalkit" 2>/dev/null || export PYTHONPATH=$PWD/src:${PYTHONPATH:-}
 if [ $DRY = 1 ]; then
     export TRITON_INTERPRET=1
-    TESTS="tests/backends/test_triton.py tests/backends/test_triton_device.py"
+    TESTS="tests/backends/test_triton.py tests/backends/test_triton_device.py tests/test_gpu_scenarios.py tests/test_bad_labels.py"
+    XDIST=""
 else
     export TRITON_INTERPRET=0
     $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())" || exit 2
-    TESTS="tests/backends/test_triton.py tests/backends/test_triton_device.py tests/test_autograd.py"
+    TESTS="tests/backends/test_triton.py tests/backends/test_triton_device.py tests/backends/test_ops.py tests/test_autograd.py tests/test_gpu_scenarios.py tests/test_bad_labels.py"
+    XDIST=""
+    if $PY -c "import xdist" 2>/dev/null; then XDIST="-n 8"; else note "pytest-xdist is missing: tests run in one process"; fi
 fi
-# 2. the tests (the conftest keeps TRITON_INTERPRET as set here)
-$PY -m pytest -q -p no:cacheprovider $TESTS 2>&1 | tee "$DEST/gpu_tests.log"
-rc_tests=${PIPESTATUS[0]}
-# 3. the timings
+for m in torchvision kornia liger_kernel; do
+    $PY -c "import $m" 2>/dev/null || note "$m is not importable here: its rows and parity tests are skipped"
+done
+
+# 1. the tests (the conftest keeps TRITON_INTERPRET as set here)
+start=$(date +%s)
+timeout $T_TESTS $PY -m pytest -q -p no:cacheprovider -o addopts="" -rs $XDIST --junitxml="$DEST/gpu_tests.xml" \
+    $TESTS > "$DEST/gpu_tests.log" 2>&1
+rc_tests=$?
+tail -25 "$DEST/gpu_tests.log"
+t_tests=$(( $(date +%s) - start ))
+n_gpu=$($PY -m pytest -q -p no:cacheprovider -o addopts="" --collect-only -m gpu $TESTS 2>/dev/null | grep -c "::")
+
+# 2. the workload table
+start=$(date +%s)
 ARGS="--out $DEST"
 [ $DRY = 1 ] && ARGS="$ARGS --dry-run"
-$PY benchmarks/bench_gpu.py $ARGS 2>&1 | tee "$DEST/gpu_bench.log"
-rc_bench=${PIPESTATUS[0]}
+timeout $T_BENCH $PY benchmarks/bench_gpu.py $ARGS > "$DEST/gpu_bench.log" 2>&1
+rc_bench=$?
+t_bench=$(( $(date +%s) - start ))
+
+# 3. the summary, last
+$PY - "$DEST" "$rc_tests" "$rc_bench" "$t_tests" "$t_bench" "$n_gpu" <<'EOF' | tee -a "$DEST/gpu_summary.md"
+import sys, xml.etree.ElementTree as ET
+from pathlib import Path
+dest, rc_t, rc_b, t_t, t_b, n_gpu = sys.argv[1:]
+res = {"passed": 0, "failed": 0, "skipped": 0}
+gpu_skipped = 0
+try:
+    for case in ET.parse(Path(dest) / "gpu_tests.xml").getroot().iter("testcase"):
+        kids = {c.tag for c in case}
+        k = "failed" if kids & {"failure", "error"} else "skipped" if "skipped" in kids else "passed"
+        res[k] += 1
+except Exception as exc:
+    print(f"no test report: {exc}")
+print()
+print("| stage | result | seconds |")
+print("|---|---|---|")
+print(f"| tests | {res['passed']} passed, {res['failed']} failed, {res['skipped']} skipped (rc {rc_t}); "
+      f"{n_gpu} tests marked gpu | {t_t} |")
+md = Path(dest) / "gpu_results.md"
+rows = [l for l in md.read_text().splitlines() if l.startswith("| ") and "---" not in l][1:] if md.exists() else []
+print(f"| workloads | {len(rows)} rows (rc {rc_b}) | {t_b} |")
+print()
+if md.exists():
+    print(md.read_text())
+EOF
 echo "gpu_check: tests rc=$rc_tests, bench rc=$rc_bench; results in $DEST"
 [ $rc_tests = 0 ] && [ $rc_bench = 0 ]
