@@ -117,14 +117,17 @@ def test_cuda_graph_capture_and_replay_of_a_training_step():
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             static_loss = step()
-        w0 = lin.weight.detach().clone()
+        p0 = [p.detach().clone() for p in lin.parameters()]
         graph.replay()
-        replayed = float(static_loss)
-        w1 = lin.weight.detach().clone()
-        lin.weight.data.copy_(w0)
-        eager = float(step())
-        assert abs(replayed - eager) <= 1e-5 * max(1.0, abs(eager)), name
-        torch.testing.assert_close(lin.weight.detach(), w1, msg=name)
+        replayed = float(static_loss.detach())
+        p1 = [p.detach().clone() for p in lin.parameters()]
+        with torch.no_grad():
+            for p, v in zip(lin.parameters(), p0):
+                p.copy_(v)
+        eager = float(step().detach())
+        assert abs(replayed - eager) <= 1e-5 * max(1.0, abs(eager)), (name, replayed, eager)
+        for p, v in zip(lin.parameters(), p1):
+            torch.testing.assert_close(p.detach(), v, msg=name)
 
 
 @gpu

@@ -179,6 +179,8 @@ class _Recorder:
 
     def __getitem__(self, grid):
         def launch(*args, num_warps=None, **consts):
+            # the fast launch passes the constexprs positionally, after the other arguments
+            assert list(consts) == self.arg_names[len(args):], (self.name, list(consts))
             ptrs = tuple(sorted((n, str(a.dtype)) for n, a in zip(self.arg_names, args) if n.endswith("_ptr")))
             self.seen.append((self.name, tuple(sorted((k, v) for k, v in consts.items())), ptrs))
             return self.fn[grid](*args, num_warps=num_warps, **consts) if num_warps else self.fn[grid](*args, **consts)

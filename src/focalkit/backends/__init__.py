@@ -16,6 +16,7 @@ import os
 import warnings
 from typing import Optional
 
+import torch
 from torch import Tensor
 
 from focalkit import _checks
@@ -55,7 +56,7 @@ def select(op: str, backend: str, logits: Tensor, native_reason: Optional[str],
     if logits.device.type != "cpu":
         return "eager"
     if not native.available():
-        if not _warned:
+        if not _warned and not torch.compiler.is_compiling():  # Dynamo cannot trace warnings.warn (2.11)
             _warned = True
             warnings.warn(f"focalkit: using the eager backend: {native.why_unavailable()}", RuntimeWarning,
                           stacklevel=3)

@@ -103,6 +103,7 @@ def _check_device(op: str, logits: Tensor) -> None:
 
 SIGMOID_BLOCK = 1024  # elements per program and loop step (num_warps=4: 8 per thread, two 16-byte loads)
 SIGMOID_WARPS = 4
+PROGRAMS_PER_SM = 8  # the persistent sigmoid grid: at most this many programs per multiprocessor
 FINISH_BLOCK = 1024
 SOFT_FORMS = _ops.SOFT_FORMS  # "linear", "pt", "signed", "bce", "quality": FORM 0..4
 
@@ -124,6 +125,33 @@ ROW_TILES = (Tile(False, True, 128, 16, 4), Tile(False, True, 32, 64, 4), Tile(F
 SPATIAL_TILES = (Tile(True, True, 128, 32, 8), Tile(True, True, 16, 256, 8), Tile(True, False, 128, 32, 8))
 # the softmax target modes (DENSE, HAS_Q): class indices, indices with label smoothing, probabilities
 SOFTMAX_MODES = ((False, False), (True, False), (True, True))
+
+
+def _tuning(path: Optional[str]) -> None:
+    """``FOCALKIT_TRITON_TUNING=file.json`` (read at import, for tuning on a new GPU; see
+    ``benchmarks/sweep_gpu.py``): {"sigmoid": [BLOCK, num_warps, programs per SM], "row_tiles":
+    [[BLOCK_P, BLOCK_C, num_warps], ..., chunked last], "spatial_tiles": [...]} replaces the tables above.
+    The ahead-of-time compile test covers the tables in this file, not a tuning file's."""
+    global SIGMOID_BLOCK, SIGMOID_WARPS, PROGRAMS_PER_SM, ROW_TILES, SPATIAL_TILES
+    if not path:
+        return
+    import json
+
+    with open(path) as f:
+        cfg = json.load(f)
+    if "sigmoid" in cfg:
+        SIGMOID_BLOCK, SIGMOID_WARPS, PROGRAMS_PER_SM = (int(v) for v in cfg["sigmoid"])
+    for key, spatial in (("row_tiles", False), ("spatial_tiles", True)):
+        if key in cfg:
+            rows = cfg[key]
+            tiles = tuple(Tile(spatial, i < len(rows) - 1, int(p), int(c), int(w)) for i, (p, c, w) in enumerate(rows))
+            if spatial:
+                SPATIAL_TILES = tiles
+            else:
+                ROW_TILES = tiles
+
+
+_tuning(os.environ.get("FOCALKIT_TRITON_TUNING"))
 
 
 def softmax_tile(n_cls: int, spatial: bool) -> Tile:
@@ -181,11 +209,13 @@ def specialisations() -> Iterator[Spec]:
 # ---- launching ----------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 0
+
+
 def _max_programs(device: torch.device) -> int:
     """A persistent grid: a few programs per multiprocessor (4 in the interpreter)."""
-    if device.type != "cuda":
-        return 4
-    return 8 * torch.cuda.get_device_properties(device).multi_processor_count
+    return PROGRAMS_PER_SM * _sm_count(device) if device.type == "cuda" else 4
 
 
 def _grid(n: int, block: int, device: torch.device) -> int:
@@ -204,12 +234,50 @@ def _as(t: Tensor, x: torch.dtype) -> Tensor:
     return t if t.dtype in (x, torch.float32) else t.to(x)
 
 
+_FAST: dict = {}
+
+
+def _spec_key(a: Any) -> Any:
+    """What Triton specialises an argument on (a superset): a tensor's dtype, device and 16-byte
+    alignment; an int's width, 16-divisibility and being 1; a float's type."""
+    if isinstance(a, Tensor):
+        return (a.dtype, a.device.index, a.data_ptr() % 16 == 0)
+    if isinstance(a, bool):
+        return ("b", a)
+    if isinstance(a, int):
+        return ("i", a == 1, a % 16 == 0, -(1 << 31) <= a < (1 << 31), a < (1 << 63))
+    return type(a)
+
+
+def _launch(fn: Any, grid: tuple, args: tuple, consts: dict, num_warps: int) -> None:
+    """``fn[grid](*args, **consts, num_warps=...)``. Off the interpreter, the first launch of each
+    specialisation goes through Triton's JIT (which compiles and caches it) and returns the compiled
+    kernel; later launches call that kernel directly (``CompiledKernel[grid](*all arguments)``, Triton's
+    own launcher), skipping the JIT's per-call argument binding and cache look-up: tens of microseconds
+    of host time per launch, three launches per step."""
+    if INTERPRET:
+        fn[grid](*args, num_warps=num_warps, **consts)
+        return
+    key = (fn, num_warps, tuple(consts.items()), tuple(_spec_key(a) for a in args))
+    ck = _FAST.get(key)
+    if ck is None:
+        ck = fn[grid](*args, num_warps=num_warps, **consts)
+        _FAST[key] = ck if hasattr(ck, "__getitem__") and hasattr(ck, "function") else False
+        return
+    if ck is False:  # a Triton whose JIT returns no compiled kernel: the plain path
+        fn[grid](*args, num_warps=num_warps, **consts)
+        return
+    g = (grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1)
+    ck[g](*args, *consts.values())  # every parameter in signature order: the constexprs come last
+
+
 def _finish(k_common: Any, partials: Tensor, counts: Optional[Tensor], den_mode: int, den_value: float,
             den: Optional[Tensor], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     out = torch.empty((), dtype=dtype, device=partials.device)
     inv = torch.empty(1, dtype=torch.float32, device=partials.device)
-    k_common.finish_kernel[(1,)](partials, partials if counts is None else counts, partials if den is None else den,
-                                 out, inv, partials.numel(), float(den_value), den_mode, BLOCK=FINISH_BLOCK)
+    _launch(k_common.finish_kernel, (1,), (partials, partials if counts is None else counts,
+                                           partials if den is None else den, out, inv, partials.numel(),
+                                           float(den_value), den_mode), dict(BLOCK=FINISH_BLOCK), 4)
     return out, inv
 
 
@@ -302,8 +370,8 @@ def _sigmoid_forward(a: _Sig, reduction: str, normalizer: Any) -> tuple[Tensor, 
     else:
         part = torch.empty(grid, dtype=torch.float32, device=dev)
         loss, inv = _dummy(dev, a.x.dtype), _dummy(dev, torch.float32)
-    k_sig.sigmoid_fwd_kernel[(grid,)](a.x, a.y, a.cls, a.w, loss, part, inv, n, *_sig_args(a), int(store), a.gamma,
-                                      FORM=a.form, BLOCK=SIGMOID_BLOCK, num_warps=SIGMOID_WARPS)
+    _launch(k_sig.sigmoid_fwd_kernel, (grid,), (a.x, a.y, a.cls, a.w, loss, part, inv, n, *_sig_args(a), int(store),
+                                                a.gamma), dict(FORM=a.form, BLOCK=SIGMOID_BLOCK), SIGMOID_WARPS)
     if store:
         return loss, inv
     mode, value, den = _denominator(reduction, normalizer, n)
@@ -316,9 +384,9 @@ def _sigmoid_backward(a: _Sig, inv: Tensor, grad_out: Optional[Tensor], out: Opt
     n = a.x.numel()
     grad = torch.empty_like(a.x) if out is None else out
     go, go_mode = _grad_out(grad_out, a.x)
-    k_sig.sigmoid_bwd_kernel[(_grid(n, SIGMOID_BLOCK, a.x.device),)](
-        a.x, a.y, a.cls, a.w, go, inv, grad, n, *_sig_args(a), go_mode, a.gamma, FORM=a.form, BLOCK=SIGMOID_BLOCK,
-        num_warps=SIGMOID_WARPS)
+    _launch(k_sig.sigmoid_bwd_kernel, (_grid(n, SIGMOID_BLOCK, a.x.device),),
+            (a.x, a.y, a.cls, a.w, go, inv, grad, n, *_sig_args(a), go_mode, a.gamma),
+            dict(FORM=a.form, BLOCK=SIGMOID_BLOCK), SIGMOID_WARPS)
     return grad
 
 
@@ -415,9 +483,9 @@ def _smx_grid(a: _Smx) -> tuple:
 
 
 def _smx_const(a: _Smx) -> dict:
-    t = a.tile
+    t = a.tile  # in the kernels' parameter order
     return dict(SPATIAL=t.spatial, ONE_TILE=t.one_tile, DENSE=a.dense, HAS_Q=a.has_q, BLOCK_P=t.block_p,
-                BLOCK_C=t.block_c, num_warps=t.num_warps)
+                BLOCK_C=t.block_c)
 
 
 def _softmax_forward(a: _Smx, reduction: str, normalizer: Any) -> tuple[Tensor, Tensor, Tensor]:
@@ -439,8 +507,9 @@ def _softmax_forward(a: _Smx, reduction: str, normalizer: Any) -> tuple[Tensor, 
     st = inv if a.tile.one_tile else torch.empty((5 if a.dense else 3) * max(positions, 1), dtype=torch.float32,
                                                  device=dev)
     if positions and a.n_cls:
-        k_smx.softmax_fwd_kernel[grid](a.z, a.y, a.q, a.w, loss, part, cnt, inv, st, positions, a.n_cls, a.s,
-                                       a.ignore, a.eps, a.gamma, a.has_w, int(store), **_smx_const(a))
+        _launch(k_smx.softmax_fwd_kernel, grid, (a.z, a.y, a.q, a.w, loss, part, cnt, inv, st, positions, a.n_cls,
+                                                 a.s, a.ignore, a.eps, a.gamma, a.has_w, int(store)),
+                _smx_const(a), a.tile.num_warps)
     elif store:
         inv.fill_(1.0)
     else:
@@ -458,8 +527,9 @@ def _softmax_backward(a: _Smx, inv: Tensor, st: Tensor, grad_out: Optional[Tenso
     grad = torch.empty_like(a.z) if out is None else out
     go, go_mode = _grad_out(grad_out, a.z)
     if a.z.numel():
-        k_smx.softmax_bwd_kernel[_smx_grid(a)](a.z, a.y, a.q, a.w, go, inv, st, grad, a.n * a.s, a.n_cls, a.s,
-                                               a.ignore, a.eps, a.gamma, a.has_w, go_mode, **_smx_const(a))
+        _launch(k_smx.softmax_bwd_kernel, _smx_grid(a), (a.z, a.y, a.q, a.w, go, inv, st, grad, a.n * a.s, a.n_cls,
+                                                         a.s, a.ignore, a.eps, a.gamma, a.has_w, go_mode),
+                _smx_const(a), a.tile.num_warps)
     return grad
 
 
