@@ -147,10 +147,11 @@ def test_compile_never_calls_what_dynamo_skips():
                 mod.os = fake_os
             if name.startswith("focalkit") and getattr(mod, "importlib", None) is not None:
                 mod.importlib = fake_importlib
-        x = torch.randn(16, 5, requires_grad=True)
-        y = (torch.rand(16, 5) < 0.3).float()
-        t = torch.randint(0, 5, (16,))
         for backend in {BACKENDS!r} + ["auto"]:
+            dev = {DEVICE!r} if backend in ("triton", "auto") else "cpu"
+            x = torch.randn(16, 5, device=dev, requires_grad=True)
+            y = (torch.rand(16, 5, device=dev) < 0.3).float()
+            t = torch.randint(0, 5, (16,), device=dev)
             for dyn in (False, True):
                 torch._dynamo.reset()
                 f = torch.compile(lambda a: fk.sigmoid_focal_loss(a, y, backend=backend)

@@ -101,9 +101,10 @@ def _check_device(op: str, logits: Tensor) -> None:
 
 # ---- the specialisations: every launch below takes its constexprs and block sizes from here ------
 
-SIGMOID_BLOCK = 1024  # elements per program and loop step (num_warps=4: 8 per thread, two 16-byte loads)
-SIGMOID_WARPS = 4
-PROGRAMS_PER_SM = 8  # the persistent sigmoid grid: at most this many programs per multiprocessor
+# The tables below are the winners of benchmarks/sweep_gpu.py on an H200 (benchmarks/RESULTS.md).
+SIGMOID_BLOCK = 1024  # elements per program and loop step (num_warps=8: 4 per thread, one 16-byte load)
+SIGMOID_WARPS = 8
+PROGRAMS_PER_SM = 32  # the persistent sigmoid grid: at most this many programs per multiprocessor
 FINISH_BLOCK = 1024
 SOFT_FORMS = _ops.SOFT_FORMS  # "linear", "pt", "signed", "bce", "quality": FORM 0..4
 
@@ -118,11 +119,11 @@ class Tile(NamedTuple):
     num_warps: int
 
 
-# 2-D logits (rows): one tile holds a row's classes when C <= 4096; larger C walks chunks of 4096.
-# N-D logits (positions contiguous): one tile when C <= 256, else chunks of 32 classes x 128 positions.
-ROW_TILES = (Tile(False, True, 128, 16, 4), Tile(False, True, 32, 64, 4), Tile(False, True, 4, 512, 4),
-             Tile(False, True, 1, 4096, 8), Tile(False, False, 1, 4096, 8))
-SPATIAL_TILES = (Tile(True, True, 128, 32, 8), Tile(True, True, 16, 256, 8), Tile(True, False, 128, 32, 8))
+# 2-D logits (rows): one tile holds a row's classes when C <= 2048; larger C walks chunks of 4096.
+# N-D logits (positions contiguous): one tile when C <= 256, else chunks of 32 classes x 64 positions.
+ROW_TILES = (Tile(False, True, 128, 16, 4), Tile(False, True, 64, 32, 4), Tile(False, True, 32, 64, 4),
+             Tile(False, True, 8, 256, 4), Tile(False, True, 1, 2048, 4), Tile(False, False, 1, 4096, 8))
+SPATIAL_TILES = (Tile(True, True, 64, 32, 4), Tile(True, True, 16, 256, 4), Tile(True, False, 64, 32, 4))
 # the softmax target modes (DENSE, HAS_Q): class indices, indices with label smoothing, probabilities
 SOFTMAX_MODES = ((False, False), (True, False), (True, True))
 
@@ -234,41 +235,13 @@ def _as(t: Tensor, x: torch.dtype) -> Tensor:
     return t if t.dtype in (x, torch.float32) else t.to(x)
 
 
-_FAST: dict = {}
-
-
-def _spec_key(a: Any) -> Any:
-    """What Triton specialises an argument on (a superset): a tensor's dtype, device and 16-byte
-    alignment; an int's width, 16-divisibility and being 1; a float's type."""
-    if isinstance(a, Tensor):
-        return (a.dtype, a.device.index, a.data_ptr() % 16 == 0)
-    if isinstance(a, bool):
-        return ("b", a)
-    if isinstance(a, int):
-        return ("i", a == 1, a % 16 == 0, -(1 << 31) <= a < (1 << 31), a < (1 << 63))
-    return type(a)
-
-
 def _launch(fn: Any, grid: tuple, args: tuple, consts: dict, num_warps: int) -> None:
-    """``fn[grid](*args, **consts, num_warps=...)``. Off the interpreter, the first launch of each
-    specialisation goes through Triton's JIT (which compiles and caches it) and returns the compiled
-    kernel; later launches call that kernel directly (``CompiledKernel[grid](*all arguments)``, Triton's
-    own launcher), skipping the JIT's per-call argument binding and cache look-up: tens of microseconds
-    of host time per launch, three launches per step."""
-    if INTERPRET:
-        fn[grid](*args, num_warps=num_warps, **consts)
-        return
-    key = (fn, num_warps, tuple(consts.items()), tuple(_spec_key(a) for a in args))
-    ck = _FAST.get(key)
-    if ck is None:
-        ck = fn[grid](*args, num_warps=num_warps, **consts)
-        _FAST[key] = ck if hasattr(ck, "__getitem__") and hasattr(ck, "function") else False
-        return
-    if ck is False:  # a Triton whose JIT returns no compiled kernel: the plain path
-        fn[grid](*args, num_warps=num_warps, **consts)
-        return
-    g = (grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1)
-    ck[g](*args, *consts.values())  # every parameter in signature order: the constexprs come last
+    """Every launch of this module: ``fn[grid](*args, **consts, num_warps=...)``.
+
+    Measured on an H200 (``benchmarks/RESULTS.md``): calling the compiled kernel directly after the
+    first launch (``CompiledKernel[grid](...)``, skipping the JIT's argument binding) was no cheaper
+    than the JIT's own path in triton 3.6 once the cache key was computed here, so the JIT path stays."""
+    fn[grid](*args, num_warps=num_warps, **consts)
 
 
 def _finish(k_common: Any, partials: Tensor, counts: Optional[Tensor], den_mode: int, den_value: float,

@@ -49,7 +49,13 @@ def _terms(x, y, apos, aneg, pw, gamma, FORM: tl.constexpr):
         pwy = pw * y
         bce = -(pwy * lp + (1.0 - y) * ln)
         dbce = (1.0 - y) * p - pwy * q  # no p - 1 cancellation where y = 1
-        if FORM == 1:  # "pt": log u = log(1 - p_t) = logaddexp(log(1-y) + lp, log(y) + ln)
+        # At 0/1 targets every form is u = 1 - p_t: log u = logsigmoid(-x_t), sr = -p or q, with no
+        # further log or exp. A block whose targets are all 0/1 (detection, segmentation) takes that
+        # branch (uniform across the block); a block with any soft target the form's own below.
+        if tl.sum(((y != 0.0) & (y != 1.0)).to(tl.int32), axis=0) == 0:
+            log_u = tl.where(y == 1.0, ln, lp)
+            sr = tl.where(y == 1.0, -p, q)
+        elif FORM == 1:  # "pt": log u = log(1 - p_t) = logaddexp(log(1-y) + lp, log(y) + ln)
             a = tl.log(1.0 - y) + lp
             b = tl.log(y) + ln
             hi = tl.maximum(a, b)
