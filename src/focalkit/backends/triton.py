@@ -473,8 +473,8 @@ def _softmax_forward(a: _Smx, reduction: str, normalizer: Any) -> tuple[Tensor, 
         loss = torch.empty(positions, dtype=a.z.dtype, device=dev)
         part = cnt = inv = torch.empty(1, dtype=torch.float32, device=dev)
     else:
-        partials = torch.empty(2, max(programs, 1), dtype=torch.float32, device=dev)
-        part, cnt = partials[0], partials[1]
+        part = torch.empty(max(programs, 1), dtype=torch.float32, device=dev)
+        cnt = torch.empty(max(programs, 1), dtype=torch.float32, device=dev)
         loss = _dummy(dev, a.z.dtype)
         inv = torch.empty(1, dtype=torch.float32, device=dev)
     st = inv if a.tile.one_tile else torch.empty((5 if a.dense else 3) * max(positions, 1), dtype=torch.float32,
@@ -486,7 +486,8 @@ def _softmax_forward(a: _Smx, reduction: str, normalizer: Any) -> tuple[Tensor, 
     elif store:
         inv.fill_(1.0)
     else:
-        partials.zero_()
+        part.zero_()
+        cnt.zero_()
     if store:
         return loss.view(a.z.shape[:1] + a.z.shape[2:]), inv, st
     mode, value, den = _denominator(reduction, normalizer, positions if a.has_q else None)

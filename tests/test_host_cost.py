@@ -1,0 +1,106 @@
+"""Host cost per call, counted (never timed): the aten ops a forward + backward dispatches (a
+``TorchDispatchMode``) and the Triton launches it makes. On the GPU path the content checks read
+nothing (``_checks.can_read`` is False there), so the Triton counts are taken that way here, with the
+launches recorded instead of run. ``benchmarks/bench_host.py`` times the same calls."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import focalkit as fk
+from focalkit import _checks
+from focalkit.backends import native, triton as tb
+
+
+class _Count(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def aten_ops(fn, x, *args, **kwargs) -> collections.Counter:
+    x = x.detach().clone().requires_grad_()
+    with _Count() as c:
+        fn(x, *args, **kwargs).backward()
+    return c.ops
+
+
+X = torch.randn(64, 10)
+T = torch.randint(0, 10, (64,))
+Y = (torch.rand(64, 10) < 0.2).float()
+
+
+def test_the_torch_losses_for_scale():
+    """What the budgets below compare with: F.cross_entropy and BCE dispatch 8 and 7 aten ops."""
+    assert sum(aten_ops(F.cross_entropy, X, T).values()) <= 8
+    assert sum(aten_ops(F.binary_cross_entropy_with_logits, X, Y).values()) <= 7
+
+
+def _scalar(loss):
+    """``reduction="none"``: backward through the loss map itself (a tensor of ones as its gradient)."""
+    return loss if loss.dim() == 0 else _Seeded.apply(loss)
+
+
+class _Seeded(torch.autograd.Function):
+    """Backward of a loss map with two ops of its own (a 0-dim output and an expanded seed)."""
+
+    @staticmethod
+    def forward(ctx, loss):
+        ctx.shape = loss.shape
+        return loss.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.expand(ctx.shape)
+
+
+@pytest.fixture
+def gpu_path(monkeypatch):
+    """The Triton path as on a GPU: no content read; launches recorded, not run."""
+    if tb.unsupported(torch.zeros(1)) is not None:
+        pytest.skip("the interpreter run of CI (TRITON_INTERPRET=1)")
+    launches = []
+    monkeypatch.setattr(_checks, "can_read", lambda value: False)
+    monkeypatch.setattr(tb, "_launch", lambda fn, grid, args, consts, num_warps: launches.append(fn))
+    return launches
+
+
+@pytest.mark.parametrize("reduction,launches", [("mean", 3), ("sum", 3), ("none", 2)])
+def test_triton_softmax_ops_and_launches_per_step(gpu_path, reduction, launches):
+    f = lambda a, b: _scalar(fk.softmax_focal_loss(a, b, reduction=reduction, backend="triton"))
+    ops = aten_ops(f, X, T)
+    assert len(gpu_path) == launches
+    assert sum(ops.values()) <= 12, ops  # allocations, detaches, the seed of backward; no compute
+    assert not {k for k in ops if any(s in k for s in ("lt.", "gt.", "any", "where", "_to_copy", "item"))}, ops
+
+
+@pytest.mark.parametrize("reduction,launches", [("mean", 3), ("sum", 3), ("none", 2)])
+def test_triton_sigmoid_ops_and_launches_per_step(gpu_path, reduction, launches):
+    f = lambda a, b: _scalar(fk.sigmoid_focal_loss(a, b, reduction=reduction, backend="triton"))
+    ops = aten_ops(f, X, Y)
+    assert len(gpu_path) == launches
+    assert sum(ops.values()) <= 10, ops
+    assert not {k for k in ops if any(s in k for s in ("full", "rsub", "stack", "where", "_to_copy"))}, ops
+
+
+def test_triton_alpha_tensor_and_normalizer_add_only_their_own_ops(gpu_path):
+    a = torch.full((10,), 0.3)
+    ops = aten_ops(lambda x, y: fk.sigmoid_focal_loss(x, y, alpha=a, reduction="sum", normalizer=torch.tensor(4.0),
+                                                      backend="triton"), X, Y)
+    assert len(gpu_path) == 3 and sum(ops.values()) <= 20, ops
+
+
+@pytest.mark.skipif(not native.available(), reason="the native kernel is built in CI")
+def test_native_ops_per_step():
+    """On the CPU the content checks read the targets (cheap there): still a bounded count."""
+    assert sum(aten_ops(fk.softmax_focal_loss, X, T).values()) <= 26
+    assert sum(aten_ops(fk.sigmoid_focal_loss, X, Y).values()) <= 34
