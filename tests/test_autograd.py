@@ -115,7 +115,7 @@ BOX_CASES_SG = {"ciou_loss": lambda p: fk.ciou_loss(p, BOX_T), "focal_eiou_loss"
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="needs triton (the interpreter runs on the CPU)")
-@pytest.mark.parametrize("name", [n for n in _sigmoid_cases("eager") if n != "sparse"])  # sparse: no Triton kernel
+@pytest.mark.parametrize("name", list(_sigmoid_cases("eager")))
 def test_triton_second_order_equals_eager(name):
     """Triton computes in float32 (no gradgradcheck there): its Hessian-vector product equals eager's."""
     v = torch.randn(6, 4).to(DEVICE)

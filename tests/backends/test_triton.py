@@ -162,8 +162,9 @@ def test_selection_and_reasons(monkeypatch):
         fk.softmax_focal_loss(x.to(D).to(DEV), t.to(DEV), backend="triton")
     with pytest.raises(ValueError, match="schedule"):
         fk.softmax_focal_loss(x.to(DEV), t.to(DEV), gamma=fk.flsd53_gamma, backend="triton")
-    with pytest.raises(ValueError, match="sparse"):
-        fk.sigmoid_focal_loss(x.to(DEV), t.clamp(min=0).to(DEV), backend="triton")
+    with pytest.raises(ValueError, match="pos_weight"):
+        fk.sigmoid_focal_loss(x.to(DEV), t.clamp(min=0).to(DEV), pos_weight=torch.ones(6, 4, device=DEV),
+                              backend="triton")
     calls = []
     real = tb.softmax_focal
     monkeypatch.setattr(tb, "softmax_focal", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -173,3 +174,19 @@ def test_selection_and_reasons(monkeypatch):
     monkeypatch.setattr(tb, "AVAILABLE", False)
     with pytest.raises(RuntimeError, match="triton package is not installed"):
         fk.softmax_focal_loss(x, t)
+
+
+@pytest.mark.parametrize("form", ["pt", "linear", "quality"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(37, 5), (4, 6, 9)])
+def test_sparse_class_indices_equal_eager(form, dtype, shape):
+    """Class indices (C = background) in the Triton kernels: no one-hot tensor, the eager values."""
+    g = torch.Generator().manual_seed(7)
+    x = (torch.randn(shape, generator=g, dtype=D) * 4).to(dtype)
+    lab = torch.randint(0, shape[-1] + 1, shape[:-1], generator=g)
+    go = torch.rand(shape, generator=g).to(dtype)
+    for kw in (dict(alpha=0.25), dict(alpha=torch.rand(shape[-1], generator=g).to(dtype), reduction="none"),
+               dict(pos_weight=torch.rand(shape[-1], generator=g).add(0.5).to(dtype), normalizer="positives",
+                    reduction="sum")):
+        _same(fk.sigmoid_focal_loss, x, lab, go if kw.get("reduction") == "none" else None, soft_target=form,
+              gamma=1.5, **kw)

@@ -160,6 +160,8 @@ def test_launches_are_listed(monkeypatch):
                     for w in (None, torch.rand(6, 5, generator=g), torch.rand(5, generator=g).to(dt)):
                         fk.sigmoid_focal_loss(x, y, soft_target=form, reduction=red, weight=w,
                                               backend="triton").sum().backward()
+                    fk.sigmoid_focal_loss(x, torch.randint(0, 6, (6,), generator=g), soft_target=form, reduction=red,
+                                          backend="triton").sum().backward()  # sparse class indices
         for shape in ((6, 5), (6, 40), (3, 600), (2, 5000), (2, 5, 3), (2, 100, 3), (2, 300, 3)):
             z = torch.randn(shape, generator=g).to(dt).requires_grad_()
             t = torch.randint(0, shape[1], shape[:1] + shape[2:], generator=g)

@@ -82,8 +82,6 @@ def unsupported(logits: Tensor, sparse: bool = False, pos_weight: Optional[Tenso
         return f"it runs on CUDA tensors (or on the CPU under TRITON_INTERPRET=1), logits are on {logits.device}"
     if logits.dtype not in _DTYPES:
         return f"dtype {logits.dtype} is not supported (float16, bfloat16, float32; float64 runs on eager)"
-    if sparse:
-        return "sparse class-index targets are not implemented in Triton"
     if not _ops.class_vector_layout(pos_weight, logits.shape[-1] if logits.dim() else 1):
         return (f"pos_weight of shape {tuple(pos_weight.shape)} is neither one value nor one per class "
                 "(shape (C,)) for the Triton kernel")
@@ -182,7 +180,7 @@ def specialisations() -> Iterator[Spec]:
     test): each constexpr combination with each pointer dtype."""
     for x in _DTYPES:
         for form in range(len(SOFT_FORMS)):
-            for y in _ptr_dtypes(x):
+            for y in _ptr_dtypes(x) + (torch.int64,):  # int64: sparse class indices
                 for w in _ptr_dtypes(x):
                     ptrs = (("x_ptr", x), ("y_ptr", y), ("cls_ptr", torch.float32), ("w_ptr", w))
                     yield Spec("sigmoid.sigmoid_fwd_kernel", (("FORM", form), ("BLOCK", SIGMOID_BLOCK)),
@@ -284,6 +282,7 @@ class _Sig(NamedTuple):
     w_mode: int
     w_rs: int
     w_cs: int
+    sparse: int
     form: int
     gamma: float
 
@@ -310,8 +309,9 @@ def _sigmoid_prepare(logits: Tensor, targets: Tensor, weight: Optional[Tensor], 
                      pos_weight: Optional[Tensor], form: int, gamma: float) -> _Sig:
     x = raw(logits)
     n_cls = x.shape[-1] if x.dim() else 1
-    y = raw(targets)
-    if not y.is_floating_point() or y.dtype not in (x.dtype, torch.float32):
+    sparse = targets.shape != logits.shape  # class indices of shape logits.shape[:-1] (checked by the callers)
+    y = raw(targets, torch.int64) if sparse else raw(targets)
+    if not sparse and (not y.is_floating_point() or y.dtype not in (x.dtype, torch.float32)):
         y = y.to(x.dtype if not y.is_floating_point() else torch.float32)
     apos, aneg = (1.0, 1.0) if alpha is None or isinstance(alpha, Tensor) else (float(alpha), 1.0 - float(alpha))
     cls, has_cls = _dummy(x.device, torch.float32), 0
@@ -324,11 +324,11 @@ def _sigmoid_prepare(logits: Tensor, targets: Tensor, weight: Optional[Tensor], 
             else torch.ones(n_cls, **f32)
         cls, has_cls = torch.stack([a, an, pw]), 1
     w, w_mode, w_rs, w_cs = _weight_layout(weight, x, n_cls)
-    return _Sig(x, y, cls, w, n_cls, has_cls, 1, apos, aneg, w_mode, w_rs, w_cs, form, float(gamma))
+    return _Sig(x, y, cls, w, n_cls, has_cls, 1, apos, aneg, w_mode, w_rs, w_cs, int(sparse), form, float(gamma))
 
 
 def _sig_args(a: _Sig) -> tuple:
-    return (a.n_cls, a.has_cls, a.cls_cs, a.apos, a.aneg, a.w_mode, a.w_rs, a.w_cs)
+    return (a.n_cls, a.has_cls, a.cls_cs, a.apos, a.aneg, a.w_mode, a.w_rs, a.w_cs, a.sparse)
 
 
 def _sigmoid_forward(a: _Sig, reduction: str, normalizer: Any) -> tuple[Tensor, Tensor]:
@@ -380,8 +380,6 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     """The registered op (``torch.compile``) and ``inplace_grad``: ``(loss, gradient / denominator)``."""
     _ops.check_sigmoid_args("triton_sigmoid_focal", logits, targets, weight, apos, aneg, pw, form, reduction, den)
     _check_device("triton_sigmoid_focal", logits)
-    if targets.shape != logits.shape:
-        raise ValueError("focalkit::triton_sigmoid_focal: sparse class-index targets are not implemented in Triton")
     a = _sigmoid_prepare(logits, targets, weight, None, None, form, gamma)
     a = a._replace(cls=torch.stack([raw(apos), raw(aneg), raw(pw)]).to(torch.float32), has_cls=1)
     loss, inv = _sigmoid_forward(a, reduction, den)
@@ -395,13 +393,14 @@ sigmoid_op = _ops.define("triton_sigmoid_focal", "sigmoid", _sigmoid_impl)
 def sigmoid_focal(logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, weight: Optional[Tensor],
                   pos_weight: Optional[Tensor], soft_target: str, reduction: str, normalizer: Any,
                   inplace_grad: bool = False) -> Tensor:
-    """See :func:`focalkit.sigmoid_focal_loss` (dense targets)."""
+    """See :func:`focalkit.sigmoid_focal_loss` (dense targets, or sparse class indices)."""
+    sparse = targets.shape != logits.shape
     if inplace_grad or torch.compiler.is_compiling():
         return _ops.sigmoid(sigmoid_op, _sigmoid_impl, logits, targets, alpha=alpha, gamma=gamma, weight=weight,
                             pos_weight=pos_weight, soft_target=soft_target, reduction=reduction,
-                            normalizer=normalizer, inplace_grad=inplace_grad)
+                            normalizer=normalizer, inplace_grad=inplace_grad, sparse=sparse)
     ref = eager.sigmoid_reference(alpha=alpha, gamma=gamma, soft_target=soft_target, reduction=reduction,
-                                  normalizer=normalizer)
+                                  normalizer=normalizer, sparse=sparse)
     a = _sigmoid_prepare(logits, targets, weight, alpha, pos_weight, SOFT_FORMS.index(soft_target), gamma)
     meta = tuple(a)[4:]
 

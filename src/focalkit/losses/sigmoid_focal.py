@@ -206,7 +206,7 @@ def sigmoid_focal_loss(
     if chosen == "native":
         return native.sigmoid_focal(logits, targets, sparse=sparse, **kwargs)
     if chosen == "triton":
-        return triton.sigmoid_focal(logits, targets, **kwargs)
+        return triton.sigmoid_focal(logits, targets, **kwargs)  # dense or sparse
     return eager.sigmoid_focal(logits, targets, sparse=sparse, **kwargs)
 
 

@@ -12,6 +12,7 @@ Runtime arguments: ``cls``: 1 when ``cls_ptr`` holds a (3, C) float32 table (alp
 alpha of negatives, pos_weight; column stride ``cls_cs``, 0 for one value), else the float
 ``apos`` / ``aneg`` apply (1 and 1 without alpha); ``w_mode``: 0 no weight, 1 an elementwise
 weight laid out like the logits, 2 a broadcast one at ``(i // C) * w_rs + (i % C) * w_cs``;
+``sparse``: 1 when ``y_ptr`` holds int64 class indices of shape (rows,), C meaning background;
 ``go_mode`` (backward): 0 no ``grad_output`` (the gradient itself, for ``inplace_grad``), 1 one
 value, 2 one per element.
 """
@@ -91,17 +92,24 @@ def _terms(x, y, apos, aneg, pw, gamma, FORM: tl.constexpr):
 
 
 @triton.jit
-def _element(x_ptr, y_ptr, cls_ptr, w_ptr, offs, mask, C, cls, cls_cs, apos, aneg, w_mode, w_rs, w_cs, gamma,
-             FORM: tl.constexpr, BLOCK: tl.constexpr):
-    """Load one block and return its (loss, gradient), weighted."""
+def _element(x_ptr, y_ptr, cls_ptr, w_ptr, offs, mask, C, cls, cls_cs, apos, aneg, w_mode, w_rs, w_cs, sparse,
+             gamma, FORM: tl.constexpr, BLOCK: tl.constexpr):
+    """Load one block and return its (loss, gradient), weighted. ``sparse``: ``y_ptr`` holds one class
+    index per row (C = background, no one-hot tensor); an index outside [0, C] gives NaN."""
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    col = offs
+    if (cls != 0) | (w_mode == 2) | (sparse != 0):
+        col = offs % C
+    bad = offs < 0
+    if sparse != 0:
+        lab = tl.load(y_ptr + offs // C, mask=mask, other=0).to(tl.int64)
+        bad = mask & ((lab < 0) | (lab > C))
+        y = tl.where(col == lab, 1.0, 0.0)
+    else:
+        y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     ap = tl.full([BLOCK], 1.0, tl.float32) * apos
     an = tl.full([BLOCK], 1.0, tl.float32) * aneg
     pw = tl.full([BLOCK], 1.0, tl.float32)
-    col = offs
-    if (cls != 0) | (w_mode == 2):
-        col = offs % C
     if cls != 0:
         ci = col * cls_cs
         ap = tl.load(cls_ptr + ci, mask=mask, other=1.0)
@@ -115,12 +123,14 @@ def _element(x_ptr, y_ptr, cls_ptr, w_ptr, offs, mask, C, cls, cls_cs, apos, ane
         w = tl.load(w_ptr + wi, mask=mask, other=0.0).to(tl.float32)
         loss = loss * w
         grad = grad * w
+    loss = tl.where(bad, float("nan"), loss)
+    grad = tl.where(bad, float("nan"), grad)
     return loss, grad
 
 
-@triton.jit(do_not_specialize=["C", "cls", "cls_cs", "w_mode", "w_rs", "w_cs", "store"])
+@triton.jit(do_not_specialize=["C", "cls", "cls_cs", "w_mode", "w_rs", "w_cs", "sparse", "store"])
 def sigmoid_fwd_kernel(x_ptr, y_ptr, cls_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, n, C, cls, cls_cs, apos, aneg, w_mode,
-                       w_rs, w_cs, store, gamma, FORM: tl.constexpr, BLOCK: tl.constexpr):
+                       w_rs, w_cs, sparse, store, gamma, FORM: tl.constexpr, BLOCK: tl.constexpr):
     """``store``: each element's loss (``reduction="none"``), and 1 at ``inv_ptr``; else one partial sum
     per program at ``part_ptr[program]`` (float32), finished by ``finish_kernel``."""
     pid = tl.program_id(0)
@@ -131,7 +141,7 @@ def sigmoid_fwd_kernel(x_ptr, y_ptr, cls_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr
         offs = start + ar
         mask = offs < n
         loss, _ = _element(x_ptr, y_ptr, cls_ptr, w_ptr, offs, mask, C, cls, cls_cs, apos, aneg, w_mode, w_rs, w_cs,
-                           gamma, FORM, BLOCK)
+                           sparse, gamma, FORM, BLOCK)
         if store != 0:
             tl.store(loss_ptr + offs, loss.to(loss_ptr.dtype.element_ty), mask=mask)
         else:
@@ -143,9 +153,9 @@ def sigmoid_fwd_kernel(x_ptr, y_ptr, cls_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr
         tl.store(part_ptr + pid, tl.sum(acc, axis=0))
 
 
-@triton.jit(do_not_specialize=["C", "cls", "cls_cs", "w_mode", "w_rs", "w_cs", "go_mode"])
+@triton.jit(do_not_specialize=["C", "cls", "cls_cs", "w_mode", "w_rs", "w_cs", "sparse", "go_mode"])
 def sigmoid_bwd_kernel(x_ptr, y_ptr, cls_ptr, w_ptr, go_ptr, inv_ptr, grad_ptr, n, C, cls, cls_cs, apos, aneg,
-                       w_mode, w_rs, w_cs, go_mode, gamma, FORM: tl.constexpr, BLOCK: tl.constexpr):
+                       w_mode, w_rs, w_cs, sparse, go_mode, gamma, FORM: tl.constexpr, BLOCK: tl.constexpr):
     """The gradient times ``inv_ptr[0]`` (1 / denominator) and ``grad_output``, in the logits' dtype."""
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
@@ -157,7 +167,7 @@ def sigmoid_bwd_kernel(x_ptr, y_ptr, cls_ptr, w_ptr, go_ptr, inv_ptr, grad_ptr, 
         offs = start + ar
         mask = offs < n
         _, grad = _element(x_ptr, y_ptr, cls_ptr, w_ptr, offs, mask, C, cls, cls_cs, apos, aneg, w_mode, w_rs, w_cs,
-                           gamma, FORM, BLOCK)
+                           sparse, gamma, FORM, BLOCK)
         grad = grad * scale
         if go_mode == 2:
             grad = grad * tl.load(go_ptr + offs, mask=mask, other=0.0).to(tl.float32)
