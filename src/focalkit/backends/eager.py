@@ -82,6 +82,15 @@ def _is_plain(t: Tensor) -> bool:
             and torch.utils._python_dispatch._get_current_dispatch_mode() is None)
 
 
+def _is_one(grad_out: Tensor) -> bool:
+    """Whether a plain CPU scalar ``grad_output`` is 1. A batched one (``is_grads_batched=True``,
+    ``jacobian(vectorize=True)``: legacy batching shows no wrapper to Python) has no value to read."""
+    try:
+        return float(grad_out) == 1.0
+    except RuntimeError:
+        return False
+
+
 def scale_saved(grad: Tensor, grad_out: Tensor, unsqueeze: Optional[int] = None) -> Tensor:
     """``grad * grad_out``, for every backend's backward.
 
@@ -91,7 +100,7 @@ def scale_saved(grad: Tensor, grad_out: Tensor, unsqueeze: Optional[int] = None)
     second backward sees the same buffer.
     """
     if (grad_out.numel() == 1 and grad_out.device.type == "cpu" and _is_plain(grad_out)
-            and not grad_out.requires_grad and grad_out.dim() <= grad.dim() and float(grad_out) == 1.0):
+            and not grad_out.requires_grad and grad_out.dim() <= grad.dim() and _is_one(grad_out)):
         return grad
     if unsqueeze is not None and grad_out.dim() > 0:
         grad_out = grad_out.unsqueeze(unsqueeze)

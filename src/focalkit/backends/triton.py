@@ -351,8 +351,25 @@ def _sigmoid_forward(a: _Sig, reduction: str, normalizer: Any) -> tuple[Tensor, 
     return _finish(k_common, part, None, mode, value, den, a.x.dtype)
 
 
+def _batched(grad_out: Optional[Tensor]) -> bool:
+    """A ``grad_output`` without storage of its own (``is_grads_batched=True``, ``jacobian(vectorize=True)``,
+    ``torch.func`` transforms): no kernel can read it, so the gradient is computed without it and
+    multiplied by it with tensor ops, which batch."""
+    if grad_out is None:
+        return False
+    if torch._C._functorch.is_functorch_wrapped_tensor(grad_out):
+        return True
+    try:
+        grad_out.data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return True
+    return False
+
+
 def _sigmoid_backward(a: _Sig, inv: Tensor, grad_out: Optional[Tensor], out: Optional[Tensor] = None) -> Tensor:
     """The gradient, times ``grad_out`` (None: not applied) and ``inv[0]``, in one launch."""
+    if _batched(grad_out):
+        return _sigmoid_backward(a, inv, None) * grad_out.to(a.x.dtype)
     _, k_sig, _ = _kernels()
     n = a.x.numel()
     grad = torch.empty_like(a.x) if out is None else out
@@ -496,6 +513,9 @@ def _softmax_forward(a: _Smx, reduction: str, normalizer: Any) -> tuple[Tensor, 
 
 def _softmax_backward(a: _Smx, inv: Tensor, st: Tensor, grad_out: Optional[Tensor],
                       out: Optional[Tensor] = None) -> Tensor:
+    if _batched(grad_out):
+        go = grad_out.to(a.z.dtype)
+        return _softmax_backward(a, inv, st, None) * (go.unsqueeze(1) if go.dim() else go)
     _, _, k_smx = _kernels()
     grad = torch.empty_like(a.z) if out is None else out
     go, go_mode = _grad_out(grad_out, a.z)
