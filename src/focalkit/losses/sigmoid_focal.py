@@ -263,6 +263,7 @@ class SigmoidFocalLoss(nn.Module):
         for name, value in (("weight", weight), ("pos_weight", pos_weight)):
             if value is not None:
                 _checks.float_tensor(name, value)
+                _checks.nonnegative(name, value)
         self.alpha: Alpha
         if isinstance(alpha, Tensor):
             self.register_buffer("alpha", alpha)

@@ -229,7 +229,17 @@ class SoftmaxFocalLoss(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.alpha = alpha
+        self.alpha: Any
+        if isinstance(alpha, (Tensor, list, tuple)):
+            a = alpha if isinstance(alpha, Tensor) else torch.tensor([_checks.number("alpha", v) for v in alpha])
+            if a.dim() != 1 or not (a.is_floating_point() or a.dtype in (torch.int32, torch.int64)):
+                _checks.fail("alpha", "to be a number in [0, 1] or a 1-D sequence of per-class values >= 0",
+                             f"shape {tuple(a.shape)}, dtype {a.dtype}")
+            a = a if a.is_floating_point() else a.to(torch.float32)
+            _checks.nonnegative("alpha", a)
+            self.register_buffer("alpha", a)  # follows .to() and state_dict, as SigmoidFocalLoss's
+        else:
+            self.alpha = None if alpha is None else _checks.number("alpha", alpha, lo=0.0, hi=1.0)
         self.gamma = gamma if callable(gamma) else _checks.gamma(gamma)
         self.inplace_grad = _checks.boolean("inplace_grad", inplace_grad)
         self.backend = _checks.choice("backend", backend, backends.BACKENDS)
@@ -237,6 +247,7 @@ class SoftmaxFocalLoss(nn.Module):
             _checks.float_tensor("weight", weight)
             if weight.dim() != 1:
                 _checks.fail("weight", "to be 1-D (one entry per class)", f"shape {tuple(weight.shape)}")
+            _checks.nonnegative("weight", weight)
         self.ignore_index = _checks.integer("ignore_index", ignore_index)
         self.label_smoothing = _checks.number("label_smoothing", label_smoothing, lo=0.0, hi=1.0)
         self.reduction = _checks.reduction(reduction)
