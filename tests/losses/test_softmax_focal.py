@@ -235,3 +235,14 @@ def test_odd_sizes(n, c):
 def test_int32_targets_accepted():
     z, t = _data()
     torch.testing.assert_close(softmax_focal_loss(z, t.int()), softmax_focal_loss(z, t))
+
+
+@pytest.mark.parametrize("backend", ["eager", "native", "auto"])
+@pytest.mark.parametrize("probs", [False, True])
+def test_zero_classes_are_refused_clearly_on_every_backend(backend, probs):
+    """(N, 0) logits: the eager reference raised an obscure IndexError where the native kernel ran
+    (issue 19, item 20); now every backend refuses with the same ValueError."""
+    x = torch.zeros(4, 0, requires_grad=True)
+    t = torch.zeros(4, 0) if probs else torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="at least one class"):
+        softmax_focal_loss(x, t, backend=backend)

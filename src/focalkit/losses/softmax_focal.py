@@ -21,6 +21,8 @@ def _check_class_targets(logits: Tensor, targets: Tensor, ignore_index: int) -> 
     _checks.same_device("targets", targets, logits)
     if logits.dim() < 2:
         _checks.fail("logits", "to have shape (N, C) or (N, C, d1, ..., dk)", f"shape {tuple(logits.shape)}")
+    if logits.shape[1] == 0:  # no class to put probability on: refused on every backend alike
+        _checks.fail("logits", "to have at least one class (dim 1 of size C >= 1)", f"shape {tuple(logits.shape)}")
     if targets.is_floating_point():
         if targets.shape != logits.shape:
             _checks.fail("targets", "of a floating dtype to be class probabilities with the logits' shape "
