@@ -103,10 +103,23 @@ def broadcastable(name: str, value: Tensor, shape: torch.Size, ref_name: str = "
         fail(name, f"to broadcast to {ref_name}'s shape {tuple(shape)}", f"shape {tuple(value.shape)}")
 
 
+def tracing(value: Tensor) -> bool:
+    """Whether ``value`` is being traced rather than computed: ``torch.compile``, ``make_fx`` (real,
+    fake or symbolic), ``FakeTensorMode``, functionalisation (``torch.export``). Its content cannot be
+    read then, and a kernel that takes raw pointers must be called as its registered op."""
+    if torch.compiler.is_compiling():
+        return True
+    from torch._subclasses.fake_tensor import FakeTensor
+    from torch.fx.experimental.proxy_tensor import get_proxy_mode
+
+    return (isinstance(value, FakeTensor) or torch._is_functional_tensor(value) or get_proxy_mode() is not None
+            or torch._C._functorch.is_functorch_wrapped_tensor(value))
+
+
 def can_read(value: Tensor) -> bool:
     """Content checks run only where they are free: on CPU tensors (no device synchronisation), and
-    not while torch.compile traces (a data-dependent branch would break the graph)."""
-    return value.device.type == "cpu" and value.numel() > 0 and not torch.compiler.is_compiling()
+    not while anything traces (a data-dependent branch would break the graph)."""
+    return value.device.type == "cpu" and not tracing(value) and value.numel() > 0
 
 
 def in_unit_interval(name: str, value: Tensor, allow: Optional[float] = None) -> None:

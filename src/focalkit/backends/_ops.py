@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from focalkit import _reduce
+from focalkit import _checks, _reduce
 from focalkit.backends import eager
 from focalkit.backends.eager import compute_dtype, scale_saved
 
@@ -170,7 +170,7 @@ def class_vector_layout(value: Optional[Tensor], n_cls: int) -> bool:
 
 
 def _call(op: Any, run: eager.Run, logits: Tensor, targets: Tensor, args: tuple, aux: tuple) -> Tensor:
-    if torch.compiler.is_compiling():
+    if _checks.tracing(logits):  # torch.compile, make_fx, fake tensors, export: the registered op
         if torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in aux):
             return run.reference(logits, *aux)[0]
         if run.inplace:
