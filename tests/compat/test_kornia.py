@@ -78,3 +78,23 @@ def test_the_preset_does_not_import_kornia():
     r = subprocess.run([sys.executable, "-c", "import sys, focalkit.compat.kornia; "
                         "assert 'kornia' not in sys.modules; print('OK')"], capture_output=True, text=True)
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("shape", [(5,), (5, 1), (5, 1, 1)])
+def test_binary_per_class_vectors_in_kornias_channels_first_layouts(shape):
+    """kornia takes pos_weight / weight of any shape holding C values along its first dim, e.g. (C, 1)
+    for (N, C, L) logits (issue 19, item 9; 12 of kornia's own tests)."""
+    import kornia.losses as kl
+
+    from focalkit.compat import kornia as ck
+    g = torch.Generator().manual_seed(3)
+    pred = torch.randn(2, 5, 7, generator=g)
+    target = (torch.rand(2, 5, 7, generator=g) < 0.3).float()
+    pw = torch.rand(shape, generator=g) + 0.5
+    w = torch.rand(shape, generator=g) + 0.5
+    for red in ("none", "mean", "sum"):
+        ours = ck.binary_focal_loss_with_logits(pred, target, alpha=0.25, reduction=red, pos_weight=pw, weight=w)
+        theirs = kl.binary_focal_loss_with_logits(pred, target, alpha=0.25, reduction=red, pos_weight=pw, weight=w)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="pos_weight"):
+        ck.binary_focal_loss_with_logits(pred, target, pos_weight=torch.ones(1, 5))

@@ -77,7 +77,8 @@ def binary_focal_loss_with_logits(pred: Tensor, target: Tensor, alpha: Optional[
         _checks.fail("pred", "to have shape (B, C, *)", f"shape {tuple(pred.shape)}")
     along = (1, pred.shape[1]) + (1,) * (pred.dim() - 2)  # kornia's per-class vectors lie along dim 1
     for name, v in (("pos_weight", pos_weight), ("weight", weight)):
-        if v is not None and (v.dim() != 1 or v.numel() != pred.shape[1]):
+        # kornia's rule: any shape that holds one value per class along its first dim ((C,), (C, 1), ...)
+        if v is not None and (v.dim() == 0 or v.shape[0] != pred.shape[1] or v.numel() != pred.shape[1]):
             _checks.fail(name, f"to hold one value per class of pred ({pred.shape[1]})", f"shape {tuple(v.shape)}")
     # the kernel's own reduction; kornia's mean counts every element, ignored ones included
     return sigmoid_focal_loss(
