@@ -138,3 +138,20 @@ def test_raw_xgboost_metric_works_in_xgbclassifier(binary_data):
     clf.fit(X[:800], yi[:800], eval_set=[(X[800:], yi[800:])], verbose=False)
     curve = clf.evals_result()["validation_0"]["focal"]
     assert clf.best_iteration < 199 and min(curve) < curve[0]
+
+
+@pytest.mark.parametrize("name", ["xgboost", "lightgbm", "catboost"])
+def test_early_stopping_without_an_eval_set_raises(name):
+    """Issue 19, item 14: XGBoost's and LightGBM's own classifiers refuse this; it used to train every
+    round silently."""
+    pytest.importorskip(name)
+    import importlib
+
+    mod = importlib.import_module(f"focalkit.adapters.{name}")
+    cls = {"xgboost": "FocalXGBClassifier", "lightgbm": "FocalLGBMClassifier", "catboost": "FocalCatBoostClassifier"}
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(int)
+    clf = getattr(mod, cls[name])(n_estimators=5, early_stopping_rounds=2)
+    with pytest.raises(ValueError, match="eval_set"):
+        clf.fit(X, y)
+    clf.fit(X, y, eval_set=[(X, y)])  # with one it trains

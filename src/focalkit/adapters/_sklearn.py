@@ -101,6 +101,10 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
         if n_est < 1:
             _checks.fail("n_estimators", ">= 1", n_est)
         _checks.number("learning_rate", self.learning_rate, lo=0.0, lo_open=True)
+        if self.early_stopping_rounds is not None and not eval_set:
+            # XGBoost's and LightGBM's own classifiers raise here too: never train every round silently
+            _checks.fail("eval_set", f"to hold at least one validation set when early_stopping_rounds="
+                         f"{self.early_stopping_rounds!r} (early stopping watches it)", eval_set)
         w = self._weights(yi, sample_weight, X)
         if w is not None and np.count_nonzero(np.bincount(yi, weights=w, minlength=k)) < 2:
             raise ValueError("Expected the samples of at least 2 classes to have a positive weight, got one class "
