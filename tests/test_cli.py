@@ -79,6 +79,10 @@ BAD = [
     ("no numeric column", "a,target\nu,x\nv,y\nw,x\nz,y\n", "no numeric feature columns"),
     ("ragged row", "a,target\n1,x\n2\n", "line 3"),
     ("no rows", "a,target\n", "no data rows"),
+    ("NaN label", "a,target\n1,0\n2,NaN\n3,1\n4,0\n", "line 3: missing class label ('NaN'"),
+    ("null label", "a,target\n1,0\n2,1\n3,null\n4,0\n", "line 4: missing class label ('null'"),
+    ("None label", "a,target\n1,0\n2,1\n3,0\n4,None\n", "line 5: missing class label ('None'"),
+    ("NA label", "a,target\n1,na\n2,1\n3,0\n4,1\n", "line 2: missing class label ('na'"),
 ]
 
 
@@ -169,3 +173,34 @@ def test_plot_failure_leaves_no_half_written_files(tmp_path, capsys, monkeypatch
 def test_unknown_loss_exits_2(capsys):
     assert main(["demo", "--losses", "focal,nope"]) == 2
     assert "unknown loss 'nope'" in capsys.readouterr().err
+
+
+def test_index_column_of_to_csv_is_dropped_with_a_warning(tmp_path, capsys):
+    """Issue 19, item 17: rows sorted by class with pure-noise features; the unnamed index column that
+    DataFrame.to_csv() writes (and an ID counting up) would leak the class."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = [",id,a,b,label"] + [f"{i},{i + 1},{rng.normal():.4f},{rng.normal():.4f},{'x' if i < 30 else 'y'}"
+                                for i in range(60)]
+    path = _csv(tmp_path, "\n".join(rows) + "\n")
+    assert main(["compare", "--csv", path, "--target", "label", *FAST, "--json", "--no-plots"]) == 0
+    cap = capsys.readouterr()
+    assert "2 column(s) look like a row index or ID and are not used" in cap.err
+    assert "'Unnamed: 0', 'id'" in cap.err
+
+
+def test_class_order_does_not_depend_on_the_input_order():
+    """Issue 19, item 18: "NaN" sorted as a number made the class order vary (with the set's hash
+    order, so with PYTHONHASHSEED); a non-finite number now sorts as text."""
+    import random
+
+    from focalkit.cli import _sort_key
+
+    labels = ["b", "10", "a", "2", "NaN", "inf", "-1"]
+    orders = set()
+    for seed in range(20):
+        shuffled = labels[:]
+        random.Random(seed).shuffle(shuffled)
+        orders.add(tuple(sorted(shuffled, key=_sort_key)))
+    assert orders == {("-1", "2", "10", "NaN", "a", "b", "inf")}

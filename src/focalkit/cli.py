@@ -25,6 +25,11 @@ class UsageError(Exception):
     """A problem with the user's input: reported as one line, exit code 2."""
 
 
+# class-label tokens that mean "missing" (case-insensitive), besides an empty cell: refused, never a class
+MISSING_SHOWN = ("NaN", "NA", "N/A", "null", "None")
+MISSING_LABELS = frozenset(t.lower() for t in MISSING_SHOWN)
+
+
 def _warn(msg: str) -> None:
     print(f"focalkit: warning: {msg}", file=sys.stderr)
 
@@ -53,7 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     _common(d)
     c = sub.add_parser("compare", help="compare losses on your own CSV table")
     c.add_argument("--csv", required=True, help="CSV file with a header row; numeric feature columns")
-    c.add_argument("--target", required=True, help="name of the class column")
+    c.add_argument("--target", required=True,
+                   help="name of the class column (an empty cell or NaN, NA, N/A, null, None in any case is a "
+                        "missing label and is refused); a leading unnamed column, or an integer column named "
+                        "id, index, idx, row or ..._id counting 0, 1, 2, ... or 1, 2, 3, ..., is taken for a row "
+                        "index or ID and not used, with a warning")
     c.add_argument("--test-size", type=float, default=0.3, help="fraction held out for testing (default: %(default)s)")
     _common(c)
     return p
@@ -178,12 +187,20 @@ def read_table(path: str, target: str):
     if len(df) < 1:
         raise UsageError(f"{path} has no data rows (a header row and at least one row are needed)")
     labels = df[target]
-    if labels.isna().any() or (labels.astype(str).str.strip() == "").any():
-        line = int(np.flatnonzero((labels.isna() | (labels.astype(str).str.strip() == "")).to_numpy())[0]) + 2
-        raise UsageError(f"column {target!r} line {line}: empty class label")
+    text = labels.astype(str).str.strip()
+    missing = labels.isna() | text.str.lower().isin(MISSING_LABELS)
+    if missing.any():
+        line = int(np.flatnonzero(missing.to_numpy())[0]) + 2
+        shown = "empty" if not text.iloc[line - 2] else repr(text.iloc[line - 2])
+        raise UsageError(f"column {target!r} line {line}: missing class label ({shown}; the tokens "
+                         f"{', '.join(repr(t) for t in MISSING_SHOWN)} and an empty cell mean missing)")
+    dropped = _index_columns(df, header, target)
+    if dropped:
+        _warn(f"{len(dropped)} column(s) look like a row index or ID and are not used (a classifier would learn "
+              f"the row order): {_summarise(dropped)}")
     features, names, skipped = [], [], []
     for name in df.columns:
-        if name == target:
+        if name == target or name in dropped:
             continue
         col = df[name]
         values = col if col.dtype.kind in "fiub" else pd.to_numeric(col, errors="coerce")
@@ -208,11 +225,33 @@ def read_table(path: str, target: str):
     return np.stack(features, axis=1), y, classes, names
 
 
+def _index_columns(df, header: List[str], target: str) -> List[str]:
+    """Columns that are a row index or an ID, not a feature: a leading column with no name (what
+    ``DataFrame.to_csv()`` writes), or a column named like an index or ID (``id``, ``index``, ``idx``,
+    ``row``, ``..._id``) whose integers count up by one from 0 or 1."""
+    out = []
+    for i, name in enumerate(df.columns):
+        if name == target:
+            continue
+        if i == 0 and (header[0] == "" or str(name).startswith("Unnamed: 0")):
+            out.append(name)
+            continue
+        key = str(name).strip().lower()
+        if key in ("id", "index", "idx", "row", "row_id", "rowid") or key.endswith("_id"):
+            col = df[name]
+            if col.dtype.kind in "iu" and len(col) > 2:
+                v = col.to_numpy()
+                if v[0] in (0, 1) and (np.diff(v) == 1).all():
+                    out.append(name)
+    return out
+
+
 def _number(text: str) -> Optional[float]:
     try:
-        return float(text)
+        v = float(text)
     except ValueError:
         return None
+    return v if math.isfinite(v) else None  # NaN compares with nothing: it would make the order vary
 
 
 def _sort_key(label: str):
