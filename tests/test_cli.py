@@ -204,3 +204,46 @@ def test_class_order_does_not_depend_on_the_input_order():
         random.Random(seed).shuffle(shuffled)
         orders.add(tuple(sorted(shuffled, key=_sort_key)))
     assert orders == {("-1", "2", "10", "NaN", "a", "b", "inf")}
+
+
+def test_many_single_row_classes_blame_no_one_class(tmp_path, capsys):
+    """Issue 19, item 19: with 1,000 classes of one row each the message blamed 'c0', the one class
+    with enough rows; now it names the first class that is short."""
+    rows = ["a,label"] + [f"{i},c0" for i in range(40)] + [f"{i},k{i}" for i in range(1000)]
+    path = _csv(tmp_path, "\n".join(rows) + "\n")
+    assert main(["compare", "--csv", path, "--target", "label", *FAST, "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "'c0'" not in err and "has 1 row(s)" in err
+
+
+def test_too_small_a_split_names_the_split(tmp_path, capsys):
+    rows = ["a,label"] + [f"{i},{c}" for i in range(3) for c in "abcdefgh"]
+    path = _csv(tmp_path, "\n".join(rows) + "\n")
+    assert main(["compare", "--csv", path, "--target", "label", *FAST, "--no-plots", "--test-size", "0.1"]) == 2
+    assert "8 classes in 24 rows" in capsys.readouterr().err
+
+
+def test_out_below_a_regular_file_says_not_a_directory(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    path = _csv(tmp_path, _table())
+    assert main(["compare", "--csv", path, "--target", "label", *FAST, "--out", str(tmp_path / "file" / "plots")]) == 2
+    err = capsys.readouterr().err
+    assert "not a directory" in err and "permission" not in err
+
+
+@pytest.mark.parametrize("kind", ["gz", "zip"])
+def test_compressed_csv_is_read(tmp_path, capsys, kind):
+    import gzip
+    import zipfile
+
+    text = _table()
+    if kind == "gz":
+        path = tmp_path / "t.csv.gz"
+        with gzip.open(path, "wt") as fh:
+            fh.write(text)
+    else:
+        path = tmp_path / "t.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("t.csv", text)
+    assert main(["compare", "--csv", str(path), "--target", "label", *FAST, "--json", "--no-plots"]) == 0
+    assert json.loads(capsys.readouterr().out)["classes"] == ["c0", "c1", "c2"]

@@ -125,13 +125,40 @@ def check_output_dir(path: str) -> Path:
     probe = p
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    if not probe.is_dir():
+        raise UsageError(f"--out {path}: {probe} is a file, not a folder (not a directory)")
+    if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"--out {path}: cannot write to {probe} (permission denied)")
     return p
 
 
+def _compression(p: Path) -> Optional[str]:
+    """gzip or zip by their first bytes (whatever the file's name), else None."""
+    with p.open("rb") as fh:
+        magic = fh.read(4)
+    return "gzip" if magic[:2] == b"\x1f\x8b" else "zip" if magic == b"PK\x03\x04" else None
+
+
+def _open_text(p: Path):
+    kind = _compression(p)
+    if kind == "gzip":
+        import gzip
+
+        return gzip.open(p, "rt", newline="", encoding="utf-8-sig")
+    if kind == "zip":
+        import io
+        import zipfile
+
+        zf = zipfile.ZipFile(p)
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+        if len(names) != 1:
+            raise UsageError(f"{p} is a zip archive of {len(names)} files; one CSV file is needed")
+        return io.TextIOWrapper(zf.open(names[0]), encoding="utf-8-sig", newline="")
+    return p.open(newline="", encoding="utf-8-sig")
+
+
 def _header(p: Path) -> List[str]:
-    with p.open(newline="", encoding="utf-8-sig") as fh:
+    with _open_text(p) as fh:
         for row in csv.reader(fh):
             if any(cell.strip() for cell in row):
                 return [h.strip() for h in row]
@@ -169,7 +196,7 @@ def read_table(path: str, target: str):
     p = _check_input(path)
     try:
         header = _header(p)
-    except (UnicodeDecodeError, csv.Error, OSError) as exc:
+    except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
         raise UsageError(f"cannot read {path} as CSV: {exc}") from None
     if not header:
         raise UsageError(f"{path} is empty (a header row and at least one row are needed)")
@@ -180,7 +207,7 @@ def read_table(path: str, target: str):
         raise UsageError(f"no column {target!r} in {path}; columns are: {_summarise(header, 20)}")
     try:
         df = pd.read_csv(p, dtype={target: str}, skipinitialspace=True, encoding="utf-8-sig",
-                         keep_default_na=False, na_values=[""], skip_blank_lines=True)
+                         keep_default_na=False, na_values=[""], skip_blank_lines=True, compression=_compression(p))
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError, OSError) as exc:
         raise UsageError(f"cannot read {path} as CSV: {str(exc).strip().splitlines()[0]}") from None
     df.columns = [str(c).strip() for c in df.columns]
@@ -271,9 +298,13 @@ def _compare_problem(args):
     n_test = math.ceil(args.test_size * len(y))
     need = 2
     for c, n in zip(classes, counts):
-        if n < need or n_test < len(classes) or len(y) - n_test < len(classes):
+        if n < need:
             raise UsageError(f"class {c!r} has {n} row(s), too few for a stratified train/test split "
                              f"(each class needs at least {need}, and each side at least one row per class)")
+    if n_test < len(classes) or len(y) - n_test < len(classes):  # no one class is to blame
+        raise UsageError(f"{len(classes)} classes in {len(y)} rows: --test-size {args.test_size:g} leaves "
+                         f"{n_test} test and {len(y) - n_test} training rows, and a stratified split needs at "
+                         f"least one row per class on each side")
     rare = [f"{c!r} ({n})" for c, n in zip(classes, counts) if n < MIN_ROWS_WARN]
     if rare:
         shown = ", ".join(rare[:5]) + (f" and {len(rare) - 5} more" if len(rare) > 5 else "")
