@@ -124,3 +124,11 @@ def test_the_preset_does_not_import_monai():
     r = subprocess.run([sys.executable, "-c", "import sys, focalkit.compat.monai; "
                         "assert 'monai' not in sys.modules; print('OK')"], capture_output=True, text=True)
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr
+
+
+def test_torchscript_raises_and_names_what_to_use():
+    """Issue 19, item 12: MONAI's FocalLoss is scriptable, the preset is not; the error says what to use."""
+    from focalkit.compat.monai import FocalLoss as Ours
+
+    with pytest.raises(TypeError, match="torch.compile"):
+        torch.jit.script(Ours())

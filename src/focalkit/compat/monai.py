@@ -47,7 +47,16 @@ _EPS = torch.finfo(torch.float32).eps  # MONAI's clamp of the mask's count (its 
 
 class FocalLoss(_Loss):
     """MONAI's ``FocalLoss(include_background=True, to_onehot_y=False, gamma=2.0, alpha=None, weight=None,
-    reduction="mean", use_softmax=False, ignore_index=None)``: see the module docstring."""
+    reduction="mean", use_softmax=False, ignore_index=None)``: see the module docstring.
+
+    Not TorchScript-scriptable (MONAI's is): ``torch.jit.script`` raises a ``TypeError`` that says what
+    to use instead (``torch.compile`` or ``torch.export``; ``docs/compat.md``)."""
+
+    def __prepare_scriptable__(self):  # called by torch.jit.script before it compiles a module
+        raise TypeError("focalkit.compat.monai.FocalLoss is not TorchScript-scriptable: it runs focalkit's "
+                        "kernels (autograd Functions and custom ops), which TorchScript cannot compile or save. "
+                        "Use torch.compile(loss) or torch.export instead, or monai.losses.FocalLoss where "
+                        "TorchScript is required.")
 
     def __init__(self, include_background: bool = True, to_onehot_y: bool = False, gamma: float = 2.0,
                  alpha: Union[float, Sequence[float], None] = None,
