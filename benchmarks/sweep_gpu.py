@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 
 import focalkit as fk
 from focalkit.backends import triton as tb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gpu import _timer  # noqa: E402  (CUDA events around a loop of steps)
+
+time_ms = _timer("cuda")
 
 CANDIDATES = {
     "sigmoid": {
@@ -58,16 +64,6 @@ def apply(family, cfg):
         setattr(tb, "SPATIAL_TILES" if family == "spatial_tiles" else "ROW_TILES", tiles)
 
 
-def time_ms(fn, reps=5):
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -102,7 +98,7 @@ def main():
             for _ in range(5):  # interleaved rounds
                 for name, cfg in cands.items():
                     apply(family, cfg)
-                    times[name].append(time_ms(step))
+                    times[name].append(time_ms(step, 5))
             med = {n: sorted(v)[len(v) // 2] for n, v in times.items()}
             table[f"{wname} {tuple(shape)} {str(dtype).replace('torch.', '')}"] = med
             print(family, wname, dtype, {k: round(v, 3) for k, v in med.items()}, flush=True)

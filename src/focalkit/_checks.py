@@ -109,11 +109,23 @@ def tracing(value: Tensor) -> bool:
     read then, and a kernel that takes raw pointers must be called as its registered op."""
     if torch.compiler.is_compiling():
         return True
-    from torch._subclasses.fake_tensor import FakeTensor
-    from torch.fx.experimental.proxy_tensor import get_proxy_mode
-
-    return (isinstance(value, FakeTensor) or torch._is_functional_tensor(value) or get_proxy_mode() is not None
+    fake, proxy_mode = _tracing_types()
+    return (isinstance(value, fake) or torch._is_functional_tensor(value) or proxy_mode() is not None
             or torch._C._functorch.is_functorch_wrapped_tensor(value))
+
+
+_TRACING: Any = None
+
+
+def _tracing_types() -> Any:
+    """(FakeTensor, get_proxy_mode), imported on first use (this module imports without torch)."""
+    global _TRACING
+    if _TRACING is None:
+        from torch._subclasses.fake_tensor import FakeTensor
+        from torch.fx.experimental.proxy_tensor import get_proxy_mode
+
+        _TRACING = (FakeTensor, get_proxy_mode)
+    return _TRACING
 
 
 def can_read(value: Tensor) -> bool:

@@ -27,7 +27,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from focalkit import _reduce
+from focalkit import _checks, _reduce
 from focalkit.core import (
     focal_star,
     sigmoid_focal_hard,
@@ -77,8 +77,7 @@ class Run(NamedTuple):
 
 def _is_plain(t: Tensor) -> bool:
     """A real tensor whose value can be read: not traced (compile, make_fx, fake or functional tensors)."""
-    return (type(t) is Tensor and not torch.compiler.is_compiling()
-            and not torch._C._functorch.is_functorch_wrapped_tensor(t)  # vmap / grad transforms
+    return (type(t) is Tensor and not _checks.tracing(t)
             and torch.utils._python_dispatch._get_current_dispatch_mode() is None)
 
 

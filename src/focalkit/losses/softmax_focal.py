@@ -45,19 +45,27 @@ def _check_class_targets(logits: Tensor, targets: Tensor, ignore_index: int) -> 
 GammaSchedule = Callable[[Tensor], Tensor]
 
 
+def _alpha_vector(alpha: Any) -> Tensor:
+    """A per-class ``alpha`` (1-D tensor or sequence of numbers) as a float tensor of values >= 0."""
+    a = alpha if isinstance(alpha, Tensor) else torch.tensor([_checks.number("alpha", v) for v in alpha])
+    if a.dim() != 1 or not (a.is_floating_point() or a.dtype in (torch.int32, torch.int64)):
+        _checks.fail("alpha", "to be a number in [0, 1] or a 1-D sequence of per-class values >= 0",
+                     f"shape {tuple(a.shape)}, dtype {a.dtype}")
+    a = a if a.is_floating_point() else a.to(torch.float32)
+    _checks.nonnegative("alpha", a)
+    return a
+
+
 def _with_alpha(alpha: Any, logits: Tensor, targets: Tensor, weight: Optional[Tensor], ignore_index: int,
                 reduction: str, normalizer: Any) -> tuple:
     """``alpha`` folded into the class weight for every backend, and the mean's denominator fixed from
     ``weight`` alone (``alpha`` is a loss factor, not a re-weighting of the average)."""
     n_cls = logits.shape[1]
-    if isinstance(alpha, Tensor) or isinstance(alpha, (list, tuple)):
-        a = alpha if isinstance(alpha, Tensor) else torch.tensor([float(v) for v in alpha])
-        if not a.is_floating_point():
-            a = a.to(torch.float32)
-        if a.dim() != 1 or a.numel() != n_cls:
+    if isinstance(alpha, (Tensor, list, tuple)):
+        a = _alpha_vector(alpha)
+        if a.numel() != n_cls:
             _checks.fail("alpha", f"to be a number or hold one value per class ({n_cls})", f"shape {tuple(a.shape)}")
         a = a.to(device=logits.device)
-        _checks.nonnegative("alpha", a)
     else:
         v = _checks.number("alpha", alpha, lo=0.0, hi=1.0)
         a = torch.full((n_cls,), v, device=logits.device)
@@ -233,13 +241,7 @@ class SoftmaxFocalLoss(nn.Module):
         super().__init__()
         self.alpha: Any
         if isinstance(alpha, (Tensor, list, tuple)):
-            a = alpha if isinstance(alpha, Tensor) else torch.tensor([_checks.number("alpha", v) for v in alpha])
-            if a.dim() != 1 or not (a.is_floating_point() or a.dtype in (torch.int32, torch.int64)):
-                _checks.fail("alpha", "to be a number in [0, 1] or a 1-D sequence of per-class values >= 0",
-                             f"shape {tuple(a.shape)}, dtype {a.dtype}")
-            a = a if a.is_floating_point() else a.to(torch.float32)
-            _checks.nonnegative("alpha", a)
-            self.register_buffer("alpha", a)  # follows .to() and state_dict, as SigmoidFocalLoss's
+            self.register_buffer("alpha", _alpha_vector(alpha))  # follows .to() and state_dict
         else:
             self.alpha = None if alpha is None else _checks.number("alpha", alpha, lo=0.0, hi=1.0)
         self.gamma = gamma if callable(gamma) else _checks.gamma(gamma)

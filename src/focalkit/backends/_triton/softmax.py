@@ -146,6 +146,15 @@ def _tile(z_ptr, y_ptr, q_ptr, w_ptr, P, C, S, ignore, eps, gamma, has_w,
 
 
 @triton.jit
+def _chunk(z_ptr, base, cs, c0, ar, pm, C, other):
+    """Classes ``c0 + ar`` of this program's positions: (class indices, mask, offsets, logits in float32)."""
+    k = c0 + ar
+    mask = pm[:, None] & (k < C)[None, :]
+    offs = base[:, None] + k[None, :] * cs
+    return k, mask, offs, tl.load(z_ptr + offs, mask=mask, other=other).to(tl.float32)
+
+
+@triton.jit
 def _chunked_stats(z_ptr, y_ptr, q_ptr, w_ptr, P, C, S, ignore, eps, gamma, has_w,
                    SPATIAL: tl.constexpr, DENSE: tl.constexpr, HAS_Q: tl.constexpr, BLOCK_P: tl.constexpr,
                    BLOCK_C: tl.constexpr):
@@ -160,9 +169,7 @@ def _chunked_stats(z_ptr, y_ptr, q_ptr, w_ptr, P, C, S, ignore, eps, gamma, has_
         m = tl.full([BLOCK_P], -float("inf"), tl.float32)
         a = tl.zeros([BLOCK_P], tl.int64)
         for c0 in range(0, C, BLOCK_C):
-            k = c0 + ar
-            mask = pm[:, None] & (k < C)[None, :]
-            z = tl.load(z_ptr + base[:, None] + k[None, :] * cs, mask=mask, other=-float("inf")).to(tl.float32)
+            k, mask, offs, z = _chunk(z_ptr, base, cs, c0, ar, pm, C, -float("inf"))
             bm = tl.max(z, axis=1)
             ba = tl.argmax(z, axis=1).to(tl.int64) + c0
             a = tl.where(bm > m, ba, a)
@@ -171,9 +178,7 @@ def _chunked_stats(z_ptr, y_ptr, q_ptr, w_ptr, P, C, S, ignore, eps, gamma, has_
         s = tl.zeros([BLOCK_P], tl.float32)
         s_rest = tl.zeros([BLOCK_P], tl.float32)
         for c0 in range(0, C, BLOCK_C):
-            k = c0 + ar
-            mask = pm[:, None] & (k < C)[None, :]
-            z = tl.load(z_ptr + base[:, None] + k[None, :] * cs, mask=mask, other=-float("inf")).to(tl.float32)
+            k, mask, offs, z = _chunk(z_ptr, base, cs, c0, ar, pm, C, -float("inf"))
             e = tl.exp(z - m[:, None])
             s += tl.sum(e, axis=1)
             s_rest += tl.sum(tl.where(k[None, :] == a[:, None], 0.0, e), axis=1)
@@ -181,10 +186,7 @@ def _chunked_stats(z_ptr, y_ptr, q_ptr, w_ptr, P, C, S, ignore, eps, gamma, has_
         loss = tl.zeros([BLOCK_P], tl.float32)
         S_acc = tl.zeros([BLOCK_P], tl.float32)
         for c0 in range(0, C, BLOCK_C):
-            k = c0 + ar
-            mask = pm[:, None] & (k < C)[None, :]
-            offs = base[:, None] + k[None, :] * cs
-            z = tl.load(z_ptr + offs, mask=mask, other=-float("inf")).to(tl.float32)
+            k, mask, offs, z = _chunk(z_ptr, base, cs, c0, ar, pm, C, -float("inf"))
             coef = _coef(q_ptr, w_ptr, offs, k[None, :], mask, ysafe, wy, valid, C, eps, has_w, HAS_Q)
             term, ck, p = _dense_terms(z, k[None, :] == a[:, None], mask, m[:, None], ls[:, None], s_rest[:, None],
                                        s[:, None], coef, gamma)
@@ -197,9 +199,7 @@ def _chunked_stats(z_ptr, y_ptr, q_ptr, w_ptr, P, C, S, ignore, eps, gamma, has_
         s = tl.zeros([BLOCK_P], tl.float32)
         s_rest = tl.zeros([BLOCK_P], tl.float32)
         for c0 in range(0, C, BLOCK_C):
-            k = c0 + ar
-            mask = pm[:, None] & (k < C)[None, :]
-            z = tl.load(z_ptr + base[:, None] + k[None, :] * cs, mask=mask, other=-float("inf")).to(tl.float32)
+            k, mask, offs, z = _chunk(z_ptr, base, cs, c0, ar, pm, C, -float("inf"))
             mn = tl.maximum(m, tl.max(z, axis=1))
             mn = tl.where(mn == -float("inf"), 0.0, mn)
             r = tl.exp(m - mn)
@@ -282,10 +282,7 @@ def softmax_bwd_kernel(z_ptr, y_ptr, q_ptr, w_ptr, go_ptr, inv_ptr, st_ptr, grad
             a = tl.load(st_ptr + 3 * P + pos, mask=pm, other=0.0).to(tl.int64)
             S_acc = tl.load(st_ptr + 4 * P + pos, mask=pm, other=0.0)
             for c0 in range(0, C, BLOCK_C):
-                k = c0 + ar
-                mask = pm[:, None] & (k < C)[None, :]
-                offs = base[:, None] + k[None, :] * cs
-                z = tl.load(z_ptr + offs, mask=mask, other=-float("inf")).to(tl.float32)
+                k, mask, offs, z = _chunk(z_ptr, base, cs, c0, ar, pm, C, -float("inf"))
                 coef = _coef(q_ptr, w_ptr, offs, k[None, :], mask, ysafe, wy, valid, C, eps, has_w, HAS_Q)
                 term, ck, p = _dense_terms(z, k[None, :] == a[:, None], mask, st0[:, None], ls[:, None],
                                            st2[:, None], st1[:, None], coef, gamma)
@@ -293,10 +290,7 @@ def softmax_bwd_kernel(z_ptr, y_ptr, q_ptr, w_ptr, go_ptr, inv_ptr, st_ptr, grad
                 tl.store(grad_ptr + offs, g.to(grad_ptr.dtype.element_ty), mask=mask)
         else:
             for c0 in range(0, C, BLOCK_C):
-                k = c0 + ar
-                mask = pm[:, None] & (k < C)[None, :]
-                offs = base[:, None] + k[None, :] * cs
-                z = tl.load(z_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+                k, mask, offs, z = _chunk(z_ptr, base, cs, c0, ar, pm, C, 0.0)
                 g = tl.where(k[None, :] == ysafe[:, None], -st2[:, None], tl.exp(z - st0[:, None]) * st1[:, None])
                 g = _scaled(g, f, valid, bad)
                 tl.store(grad_ptr + offs, g.to(grad_ptr.dtype.element_ty), mask=mask)
