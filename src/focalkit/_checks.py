@@ -114,6 +114,16 @@ def tracing(value: Tensor) -> bool:
             or torch._C._functorch.is_functorch_wrapped_tensor(value))
 
 
+def transforming() -> bool:
+    """Whether a ``torch.func`` transform (``grad``, ``vmap``, ``jacrev``, ``jvp``, ``functional_call``
+    under them) is running. Its tensors are wrappers with no memory a kernel can read, and an
+    ``autograd.Function`` whose forward computes the gradient cannot be transformed: the losses then run
+    their reference formula as plain differentiable ops, which every transform composes with."""
+    if torch.compiler.is_compiling():  # Dynamo's trace answers True here with no transform running
+        return False
+    return torch._C._functorch.peek_interpreter_stack() is not None
+
+
 _TRACING: Any = None
 
 

@@ -170,9 +170,9 @@ def class_vector_layout(value: Optional[Tensor], n_cls: int) -> bool:
 
 
 def _call(op: Any, run: eager.Run, logits: Tensor, targets: Tensor, args: tuple, aux: tuple) -> Tensor:
+    if eager.composite(run, logits, aux):  # torch.func transforms; compile with targets needing a gradient
+        return run.reference(logits, *aux)[0]
     if _checks.tracing(logits):  # torch.compile, make_fx, fake tensors, export: the registered op
-        if torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in aux):
-            return run.reference(logits, *aux)[0]
         if run.inplace:
             raise RuntimeError("inplace_grad=True cannot run under torch.compile (it writes into an input); "
                                "use inplace_grad=False there")

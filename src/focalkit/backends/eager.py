@@ -183,11 +183,23 @@ class LossFunction(torch.autograd.Function):
         return (None, d_logits) + tuple(next(it) if need else None for need in aux_need)
 
 
+def composite(run: Run, logits: Tensor, aux: tuple) -> bool:
+    """Whether this call runs as the reference's plain differentiable ops, outside :class:`LossFunction`:
+    under a ``torch.func`` transform (``grad``, ``vmap``, ``jacrev``, ``jvp``: they compose with plain
+    ops, not with a Function that computes its gradient in the forward pass), and under
+    ``torch.compile`` when targets or weights need a gradient (autograd differentiates the traced ops)."""
+    if _checks.transforming():
+        if run.inplace:
+            raise RuntimeError(f"{run.name}: inplace_grad=True cannot run under torch.func transforms (grad, vmap, "
+                               "jacrev, jvp): it writes into an input; use inplace_grad=False there")
+        return True
+    return (torch.compiler.is_compiling() and torch.is_grad_enabled()
+            and any(a is not None and a.requires_grad for a in aux))
+
+
 def apply(run: Run, logits: Tensor, *aux: Optional[Tensor]) -> Tensor:
-    """Run a closed-form loss. Under ``torch.compile`` a call whose targets or weights need a gradient
-    is traced as the reference's plain tensor ops (autograd differentiates them)."""
-    if (torch.compiler.is_compiling() and torch.is_grad_enabled()
-            and any(a is not None and a.requires_grad for a in aux)):
+    """Run a closed-form loss (or its reference composite where :func:`composite` says so)."""
+    if composite(run, logits, aux):
         return run.reference(logits, *aux)[0]
     return LossFunction.apply(run, logits, *aux)
 

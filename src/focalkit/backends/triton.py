@@ -412,7 +412,7 @@ def sigmoid_focal(logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float, 
                   inplace_grad: bool = False) -> Tensor:
     """See :func:`focalkit.sigmoid_focal_loss` (dense targets, or sparse class indices)."""
     sparse = targets.shape != logits.shape
-    if inplace_grad or _checks.tracing(logits):
+    if inplace_grad or _checks.tracing(logits) or _checks.transforming():
         return _ops.sigmoid(sigmoid_op, _sigmoid_impl, logits, targets, alpha=alpha, gamma=gamma, weight=weight,
                             pos_weight=pos_weight, soft_target=soft_target, reduction=reduction,
                             normalizer=normalizer, inplace_grad=inplace_grad, sparse=sparse)
@@ -544,7 +544,7 @@ softmax_op = _ops.define("triton_softmax_focal", "softmax", _softmax_impl)
 def softmax_focal(logits: Tensor, targets: Tensor, *, gamma: float, weight: Optional[Tensor], ignore_index: int,
                   label_smoothing: float, reduction: str, normalizer: Any, inplace_grad: bool = False) -> Tensor:
     """See :func:`focalkit.softmax_focal_loss`."""
-    if inplace_grad or _checks.tracing(logits):
+    if inplace_grad or _checks.tracing(logits) or _checks.transforming():
         return _ops.softmax(softmax_op, _softmax_impl, logits, targets, gamma=gamma, weight=weight,
                             ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
                             normalizer=normalizer, inplace_grad=inplace_grad)

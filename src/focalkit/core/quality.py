@@ -30,15 +30,29 @@ class _LogAbsDiff(torch.autograd.Function):
     branches for hard labels hide the dependence on ``y`` (:math:`\partial/\partial y\log|p-y|=1/(y-p)`,
     i.e. :math:`-1/p` at 0 and :math:`1/(1-p)` at 1), which autograd through ``where`` would drop."""
 
+    generate_vmap_rule = True  # forward and backward are plain tensor ops (torch.func.vmap)
+
     @staticmethod
-    def forward(ctx, lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:
-        p = lp.exp()
-        ctx.save_for_backward(lp, ln, y)
-        return _log_abs_diff(lp, ln, y, p)
+    def forward(lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:
+        return _log_abs_diff(lp, ln, y, lp.exp())
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple, output: Tensor) -> None:
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        lp, ln, y = ctx.saved_tensors
+        d_lp, d_ln, d_y = _LogAbsDiff._partials(*ctx.saved_tensors)
+        return g * d_lp, g * d_ln, g * d_y
+
+    @staticmethod
+    def jvp(ctx, t_lp: Optional[Tensor], t_ln: Optional[Tensor], t_y: Optional[Tensor]) -> Tensor:
+        partials = _LogAbsDiff._partials(*ctx.saved_tensors)
+        return sum(d * t for d, t in zip(partials, (t_lp, t_ln, t_y)) if t is not None)
+
+    @staticmethod
+    def _partials(lp: Tensor, ln: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         p = lp.exp()
         d = p - y
         safe = torch.where(d == 0, torch.ones_like(d), d)
@@ -48,7 +62,7 @@ class _LogAbsDiff(torch.autograd.Function):
         d_lp = torch.where(y == 0, one, torch.where(y == 1, zero, soft_lp))
         d_ln = torch.where(y == 1, one, zero)
         d_y = torch.where(y == 0, -torch.exp(-lp), torch.where(y == 1, torch.exp(-ln), soft_y))
-        return g * d_lp, g * d_ln, g * d_y
+        return d_lp, d_ln, d_y
 
 
 def log_abs_diff(lp: Tensor, ln: Tensor, y: Tensor, p: Tensor) -> Tensor:

@@ -54,19 +54,31 @@ class _LogOneMinusPt(torch.autograd.Function):
     made of differentiable ops, so second derivatives follow (autograd through the log-add-exp gives
     NaN second derivatives at hard labels)."""
 
+    generate_vmap_rule = True  # forward and backward are plain tensor ops (torch.func.vmap)
+
     @staticmethod
-    def forward(ctx, lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:
-        out = _log_one_minus_pt(lp, ln, y)
-        ctx.save_for_backward(lp, ln, y, out)
-        return out
+    def forward(lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:
+        return _log_one_minus_pt(lp, ln, y)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple, output: Tensor) -> None:
+        ctx.save_for_backward(*inputs, output)
+        ctx.save_for_forward(*inputs, output)
+
+    @staticmethod
+    def _partials(lp: Tensor, ln: Tensor, y: Tensor, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return (torch.exp(torch.log1p(-y) + lp - out), torch.exp(torch.log(y) + ln - out),
+                torch.exp(ln - out) - torch.exp(lp - out))
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        lp, ln, y, out = ctx.saved_tensors
-        d_lp = torch.exp(torch.log1p(-y) + lp - out)
-        d_ln = torch.exp(torch.log(y) + ln - out)
-        d_y = torch.exp(ln - out) - torch.exp(lp - out)
+        d_lp, d_ln, d_y = _LogOneMinusPt._partials(*ctx.saved_tensors)
         return g * d_lp, g * d_ln, g * d_y
+
+    @staticmethod
+    def jvp(ctx, t_lp: Optional[Tensor], t_ln: Optional[Tensor], t_y: Optional[Tensor]) -> Tensor:
+        partials = _LogOneMinusPt._partials(*ctx.saved_tensors)
+        return sum(d * t for d, t in zip(partials, (t_lp, t_ln, t_y)) if t is not None)
 
 
 def log_one_minus_pt(lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:

@@ -27,6 +27,14 @@ from torch import Tensor
 _LN2 = math.log(2.0)
 
 
+
+def _scatter(t: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    """``t.scatter_(...)`` on a buffer this module made (no second buffer); out of place under a
+    ``torch.func`` transform (``vmap`` has a batching rule for ``scatter`` only)."""
+    if not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None:
+        return t.scatter(dim, index, src)
+    return t.scatter_(dim, index, src)
+
 def _log1m_exp(a: Tensor) -> Tensor:
     """log(1 - exp(a)) for a <= 0, accurate on both sides of -log 2."""
     return torch.where(a > -_LN2, torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
@@ -79,7 +87,7 @@ def softmax_focal_hard(
     ck = coef * m * (1.0 + gamma * psi_y)
     grad = torch.exp(z - lse) * ck
     # d/dz_y = c_y K_y (p_y - 1) = -c_y K_y (1 - p_y), with 1 - p_y exact.
-    grad.scatter_(dim, yi, -ck * u_y)
+    grad = _scatter(grad, dim, yi, -ck * u_y)
     return loss.squeeze(dim), grad
 
 
@@ -111,7 +119,7 @@ def _dense_parts(z: Tensor, gamma: float, dim: int) -> tuple[Tensor, Tensor | fl
     # The arg-max class is the only one whose p can approach 1: take it exactly.
     idx = z.argmax(dim, keepdim=True)
     z_rest = z.scatter(dim, idx, float("-inf"))
-    log1mp.scatter_(dim, idx, torch.logsumexp(z_rest, dim, keepdim=True) - lse)
+    log1mp = _scatter(log1mp, dim, idx, torch.logsumexp(z_rest, dim, keepdim=True) - lse)
     del z_rest
     logp, _, psi = _psi(logp, log1mp)
     return logp, _modulator(log1mp, gamma), psi
