@@ -21,6 +21,11 @@ INT_DTYPES = [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64]
 N, C, H, W = 6, 5, 3, 2
 
 
+
+def _loss_dtype(dtype, reduction):
+    """docs/api.md, "Mixed precision": a reduced loss of float16 / bfloat16 logits is float32."""
+    return torch.float32 if reduction != "none" and dtype in (torch.float16, torch.bfloat16) else dtype
+
 def _layout(base: torch.Tensor, kind: str) -> torch.Tensor:
     """A tensor with ``base``'s values (``expanded``: row 0 repeated) in the given memory layout."""
     if kind == "contiguous":
@@ -117,7 +122,7 @@ def test_sigmoid_layouts_dtypes_and_argument_shapes(backend, dtype, layout, soft
             with pytest.raises(ValueError, match="pos_weight"):
                 fk.sigmoid_focal_loss(x, y, backend=backend, **kw)
         out = fk.sigmoid_focal_loss(x, y, backend=run, **kw)
-        assert out.dtype == dtype
+        assert out.dtype == _loss_dtype(dtype, kw.get("reduction", "mean"))
         go = torch.rand(out.shape, dtype=dtype) if out.dim() else None
         out.backward(go)
         x64 = _values(x.detach()).double().requires_grad_()
@@ -221,7 +226,7 @@ def test_softmax_layouts_dtypes(backend, dtype, layout, dims):
             t = _layout(labels, layout if dims == 2 or layout != "channels_last" else "contiguous")
         x = _layout(base, layout).requires_grad_()
         out = fk.softmax_focal_loss(x, t, weight=weight, backend=backend, **kw)
-        assert out.dtype == dtype
+        assert out.dtype == _loss_dtype(dtype, kw.get("reduction", "mean"))
         go = torch.rand(out.shape, dtype=dtype) if out.dim() else None
         out.backward(go)
         x64 = _values(x.detach()).double().requires_grad_()

@@ -50,14 +50,39 @@ def reduce(loss: Tensor, grad: Tensor, reduction: str, den: Optional[Tensor]) ->
     return total / den, grad / den
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def out_dtype(dtype: torch.dtype, reduced: bool) -> torch.dtype:
+    """The loss's dtype: the logits' own, except a reduced loss (``mean``, ``sum``, a ``normalizer``)
+    of float16 / bfloat16 logits, which is float32. It is accumulated in float32 or float64 anyway; in
+    float16 a sum overflows at 65,504 and ``GradScaler`` multiplies the loss by 2^16 (docs/api.md,
+    "Mixed precision")."""
+    return torch.float32 if reduced and dtype in _HALF else dtype
+
+
+def autocast_input(logits: Tensor, reduction: str) -> Tensor:
+    """Under ``torch.autocast`` the losses follow torch's float32 list (``F.cross_entropy``, BCE): the
+    loss comes back in float32. A reduced loss is float32 already (:func:`out_dtype`), read from the
+    half logits without a copy; for ``reduction="none"`` the float16 / bfloat16 logits are cast to
+    float32 first, as autocast casts the inputs of torch's own losses (the gradient flows back
+    through the cast, in the logits' dtype)."""
+    if isinstance(logits, Tensor) and reduction == "none" and logits.dtype in _HALF \
+            and logits.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(logits.device.type):
+        return logits.float()
+    return logits
+
+
 def reduce_autograd(loss: Tensor, reduction: str, normalizer: Normalizer = None,
-                    count: Union[Tensor, int, None] = None) -> Tensor:
-    """The same reductions for losses differentiated by autograd (box losses): sum / denominator."""
+                    count: Union[Tensor, int, None] = None, dtype: Optional[torch.dtype] = None) -> Tensor:
+    """The same reductions for losses differentiated by autograd (box losses): sum / denominator,
+    returned in ``out_dtype(dtype)`` (``dtype``: the input's; None keeps the loss's)."""
     den = denominator(reduction, normalizer, loss.numel() if count is None else count, loss)
     if reduction == "none" and den is None:
-        return loss
+        return loss if dtype is None else loss.to(dtype)
     total = loss.sum()
-    return total if den is None else total / den
+    total = total if den is None else total / den
+    return total if dtype is None else total.to(out_dtype(dtype, True))
 
 
 def positives(count: Tensor, sync: bool) -> Tensor:

@@ -131,7 +131,8 @@ def define(name: str, kind: str, impl: Callable[..., tuple[Tensor, Tensor]], dev
             shape: Any = ()
         else:
             shape = logits.shape if kind == "sigmoid" else logits.shape[:1] + logits.shape[2:]
-        return logits.new_empty(shape), logits.new_empty(logits.shape)
+        dtype = _reduce.out_dtype(logits.dtype, not _stores(reduction, den))
+        return logits.new_empty(shape, dtype=dtype), logits.new_empty(logits.shape)
 
     def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
         ctx.save_for_backward(output[1])

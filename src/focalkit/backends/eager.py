@@ -103,6 +103,9 @@ def scale_saved(grad: Tensor, grad_out: Tensor, unsqueeze: Optional[int] = None)
         return grad
     if unsqueeze is not None and grad_out.dim() > 0:
         grad_out = grad_out.unsqueeze(unsqueeze)
+    if grad_out.dtype != grad.dtype and grad.dtype in _HALF:
+        # a float32 grad_output of a float32 loss (GradScaler's 2^16 is inf in float16): multiplied in float32
+        return (grad.float() * grad_out.float()).to(grad.dtype)
     return grad * grad_out.to(grad.dtype)
 
 
@@ -221,7 +224,7 @@ def _elementwise(logits: Tensor, targets: Tensor, weight: Optional[Tensor], norm
         loss, grad = loss * w, grad * w
     den = _reduce.denominator(reduction, normalizer, loss.numel(), loss)
     out, grad = _reduce.reduce(loss, grad, reduction, den)
-    return out.to(logits.dtype), grad.to(logits.dtype)
+    return out.to(_reduce.out_dtype(logits.dtype, den is not None or reduction != "none")), grad.to(logits.dtype)
 
 
 def sigmoid_reference(*, alpha: Any, gamma: float, soft_target: str, reduction: str, normalizer: Any,
@@ -340,7 +343,8 @@ def softmax_reference(*, gamma: Any, ignore_index: int, label_smoothing: float, 
             count = w_y.sum()
         den = _reduce.denominator(reduction, normalizer if norm_t is None else norm_t, count, loss)
         out, grad = _reduce.reduce(loss, grad, reduction, den)
-        return out.to(logits.dtype), grad.to(logits.dtype)
+        reduced = den is not None or reduction != "none"
+        return out.to(_reduce.out_dtype(logits.dtype, reduced)), grad.to(logits.dtype)
 
     return reference
 

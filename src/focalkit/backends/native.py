@@ -20,7 +20,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from focalkit import _native
+from focalkit import _native, _reduce
 from focalkit.backends import _ops
 from focalkit.backends._ops import raw
 from focalkit.backends.eager import compute_dtype
@@ -125,7 +125,7 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     if loss_out is not None:
         return loss_out.view(logits.shape), grad
     value = total if den is None else total / float(den)
-    return torch.tensor(value, dtype=dtype), grad
+    return torch.tensor(value, dtype=_reduce.out_dtype(dtype, True)), grad
 
 
 sigmoid_op = _ops.define("native_sigmoid_focal", "sigmoid", _sigmoid_impl, "cpu")
@@ -203,7 +203,7 @@ def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gam
     if loss_out is not None:
         return loss_out.to(dtype), grad
     value = total if den is None else total / float(den)
-    return torch.tensor(value, dtype=dtype), grad
+    return torch.tensor(value, dtype=_reduce.out_dtype(dtype, True)), grad
 
 
 softmax_op = _ops.define("native_softmax_focal", "softmax", _softmax_impl, "cpu")

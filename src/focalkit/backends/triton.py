@@ -348,7 +348,7 @@ def _sigmoid_forward(a: _Sig, reduction: str, normalizer: Any) -> tuple[Tensor, 
     if store:
         return loss, inv
     mode, value, den = _denominator(reduction, normalizer, n)
-    return _finish(k_common, part, None, mode, value, den, a.x.dtype)
+    return _finish(k_common, part, None, mode, value, den, _reduce.out_dtype(a.x.dtype, True))
 
 
 def _batched(grad_out: Optional[Tensor]) -> bool:
@@ -373,22 +373,26 @@ def _sigmoid_backward(a: _Sig, inv: Tensor, grad_out: Optional[Tensor], out: Opt
     _, k_sig, _ = _kernels()
     n = a.x.numel()
     grad = torch.empty_like(a.x) if out is None else out
-    go, go_mode = _grad_out(grad_out, a.x)
+    go, go_mode, inv = _grad_out(grad_out, a.x, inv)
     _launch(k_sig.sigmoid_bwd_kernel, (_grid(n, SIGMOID_BLOCK, a.x.device),),
             (a.x, a.y, a.cls, a.w, go, inv, grad, n, *_sig_args(a), go_mode, a.gamma),
             dict(FORM=a.form, BLOCK=SIGMOID_BLOCK), SIGMOID_WARPS)
     return grad
 
 
-def _grad_out(grad_out: Optional[Tensor], like: Tensor) -> tuple[Tensor, int]:
-    """(tensor, go_mode): none (0), one value (1: a 1-element or fully expanded tensor), one per
-    element / position (2, made contiguous in the logits' dtype)."""
+def _grad_out(grad_out: Optional[Tensor], like: Tensor, inv: Tensor) -> tuple[Tensor, int, Tensor]:
+    """(tensor, go_mode, inv): none (0), one value (1: a 1-element or fully expanded tensor), one per
+    element / position (2, made contiguous in the logits' dtype). A float32 value for float16 / bfloat16
+    logits (the grad_output of their float32 reduced loss; GradScaler's 2^16 is inf in float16) is
+    folded into ``inv``, the float32 scale the kernel applies anyway: one small op, as the cast was."""
     if grad_out is None:
-        return like, 0
+        return like, 0, inv
     if grad_out.numel() == 1 or all(st == 0 for st in grad_out.stride()):
+        if grad_out.dtype != like.dtype and like.dtype in (torch.float16, torch.bfloat16):
+            return like, 0, inv * grad_out.reshape(-1)[:1].to(torch.float32)
         go = grad_out if grad_out.dtype == like.dtype else grad_out.to(like.dtype)
-        return torch.resolve_neg(go), 1
-    return raw(grad_out, like.dtype), 2
+        return torch.resolve_neg(go), 1, inv
+    return raw(grad_out, like.dtype), 2, inv
 
 
 def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apos: Tensor, aneg: Tensor, pw: Tensor,
@@ -507,7 +511,7 @@ def _softmax_forward(a: _Smx, reduction: str, normalizer: Any) -> tuple[Tensor, 
     if store:
         return loss.view(a.z.shape[:1] + a.z.shape[2:]), inv, st
     mode, value, den = _denominator(reduction, normalizer, positions if a.has_q else None)
-    out, inv = _finish(k_common, part, cnt, mode, value, den, a.z.dtype)
+    out, inv = _finish(k_common, part, cnt, mode, value, den, _reduce.out_dtype(a.z.dtype, True))
     return out, inv, st
 
 
@@ -518,7 +522,7 @@ def _softmax_backward(a: _Smx, inv: Tensor, st: Tensor, grad_out: Optional[Tenso
         return _softmax_backward(a, inv, st, None) * (go.unsqueeze(1) if go.dim() else go)
     _, _, k_smx = _kernels()
     grad = torch.empty_like(a.z) if out is None else out
-    go, go_mode = _grad_out(grad_out, a.z)
+    go, go_mode, inv = _grad_out(grad_out, a.z, inv)
     if a.z.numel():
         _launch(k_smx.softmax_bwd_kernel, _smx_grid(a), (a.z, a.y, a.q, a.w, go, inv, st, grad, a.n * a.s, a.n_cls,
                                                          a.s, a.ignore, a.eps, a.gamma, a.has_w, go_mode),

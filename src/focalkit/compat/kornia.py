@@ -51,7 +51,7 @@ def focal_loss(pred: Tensor, target: Tensor, alpha: Optional[float], gamma: floa
     per = softmax_focal_loss(pred, target, reduction="none", **kw)
     t = target.long()
     idx = torch.where(t == ignore, torch.zeros_like(t), t).unsqueeze(1)
-    return torch.zeros_like(pred).scatter(1, idx, per.unsqueeze(1).to(pred.dtype))
+    return torch.zeros_like(pred, dtype=per.dtype).scatter(1, idx, per.unsqueeze(1))  # float32 under autocast
 
 
 class FocalLoss(nn.Module):

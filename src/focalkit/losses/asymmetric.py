@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from focalkit import _checks, backends
+from focalkit import _checks, _reduce, backends
 from focalkit._reduce import Normalizer, Reduction, reduce_autograd
 from focalkit.backends import eager
 from focalkit.losses.sigmoid_focal import _check_elementwise_weight, _check_targets
@@ -34,6 +34,7 @@ def asymmetric_loss(logits: Tensor, targets: Tensor, *, gamma_pos: float = 0.0, 
         gamma_pos, gamma_neg: >= 0. Paper: 0 and 4. clip: margin :math:`m\in[0,1)`. Default 0.05.
         logits, targets (same shape, in [0, 1]), reduction, weight, normalizer: as :func:`sigmoid_focal_loss`.
     """
+    logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
     backends.eager_only("asymmetric_loss", backend)
     _check_targets(logits, targets)
     gp, gn = _checks.gamma(gamma_pos, "gamma_pos"), _checks.gamma(gamma_neg, "gamma_neg")
@@ -59,7 +60,7 @@ def asymmetric_loss(logits: Tensor, targets: Tensor, *, gamma_pos: float = 0.0, 
     loss = -(y * w_pos * lp + (1 - y) * w_neg * log_neg)
     if weight is not None:
         loss = loss * weight.to(x.dtype)
-    return reduce_autograd(loss, reduction, normalizer).to(logits.dtype)
+    return reduce_autograd(loss, reduction, normalizer, dtype=logits.dtype)
 
 
 class AsymmetricLoss(nn.Module):

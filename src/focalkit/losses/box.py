@@ -53,7 +53,7 @@ def _finish(loss: Tensor, weight: Optional[Tensor], reduction: str, normalizer: 
             count=None) -> Tensor:
     if weight is not None:
         loss = loss * weight
-    return reduce_autograd(loss, reduction, normalizer, count).to(out_dtype)
+    return reduce_autograd(loss, reduction, normalizer, count, out_dtype)
 
 
 def _check_common(eps: float, reduction: str, normalizer: Normalizer):

@@ -6,7 +6,7 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from focalkit import _checks, backends
+from focalkit import _checks, _reduce, backends
 from focalkit._reduce import Normalizer, Reduction
 from focalkit.backends import eager
 from focalkit.losses.sigmoid_focal import Alpha, _check_elementwise_weight, _check_targets
@@ -57,6 +57,7 @@ def focal_loss_star(
     References:
         Lin et al. Focal Loss for Dense Object Detection, Appendix A. https://arxiv.org/abs/1708.02002
     """
+    logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
     backends.eager_only("focal_loss_star", backend)
     _check_targets(logits, targets)
     gamma = _checks.gamma(gamma, positive=True)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from focalkit import _checks, backends
+from focalkit import _checks, _reduce, backends
 from focalkit._reduce import Normalizer, Reduction, reduce_autograd
 from focalkit.backends import eager
 from focalkit.core.sigmoid import log_one_minus_pt
@@ -29,6 +29,7 @@ def poly1_cross_entropy(logits: Tensor, targets: Tensor, *, epsilon: float = 1.0
     coefficient :math:`1+\varepsilon` non-negative; there is no universal default (the paper tunes it
     per task; 1.0 as in common ports). ``epsilon=0`` is ``F.cross_entropy``.
     """
+    logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
     backends.eager_only("poly1_cross_entropy", backend)
     epsilon = _checks.number("epsilon", epsilon, lo=-1.0)
     reduction = _checks.reduction(reduction)
@@ -52,7 +53,7 @@ def poly1_cross_entropy(logits: Tensor, targets: Tensor, *, epsilon: float = 1.0
     loss = ce.to(p.dtype).reshape(p_t.shape) + epsilon * coef * (1 - p_t)
     if logits.dim() == 1:
         loss = loss.squeeze(0)
-    return reduce_autograd(loss, reduction, None, count).to(logits.dtype)
+    return reduce_autograd(loss, reduction, None, count, logits.dtype)
 
 
 def poly1_focal_loss(logits: Tensor, targets: Tensor, *, epsilon: float = 1.0, alpha: Alpha = 0.25,
@@ -64,6 +65,7 @@ def poly1_focal_loss(logits: Tensor, targets: Tensor, *, epsilon: float = 1.0, a
     :math:`\alpha_te^{(\gamma+1)\log(1-p_t)}`, finite everywhere. ``epsilon=0`` is the focal loss;
     :math:`\varepsilon\ge-1`.
     """
+    logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
     backends.eager_only("poly1_focal_loss", backend)
     epsilon = _checks.number("epsilon", epsilon, lo=-1.0)
     fl = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="none", weight=weight)
@@ -78,7 +80,7 @@ def poly1_focal_loss(logits: Tensor, targets: Tensor, *, epsilon: float = 1.0, a
         poly = (a * y + (1 - a) * (1 - y)) * poly
     if weight is not None:
         poly = poly * weight.to(x.dtype)
-    return reduce_autograd(fl.to(x.dtype) + epsilon * poly, reduction, normalizer).to(logits.dtype)
+    return reduce_autograd(fl.to(x.dtype) + epsilon * poly, reduction, normalizer, dtype=logits.dtype)
 
 
 class Poly1CrossEntropyLoss(nn.Module):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from focalkit import _checks, backends
+from focalkit import _checks, _reduce, backends
 from focalkit._reduce import Normalizer, Reduction, reduce_autograd
 from focalkit.backends import eager
 from focalkit.losses.sigmoid_focal import _check_elementwise_weight, sigmoid_focal_loss
@@ -79,6 +79,7 @@ def quality_focal_loss(logits: Tensor, targets: QualityTargets, *, beta: float =
         >>> quality_focal_loss(logits, (torch.tensor([0, 2]), torch.tensor([0.8, 0.0])), reduction="sum")
         tensor(0.5549)
     """
+    logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
     logits = probabilities_to_logits(logits, activated)
     q = _dense_quality(logits, targets)
     beta = _checks.gamma(beta, "beta")
@@ -109,6 +110,7 @@ def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamm
             ``targets > 0`` (mmdet).
         activated: ``logits`` are probabilities in [0, 1] (see :func:`quality_focal_loss`).
     """
+    logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
     backends.eager_only("varifocal_loss", backend)
     logits = probabilities_to_logits(logits, activated)
     _checks.float_tensor("targets", targets)
@@ -137,7 +139,7 @@ def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamm
     loss = w * bce
     if weight is not None:
         loss = loss * weight.to(x.dtype)
-    return reduce_autograd(loss, reduction, normalizer).to(logits.dtype)
+    return reduce_autograd(loss, reduction, normalizer, dtype=logits.dtype)
 
 
 def distribution_focal_loss(logits: Tensor, targets: Tensor, *, reduction: Reduction = "mean",
@@ -156,6 +158,7 @@ def distribution_focal_loss(logits: Tensor, targets: Tensor, *, reduction: Reduc
     Args:
         logits: ``(N, n+1)``. targets: float ``(N,)`` distances in bin units.
     """
+    logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
     backends.eager_only("distribution_focal_loss", backend)
     _checks.float_tensor("logits", logits)
     _checks.float_tensor("targets", targets)
@@ -176,7 +179,7 @@ def distribution_focal_loss(logits: Tensor, targets: Tensor, *, reduction: Reduc
         _checks.float_tensor("weight", weight)
         _checks.broadcastable("weight", weight, loss.shape, "the per-sample loss")
         loss = loss * weight.to(z.dtype)
-    return reduce_autograd(loss, reduction, normalizer).to(logits.dtype)
+    return reduce_autograd(loss, reduction, normalizer, dtype=logits.dtype)
 
 
 class QualityFocalLoss(nn.Module):

@@ -168,6 +168,7 @@ def sigmoid_focal_loss(
         Lin, Goyal, Girshick, He, Dollár. Focal Loss for Dense Object Detection. ICCV 2017.
         https://arxiv.org/abs/1708.02002
     """
+    logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
     sparse = _is_sparse(logits, targets)
     if ignore_index is not None:
         ignore_index = _checks.number("ignore_index", ignore_index)

@@ -178,6 +178,7 @@ def softmax_focal_loss(
     References:
         Lin et al. Focal Loss for Dense Object Detection. ICCV 2017. https://arxiv.org/abs/1708.02002
     """
+    logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
     unbatched = isinstance(logits, Tensor) and logits.dim() == 1
     if unbatched:
         logits = logits.unsqueeze(0)
