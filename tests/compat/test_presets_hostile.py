@@ -115,3 +115,45 @@ def test_first_call_of_a_fresh_process_under_compile():
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
+
+
+# ---- torchvision's own error checks (issue 19, item 10): its tests match these regexes ----------
+# (torchvision's test/test_ops.py: TestFocalLoss.test_reduction_mode and the reduction="xyz" cases of
+# the GIoU / DIoU / CIoU loss tests use match="Invalid"; the messages below are torchvision 0.29's)
+
+def _tv_boxes():
+    b1 = torch.tensor([[-1.0, -1.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    return b1, b1 + 0.5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_torchvision_preset_reduction_error_is_torchvisions(dtype):
+    from focalkit.compat import torchvision as tvp
+
+    x, y = torch.randn(6, 2, dtype=dtype), torch.randint(0, 2, (6, 2)).to(dtype)
+    with pytest.raises(ValueError, match="Invalid") as info:
+        tvp.sigmoid_focal_loss(x, y, 0.25, 2, "xyz")
+    assert str(info.value) == "Invalid Value for arg 'reduction': 'xyz \n Supported reduction modes: 'none', 'mean', 'sum'"
+    b1, b2 = _tv_boxes()
+    for fn in (tvp.generalized_box_iou_loss, tvp.distance_box_iou_loss, tvp.complete_box_iou_loss):
+        with pytest.raises(ValueError, match="Invalid Value for arg 'reduction'"):
+            fn(b1.to(dtype), b2.to(dtype), reduction="xyz")
+
+
+@pytest.mark.parametrize("alpha", [-0.5, 1.5, -2.0])
+def test_torchvision_preset_alpha_error_is_torchvisions(alpha):
+    from focalkit.compat import torchvision as tvp
+
+    with pytest.raises(ValueError, match=r"Invalid alpha value: .*alpha must be in the range \[0,1\] or -1 for ignore"):
+        tvp.sigmoid_focal_loss(torch.randn(4, 2), torch.ones(4, 2), alpha=alpha)
+    # -1 switches the weighting off (torchvision's rule), 0 and 1 are weights
+    for ok in (-1.0, 0.0, 1.0):
+        assert torch.isfinite(tvp.sigmoid_focal_loss(torch.randn(4, 2), torch.ones(4, 2), alpha=ok)).all()
+
+
+def test_torchvision_preset_errors_survive_scripting():
+    from focalkit.compat import torchvision as tvp
+
+    scripted = torch.jit.script(tvp.sigmoid_focal_loss)
+    with pytest.raises(Exception, match="Invalid Value for arg 'reduction'"):
+        scripted(torch.randn(4, 2), torch.ones(4, 2), 0.25, 2.0, "xyz")

@@ -52,3 +52,20 @@ def test_scripted_preset_equals_torchvision_scripted():
     ours = torch.jit.script(fkt.sigmoid_focal_loss)(x, y, 0.25, 2.0, "mean")
     theirs = torch.jit.script(tv_ops.sigmoid_focal_loss)(x, y, 0.25, 2.0, "mean")
     torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x, y, b1, b2: m.sigmoid_focal_loss(x, y, 0.25, 2, "xyz"),
+    lambda m, x, y, b1, b2: m.sigmoid_focal_loss(x, y, alpha=1.5),
+    lambda m, x, y, b1, b2: m.generalized_box_iou_loss(b1, b2, reduction="xyz"),
+    lambda m, x, y, b1, b2: m.distance_box_iou_loss(b1, b2, reduction="xyz"),
+    lambda m, x, y, b1, b2: m.complete_box_iou_loss(b1, b2, reduction="xyz"),
+])
+def test_errors_are_torchvisions(call):
+    """A drop-in raises what the peer raises: type and message (issue 19, item 10)."""
+    args = (torch.randn(4, 2), torch.ones(4, 2), torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([[0.5, 0.5, 1, 1]]))
+    with pytest.raises(Exception) as theirs:
+        call(tv_ops, *args)
+    with pytest.raises(type(theirs.value)) as ours:
+        call(fkt, *args)
+    assert str(ours.value) == str(theirs.value)
