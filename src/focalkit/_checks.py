@@ -2,23 +2,37 @@
 
 Messages read "Expected `name` <condition>, got <value>." Nothing here reads a tensor's values
 unless the tensor lives on the CPU (where that costs no device synchronisation). Importable without
-torch (the GBDT and Keras adapters use the number checks): the tensor checks need it.
+torch (the GBDT and Keras adapters use the number checks): the tensor checks need it. Importing it
+never imports torch (the Keras adapter on JAX / TensorFlow): torch is bound here when it is already
+imported, or by :func:`bind_torch`, which every torch module of focalkit calls (``focalkit.backends``).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any, Optional, Sequence
 
-try:
-    import torch
-    from torch import Tensor
-except ImportError:  # the torch-free adapters: only the number checks are used there
-    torch = None  # type: ignore[assignment]
 
-    class Tensor:  # type: ignore[no-redef]
-        """Stands for torch.Tensor where torch is absent: nothing is an instance of it."""
+class Tensor:  # replaced by torch.Tensor in bind_torch
+    """Stands for torch.Tensor while torch is not imported: nothing is an instance of it then."""
+
+
+torch: Any = None
+
+
+def bind_torch() -> None:
+    """Bind ``torch`` and ``Tensor`` for the tensor checks (idempotent)."""
+    global torch, Tensor
+    if torch is None:
+        import torch as _torch
+
+        torch, Tensor = _torch, _torch.Tensor  # type: ignore[misc]
+
+
+if "torch" in sys.modules:
+    bind_torch()
 
 REDUCTIONS = ("none", "mean", "sum")
 

@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 
 from focalkit import _checks
+
+_checks.bind_torch()
 from focalkit.core.calibration import log_inverse_slope
 
 ArrayLike = Union[Tensor, np.ndarray]

@@ -78,3 +78,78 @@ def test_keras_adapter_without_torch():
         print("OK")
     """)], capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-2000:] + r.stderr[-4000:]
+
+
+def _run_plain(code: str, **env):
+    """A fresh interpreter where torch is installed and importable."""
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, **env))
+    assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-2000:] + r.stderr[-4000:]
+
+
+@pytest.mark.parametrize("backend", ["jax", "numpy"])
+def test_keras_adapter_on_a_non_torch_backend_never_imports_torch(backend):
+    """Issue 19, item 16: torch is installed here, and still not imported by the Keras adapter on JAX /
+    NumPy, nor by the GBDT adapters, nor by ``import focalkit`` itself; the torch API then loads on first use."""
+    pytest.importorskip("jax" if backend == "jax" else "keras")
+    _run_plain("""
+        import sys
+        import numpy as np
+        import focalkit.adapters.keras as k
+        loss = k.SparseCategoricalFocalLoss()(np.array([1, 0]), np.array([[0.5, 2.0], [1.0, -1.0]], dtype="float32"))
+        assert np.isfinite(float(loss))
+        import focalkit
+        for lib in ("xgboost", "lightgbm", "catboost"):
+            try:
+                __import__(f"focalkit.adapters.{lib}")
+            except ImportError:
+                pass
+        assert "torch" not in sys.modules, [m for m in sys.modules if m.startswith("torch")][:5]
+        f = focalkit.sigmoid_focal_loss  # the torch API, loaded now
+        import torch
+        assert float(f(torch.zeros(2), torch.ones(2), alpha=None, gamma=0.0)) > 0
+        try:
+            f(torch.zeros(2), torch.ones(3))
+        except ValueError as e:
+            assert "Expected `targets`" in str(e), e
+        print("OK")
+    """, KERAS_BACKEND=backend)
+
+
+def test_import_focalkit_after_torch_registers_the_ops():
+    """With torch imported first (what ``torch.export.load`` of a focalkit graph needs), ``import
+    focalkit`` loads the torch API and registers its custom ops at once."""
+    _run_plain("""
+        import torch
+        import focalkit
+        assert "sigmoid_focal_loss" in vars(focalkit)
+        assert hasattr(torch.ops.focalkit, "native_softmax_focal") and hasattr(torch.ops.focalkit, "triton_sigmoid_focal")
+        print("OK")
+    """)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_keras_losses_take_half_dtypes_on_every_backend(backend):
+    """Issue 19, item 11: ``dtype="bfloat16"`` / ``"float16"`` on Keras's NumPy and JAX backends (NumPy has no
+    bfloat16 log-sum-exp): halves computed in float32, returned in the loss's dtype, close to float32."""
+    pytest.importorskip("jax" if backend == "jax" else "keras")
+    _run_plain("""
+        import numpy as np
+        import keras
+        from focalkit.adapters import keras as fka
+        from focalkit.compat import keras as fkk
+        y = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], dtype="float32")
+        p = np.array([[0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.05, 0.05, 0.9]], dtype="float32")
+        z = np.log(p)
+        cases = [(fka.BinaryFocalLoss, y, z), (fka.CategoricalFocalLoss, y, z),
+                 (fka.SparseCategoricalFocalLoss, y.argmax(1), z),
+                 (fkk.BinaryFocalCrossentropy, y, p), (fkk.CategoricalFocalCrossentropy, y, p)]
+        for cls, t, pred in cases:
+            ref = float(keras.ops.convert_to_numpy(cls(dtype="float32")(t, pred)))
+            for dt in ("bfloat16", "float16"):
+                out = cls(dtype=dt)(t, pred)
+                assert keras.backend.standardize_dtype(out.dtype) == dt, (cls.__name__, dt, out.dtype)
+                got = float(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")))
+                assert abs(got - ref) <= 2e-2 * abs(ref), (cls.__name__, dt, got, ref)
+        print("OK")
+    """, KERAS_BACKEND=backend)

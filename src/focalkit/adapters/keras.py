@@ -55,6 +55,10 @@ def _on_torch(x) -> bool:
 
 
 def _logits(y_pred, from_logits: bool, axis=None):
+    if not _on_torch(y_pred) and keras.backend.standardize_dtype(y_pred.dtype) in ("float16", "bfloat16"):
+        # halves computed in float32 (Keras's Loss casts the result back to its dtype); the NumPy
+        # backend has no bfloat16 log-sum-exp, and float16 loses the (1-p)^gamma factor
+        y_pred = ops.cast(y_pred, "float32")
     if from_logits:
         return y_pred
     # where/full_like rather than ops.clip, which loses float64 precision on the torch backend.

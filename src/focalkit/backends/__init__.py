@@ -20,7 +20,10 @@ import torch
 from torch import Tensor
 
 from focalkit import _checks
-from focalkit.backends import eager, native, triton
+
+_checks.bind_torch()  # before any tensor check (focalkit._checks imports without torch)
+
+from focalkit.backends import eager, native, triton  # noqa: E402
 
 __all__ = ["BACKENDS", "eager", "native", "select", "triton"]
 
