@@ -11,16 +11,44 @@ al. from the training labels' counts, multiplied into the sample weights), ``hes
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (_check_sample_weight, assert_all_finite, check_consistent_length,
+                                      check_is_fitted, column_or_1d, validate_data)
 
 from focalkit import _checks
 from focalkit.adapters import _gbdt
 from focalkit.core.weights import class_balanced
+
+
+class _Eval(NamedTuple):
+    """One validation set: features, class indices, weights, a user's extra raw scores."""
+
+    X: Any
+    y: np.ndarray
+    w: Optional[np.ndarray]
+    margin: Optional[np.ndarray]
+
+
+class _Fit(NamedTuple):
+    """The user's extra raw scores for training, and the library's other fit keywords, as given."""
+
+    margin: Optional[np.ndarray]
+    params: Dict[str, Any]
+
+
+def _plain_dtypes(dtypes):
+    """numpy dtypes of a frame's columns; pandas' own (category, string) stand as object."""
+    out = []
+    for d in dtypes:
+        try:
+            out.append(np.dtype(d))
+        except TypeError:
+            out.append(np.dtype(object))
+    return out
 
 
 class FocalClassifier(ClassifierMixin, BaseEstimator):
@@ -87,10 +115,62 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
             return np.array([_gbdt.binary_init_margin(y, gamma, alpha, w)])
         return _gbdt.softmax_init_margin(y, len(self.classes_), gamma, None, w)
 
-    def fit(self, X, y, sample_weight=None, eval_set=None, verbose: bool = False):
+    # A wrapped library's own fit keywords, by role: (train margin, eval weights, eval margins) under the
+    # library's names; the rest go to _fit_booster as they are.
+    _MARGIN_KEYS: tuple = (None, None, None)
+
+    def _library_fit_names(self) -> set:
+        """The keywords of the wrapped library's own classifier ``fit`` (LGBMClassifier, XGBClassifier,
+        CatBoostClassifier): each one is accepted here too."""
+        import inspect
+
+        return set(inspect.signature(self._library_classifier().fit).parameters) - {"self", "X", "y"}
+
+    def _library_classifier(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _keeps_frame(self, X, fit_params: Dict[str, Any]) -> bool:
+        """Whether X goes to the library as it is, not as float64: a frame with categorical or string
+        columns (XGBoost's ``enable_categorical``, LightGBM's category dtype, CatBoost's
+        ``cat_features``), or categorical features named for CatBoost."""
+        dtypes = getattr(X, "dtypes", None)
+        if dtypes is not None and hasattr(dtypes, "__iter__") and not all(
+                np.issubdtype(np.dtype(d), np.number) or np.dtype(d) == bool for d in _plain_dtypes(dtypes)):
+            return True
+        return any(fit_params.get(k) is not None or self._extra_params.get(k) is not None
+                   for k in ("cat_features", "text_features", "embedding_features"))
+
+    def _validate_X(self, X, reset: bool):
+        if getattr(self, "keeps_frame_", False):
+            validate_data(self, X, reset=reset, skip_check_array=True)  # n_features_in_, feature names
+            if not reset and np.ndim(X) != 2:
+                _checks.fail("X", "to be 2-D", f"shape {np.shape(X)}")
+            return X
+        return validate_data(self, X, reset=reset, ensure_all_finite="allow-nan", dtype=np.float64)
+
+    def fit(self, X, y, sample_weight=None, eval_set=None, verbose: bool = False, **fit_params: Any):
         """Fit on (X, y); ``eval_set`` = [(X_val, y_val), ...] is scored with the focal metric, and with
-        ``early_stopping_rounds`` the last one decides when to stop."""
-        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
+        ``early_stopping_rounds`` the last one decides when to stop. Every other keyword of the wrapped
+        library's own classifier ``fit`` is accepted (``eval_metric``, ``callbacks``,
+        ``categorical_feature``, ``cat_features``, ``init_score`` / ``base_margin`` / ``baseline``, ...);
+        docs/adapters.md lists how each is used. A frame with categorical or string columns goes to the
+        library as it is."""
+        known = self._library_fit_names()
+        for key in fit_params:
+            if key not in known:
+                raise TypeError(f"{type(self).__name__}.fit() got an unexpected keyword argument {key!r} (the "
+                                f"keywords of {self._library_classifier().__name__}.fit are accepted: "
+                                f"{', '.join(sorted(known))})")
+        if self._library == "lightgbm" and fit_params.get("eval_X") is not None:  # LightGBM 4.7's other spelling
+            ex, ey = fit_params.pop("eval_X"), fit_params.pop("eval_y", None)
+            ex, ey = (ex, ey) if isinstance(ex, (list, tuple)) else ([ex], [ey])
+            eval_set = list(eval_set or []) + list(zip(ex, ey))
+        self.keeps_frame_ = self._keeps_frame(X, fit_params)
+        X = self._validate_X(X, reset=True)
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(X, y)
+        if not self.keeps_frame_:
+            assert_all_finite(y, input_name="y") if np.issubdtype(np.asarray(y).dtype, np.number) else None
         check_classification_targets(y)
         self.classes_, yi = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -111,15 +191,37 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
                              "only after sample_weight.")
         self.objective_ = self._objective(k)
         self.init_margin_ = self._prior(yi, w)
+        margin_key, eval_w_key, eval_m_key = self._MARGIN_KEYS
+        extra = self._margin_extra(fit_params.pop(margin_key, None) if margin_key else None, len(yi), margin_key)
+        eval_ws = list(fit_params.pop(eval_w_key, None) or []) if eval_w_key else []
+        eval_ms = list(fit_params.pop(eval_m_key, None) or []) if eval_m_key else []
         evals = []
-        for Xv, yv in (eval_set or []):
-            Xv = validate_data(self, Xv, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
-            known = np.isin(yv, self.classes_)
-            if not known.all():
-                _checks.fail("eval_set", f"labels among classes_ {self.classes_.tolist()}", np.asarray(yv)[~known][0])
-            evals.append((Xv, np.searchsorted(self.classes_, yv)))
-        self._fit_booster(X, yi, w, evals, n_est, bool(verbose))
+        for i, (Xv, yv) in enumerate(eval_set or []):
+            Xv = self._validate_X(Xv, reset=False)
+            yv = column_or_1d(yv)
+            known_labels = np.isin(yv, self.classes_)
+            if not known_labels.all():
+                _checks.fail("eval_set", f"labels among classes_ {self.classes_.tolist()}", np.asarray(yv)[~known_labels][0])
+            wv = None if i >= len(eval_ws) or eval_ws[i] is None else _check_sample_weight(eval_ws[i], Xv, dtype=np.float64)
+            mv = self._margin_extra(eval_ms[i] if i < len(eval_ms) else None, len(yv), eval_m_key)
+            evals.append(_Eval(Xv, np.searchsorted(self.classes_, yv), wv, mv))
+        self._fit_booster(X, yi, w, evals, n_est, bool(verbose), _Fit(extra, fit_params))
         return self
+
+    def _margin_extra(self, value, n: int, name: Optional[str]):
+        """A user's own raw scores (``init_score`` / ``base_margin`` / ``baseline``), added to the prior."""
+        if value is None:
+            return None
+        m = np.asarray(value, dtype=np.float64)
+        want = (n,) if len(self.classes_) == 2 else (n, len(self.classes_))
+        if m.size != int(np.prod(want)):
+            _checks.fail(str(name), f"to hold {int(np.prod(want))} raw scores (shape {want})", f"shape {m.shape}")
+        return m.reshape(want)
+
+    def _start(self, n: int, extra) -> np.ndarray:
+        """The starting raw scores: the prior margin, plus a user's own where given."""
+        m = self._margin(n)
+        return m if extra is None else m + extra
 
     def _booster_params(self, base: Dict[str, Any], num_class: str, seed: str) -> Dict[str, Any]:
         """The library's parameters: ``base``, the class count and seed under the library's names, then
@@ -145,10 +247,11 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         """Raw scores with the prior margin added: (n,) for two classes, (n, K) otherwise."""
         check_is_fitted(self, "init_margin_")
-        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        X = self._validate_X(X, reset=False)
         raw = np.asarray(self._raw_scores(X), dtype=np.float64)
-        return raw.reshape(X.shape[0]) + self.init_margin_[0] if len(self.classes_) == 2 else \
-            raw.reshape(X.shape[0], -1) + self.init_margin_
+        n = np.shape(X)[0]
+        return raw.reshape(n) + self.init_margin_[0] if len(self.classes_) == 2 else \
+            raw.reshape(n, -1) + self.init_margin_
 
     def predict_proba(self, X):
         s = self.decision_function(X)
@@ -162,7 +265,16 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
         s = self.decision_function(X)
         return self.classes_[(s > 0).astype(np.int64) if s.ndim == 1 else np.argmax(s, axis=1)]
 
-    def _fit_booster(self, X, y, w, evals, n_estimators, verbose):  # pragma: no cover - abstract
+    def _proba(self, margin: np.ndarray) -> np.ndarray:
+        """Probabilities from total raw scores: the positive class's (n,) for two classes, (n, K) otherwise
+        (what the libraries' own classifiers give their callable eval metrics)."""
+        if len(self.classes_) == 2:
+            return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(margin).reshape(-1)))
+        s = np.asarray(margin).reshape(-1, len(self.classes_))
+        e = np.exp(s - s.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def _fit_booster(self, X, y, w, evals, n_estimators, verbose, fit):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _raw_scores(self, X):  # pragma: no cover - abstract

@@ -134,11 +134,16 @@ class FocalCatBoostClassifier(_sklearn.FocalClassifier):
     """
 
     _library = "catboost"
+    _MARGIN_KEYS = ("baseline", None, None)
+    _POOL = ("cat_features", "text_features", "embedding_features", "graph")
+
+    def _library_classifier(self):
+        return cb.CatBoostClassifier
 
     def _objective_classes(self):
         return FocalObjective, SoftmaxFocalObjective
 
-    def _fit_booster(self, X, y, w, evals, n_estimators, verbose):
+    def _fit_booster(self, X, y, w, evals, n_estimators, verbose, fit):
         k = len(self.classes_)
         gamma, alpha, _ = _gbdt.check_params(self.gamma, self.alpha, self.hessian_floor)
         metric = focal_metric(gamma, alpha) if k == 2 else softmax_focal_metric(gamma)
@@ -146,13 +151,28 @@ class FocalCatBoostClassifier(_sklearn.FocalClassifier):
                                        "learning_rate": self.learning_rate, "iterations": n_estimators,
                                        "verbose": bool(verbose), "allow_writing_files": False, "thread_count": -1},
                                       "classes_count", "random_seed")
-        train = cb.Pool(X, y, weight=w, baseline=self._margin(len(y)))
-        valid = [cb.Pool(Xv, yv, baseline=self._margin(len(yv))) for Xv, yv in evals]
+        kw = dict(fit.params)
+        # the Pool's arguments, given to fit or to the constructor (as CatBoostClassifier takes them)
+        self.pool_args_ = {name: kw.pop(name, None) if kw.get(name) is not None else params.pop(name, None)
+                           for name in self._POOL}
+        self.pool_args_ = {name: v for name, v in self.pool_args_.items() if v is not None}
+        for name in self._POOL:
+            params.pop(name, None)
+        pool_eval = {n: v for n, v in self.pool_args_.items() if n != "graph"}
+        train = cb.Pool(X, y, weight=w, baseline=self._start(len(y), fit.margin), **self.pool_args_)
+        valid = [cb.Pool(ev.X, ev.y, weight=ev.w, baseline=self._start(len(ev.y), ev.margin), **pool_eval)
+                 for ev in evals]
         es = int(self.early_stopping_rounds) if self.early_stopping_rounds is not None and valid else None
+        es = kw.pop("early_stopping_rounds", None) if kw.get("early_stopping_rounds") is not None and valid else es
+        kw.pop("early_stopping_rounds", None)
+        use_best = kw.pop("use_best_model", None)
         self.booster_ = cb.CatBoost(params)
         self.booster_.fit(train, eval_set=valid[-1] if valid else None, early_stopping_rounds=es,
-                          use_best_model=es is not None)
+                          use_best_model=(es is not None) if use_best is None else bool(use_best) and bool(valid),
+                          **kw)  # every other CatBoostClassifier.fit keyword, as CatBoost takes it
         self.best_iteration_ = self.booster_.tree_count_
 
     def _raw_scores(self, X):
-        return self.booster_.predict(X, prediction_type="RawFormulaVal")
+        pool = cb.Pool(X, **{n: v for n, v in getattr(self, "pool_args_", {}).items() if n != "graph"}) \
+            if getattr(self, "pool_args_", None) else X
+        return self.booster_.predict(pool, prediction_type="RawFormulaVal")

@@ -20,6 +20,9 @@ from __future__ import annotations
 import lightgbm as lgb
 import numpy as np
 
+from sklearn.utils.class_weight import compute_sample_weight
+
+from focalkit import _checks
 from focalkit.adapters import _gbdt, _sklearn
 
 __all__ = ["FocalLGBMClassifier", "FocalObjective", "SoftmaxFocalObjective", "focal_metric", "focal_objective", "softmax_focal_metric",
@@ -59,27 +62,104 @@ class FocalLGBMClassifier(_sklearn.FocalClassifier):
     """
 
     _library = "lightgbm"
+    _MARGIN_KEYS = ("init_score", "eval_sample_weight", "eval_init_score")
+
+    def _library_classifier(self):
+        return lgb.LGBMClassifier
 
     def _objective_classes(self):
         return FocalObjective, SoftmaxFocalObjective
 
-    def _fit_booster(self, X, y, w, evals, n_estimators, verbose):
+    def _fit_booster(self, X, y, w, evals, n_estimators, verbose, fit):
         params = self._booster_params({"objective": self.objective_, "learning_rate": self.learning_rate,
                                        "verbose": -1, "metric": "None", "num_threads": 0}, "num_class", "seed")
-        train = lgb.Dataset(X, y, weight=w, init_score=self._margin(len(y)), params={"verbose": -1, "feature_pre_filter": False})
-        valid = [lgb.Dataset(Xv, yv, init_score=self._margin(len(yv)), reference=train) for Xv, yv in evals]
+        kw = dict(fit.params)
+        ds = {k: kw.pop(k) for k in ("feature_name", "categorical_feature") if k in kw}
+        train = lgb.Dataset(X, y, weight=w, init_score=self._start(len(y), fit.margin),
+                            params={"verbose": -1, "feature_pre_filter": False}, **ds)
+        class_weights = list(kw.pop("eval_class_weight", None) or [])
+        valid = []
+        for i, ev in enumerate(evals):
+            wv = ev.w
+            if i < len(class_weights) and class_weights[i] is not None:
+                cw = compute_sample_weight(_class_weight_by_index(class_weights[i], self.classes_), ev.y)
+                wv = cw if wv is None else wv * cw
+            valid.append(lgb.Dataset(ev.X, ev.y, weight=wv, init_score=self._start(len(ev.y), ev.margin),
+                                     reference=train))
         metric = self._metric()
-
-        def feval(preds, data):
-            return "focal", metric(preds, data.get_label().astype(np.int64), data.get_weight()), False
-
-        callbacks = []
+        fevals = [lambda preds, data: ("focal", metric(preds, data.get_label().astype(np.int64), data.get_weight()),
+                                       False)]
+        fevals += [self._lgb_metric(m) for m in _as_list(kw.pop("eval_metric", None))]
+        callbacks = list(kw.pop("callbacks", None) or [])
         if self.early_stopping_rounds is not None and valid:
             callbacks.append(lgb.early_stopping(int(self.early_stopping_rounds), verbose=verbose))
-        self.booster_ = lgb.train(params, train, n_estimators, valid_sets=valid, feval=feval if valid else None,
-                                  callbacks=callbacks)
+        self.booster_ = lgb.train(params, train, n_estimators, valid_sets=valid, feval=fevals if valid else None,
+                                  valid_names=kw.pop("eval_names", None), callbacks=callbacks,
+                                  init_model=kw.pop("init_model", None))
+        assert not kw, f"unhandled LightGBM fit keywords {sorted(kw)}"  # every LGBMClassifier.fit keyword is above
         self.best_iteration_ = self.booster_.best_iteration or n_estimators
         self.n_features_in_ = X.shape[1]
 
+    def _lgb_metric(self, m):
+        """``eval_metric`` as LGBMClassifier takes it: a metric name, computed here on the probabilities
+        (LightGBM's built-in metrics would read the focal objective's raw scores as probabilities), or a
+        callable ``f(y_true, y_prob[, weight[, group]]) -> (name, value, is_higher_better)``."""
+        if callable(m):
+            import inspect
+
+            n_args = len(inspect.signature(m).parameters)
+
+            def feval(preds, data):
+                p = self._proba(preds)
+                args = (data.get_label().astype(np.int64), p, data.get_weight(), data.get_group())[:max(2, n_args)]
+                return m(*args)
+            return feval
+        name = _checks.choice("eval_metric", m, tuple(_NAMED))
+        fn, higher = _NAMED[name]
+
+        def feval(preds, data):
+            return name, float(fn(data.get_label().astype(np.int64), self._proba(preds), data.get_weight(),
+                                  len(self.classes_))), higher
+        return feval
+
     def _raw_scores(self, X):
         return self.booster_.predict(X, raw_score=True, num_iteration=self.best_iteration_)
+
+
+def _as_list(value):
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _class_weight_by_index(cw, classes):
+    """An ``eval_class_weight`` entry keyed by class label, re-keyed by class index; "balanced" as is."""
+    return cw if isinstance(cw, str) else {int(np.searchsorted(classes, k)): v for k, v in cw.items()}
+
+
+def _logloss(y, p, w, k):
+    from sklearn.metrics import log_loss
+
+    return log_loss(y, p, sample_weight=w, labels=list(range(k)))
+
+
+def _error(y, p, w, k):
+    pred = (p > 0.5).astype(np.int64) if p.ndim == 1 else p.argmax(1)
+    return np.average(pred != y, weights=w)
+
+
+def _auc(y, p, w, k):
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(y, p, sample_weight=w, multi_class="ovr", labels=list(range(k)) if k > 2 else None)
+
+
+def _average_precision(y, p, w, k):
+    from sklearn.metrics import average_precision_score
+
+    return average_precision_score(y, p, sample_weight=w)
+
+
+# LightGBM's metric names (and aliases) for classification, computed on probabilities: (function, higher is better)
+_NAMED = {"binary_logloss": (_logloss, False), "binary": (_logloss, False), "multi_logloss": (_logloss, False),
+          "multiclass": (_logloss, False), "softmax": (_logloss, False), "logloss": (_logloss, False),
+          "binary_error": (_error, False), "multi_error": (_error, False), "error": (_error, False),
+          "auc": (_auc, True), "auc_mu": (_auc, True), "average_precision": (_average_precision, True)}

@@ -60,16 +60,25 @@ class FocalXGBClassifier(_sklearn.FocalClassifier):
     """
 
     _library = "xgboost"
+    _MARGIN_KEYS = ("base_margin", "sample_weight_eval_set", "base_margin_eval_set")
+
+    def _library_classifier(self):
+        return xgb.XGBClassifier
 
     def _objective_classes(self):
         return FocalObjective, SoftmaxFocalObjective
 
-    def _fit_booster(self, X, y, w, evals, n_estimators, verbose):
+    def _fit_booster(self, X, y, w, evals, n_estimators, verbose, fit):
         params = self._booster_params({"learning_rate": self.learning_rate, "disable_default_eval_metric": 1,
                                        "base_score": 0.0, "verbosity": 0}, "num_class", "seed")
-        train = xgb.DMatrix(X, y, weight=w, base_margin=self._margin(len(y)))
-        valid = [(xgb.DMatrix(Xv, yv, base_margin=self._margin(len(yv))), f"valid_{i}")
-                 for i, (Xv, yv) in enumerate(evals)]
+        # XGBClassifier's DMatrix arguments, not booster parameters
+        self.enable_categorical_ = bool(params.pop("enable_categorical", False))
+        kw = dict(fit.params)
+        dm = dict(enable_categorical=self.enable_categorical_)
+        train = xgb.DMatrix(X, y, weight=w, base_margin=self._start(len(y), fit.margin),
+                            feature_weights=kw.pop("feature_weights", None), **dm)
+        valid = [(xgb.DMatrix(ev.X, ev.y, weight=ev.w, base_margin=self._start(len(ev.y), ev.margin), **dm),
+                  f"valid_{i}") for i, ev in enumerate(evals)]
         metric = self._metric()
 
         def custom_metric(preds, data):
@@ -79,8 +88,11 @@ class FocalXGBClassifier(_sklearn.FocalClassifier):
         es = int(self.early_stopping_rounds) if self.early_stopping_rounds is not None and valid else None
         self.booster_ = xgb.train(params, train, n_estimators, evals=valid, obj=self.objective_,
                                   custom_metric=custom_metric if valid else None, early_stopping_rounds=es,
-                                  verbose_eval=verbose)
-        self.best_iteration_ = (self.booster_.best_iteration + 1) if es is not None else n_estimators
+                                  verbose_eval=verbose, xgb_model=kw.pop("xgb_model", None))
+        assert not kw, f"unhandled XGBoost fit keywords {sorted(kw)}"  # every XGBClassifier.fit keyword is above
+        self.best_iteration_ = (self.booster_.best_iteration + 1) if es is not None else \
+            self.booster_.num_boosted_rounds()
 
     def _raw_scores(self, X):
-        return self.booster_.predict(xgb.DMatrix(X), output_margin=True, iteration_range=(0, self.best_iteration_))
+        return self.booster_.predict(xgb.DMatrix(X, enable_categorical=self.enable_categorical_), output_margin=True,
+                                     iteration_range=(0, self.best_iteration_))
