@@ -37,4 +37,4 @@ def test_recipe_runs(name, needs, code):
 def test_every_recipe_named_in_the_issue_is_on_the_page():
     names = {r[0] for r in RECIPES}
     assert {"retinanet-patch", "retinanet-head", "segmentation", "lightning", "hf-trainer", "keras-save-load",
-            "yolov5", "mmdet-config"} <= names
+            "yolov5", "mmdet-config", "per-sample-gradients", "hf-deformable-detr"} <= names
