@@ -89,16 +89,17 @@ def test_stale_library_falls_back_to_eager_with_one_warning(tmp_path):
             origin = {str(lib)!r}
         importlib.util.find_spec = lambda name, *a: Spec() if name == "focalkit._focal_native" else real(name, *a)
         import torch
-        import focalkit as fk
-        from focalkit.backends import native
-        importlib.util.find_spec = real
-        assert not native.available() and "stale" in native.why_unavailable(), native.why_unavailable()
-        x, y = torch.randn(5, 3), torch.rand(5, 3)
-        with warnings.catch_warnings(record=True) as w:
+        with warnings.catch_warnings(record=True) as w:  # said once, at import, with the way to the fast path
             warnings.simplefilter("always")
+            import focalkit as fk
+            from focalkit.backends import native
+            x, y = torch.randn(5, 3), torch.rand(5, 3)
             a = fk.sigmoid_focal_loss(x, y)
             b = fk.softmax_focal_loss(x, torch.tensor([0, 1, 2, 0, 1]))
+        importlib.util.find_spec = real
+        assert not native.available() and "stale" in native.why_unavailable(), native.why_unavailable()
         assert len(w) == 1 and "eager backend" in str(w[0].message), [str(m.message) for m in w]
+        assert "--only-binary=focalkit" in str(w[0].message) and "compiler" in str(w[0].message)
         torch.testing.assert_close(a, fk.sigmoid_focal_loss(x, y, backend="eager"))
         try:
             fk.sigmoid_focal_loss(x, y, backend="native")

@@ -26,29 +26,40 @@
 #include <omp.h>
 #endif
 
+/* Vector variants from glibc's libmvec, declared only where the glibc built against has them: a wheel */
+/* built on glibc 2.28 (manylinux_2_28) must not call the expm1 / log1p variants that came in 2.35.     */
+/* Elsewhere (macOS, Windows, musl) the loops stay scalar calls.                                         */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 22))
 #pragma omp declare simd notinbranch
 float expf(float);
 #pragma omp declare simd notinbranch
-float expm1f(float);
-#pragma omp declare simd notinbranch
 float logf(float);
-#pragma omp declare simd notinbranch
-float log1pf(float);
 #pragma omp declare simd notinbranch
 double exp(double);
 #pragma omp declare simd notinbranch
+double log(double);
+#endif
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#pragma omp declare simd notinbranch
+float expm1f(float);
+#pragma omp declare simd notinbranch
+float log1pf(float);
+#pragma omp declare simd notinbranch
 double expm1(double);
 #pragma omp declare simd notinbranch
-double log(double);
-#pragma omp declare simd notinbranch
 double log1p(double);
+#endif
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define FK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define FK_CLONES
 #endif
+#if defined(_MSC_VER)
+#define FK_INLINE static __forceinline
+#else
 #define FK_INLINE static inline __attribute__((always_inline))
+#endif
 
 /* MODE: 0 linear form (also "pt" / "signed" for 0/1 targets), 1 the "pt" form for soft targets, 2 sparse */
 /* labels, 3 the "signed" form (MONAI's) for soft targets                                               */

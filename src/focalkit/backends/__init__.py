@@ -29,7 +29,20 @@ __all__ = ["BACKENDS", "eager", "native", "select", "triton"]
 
 BACKENDS = ("auto", "eager", "native", "triton")
 FORCED = os.environ.get("FOCALKIT_BACKEND") or None  # read at import (see the module docstring)
+FAST_PATH = ("install a wheel, which carries the kernel (pip install --only-binary=focalkit focalkit), or a C "
+             "compiler with OpenMP and reinstall from source (pip install --force-reinstall --no-binary=focalkit "
+             "focalkit)")
+
+
+def _eager_warning() -> str:
+    return (f"focalkit: CPU losses run on the eager backend (slower): {native.why_unavailable()}. "
+            f"For the native kernel, {FAST_PATH}.")
+
+
 _warned = False
+if not native.available():  # an sdist installed without a compiler, or a stale build: said once, at import
+    _warned = True
+    warnings.warn(_eager_warning(), RuntimeWarning, stacklevel=2)
 
 
 def select(op: str, backend: str, logits: Tensor, native_reason: Optional[str],
@@ -61,8 +74,7 @@ def select(op: str, backend: str, logits: Tensor, native_reason: Optional[str],
     if not native.available():
         if not _warned and not torch.compiler.is_compiling():  # Dynamo cannot trace warnings.warn (2.11)
             _warned = True
-            warnings.warn(f"focalkit: using the eager backend: {native.why_unavailable()}", RuntimeWarning,
-                          stacklevel=3)
+            warnings.warn(_eager_warning(), RuntimeWarning, stacklevel=3)
         return "eager"
     return "native" if native_reason is None else "eager"
 
