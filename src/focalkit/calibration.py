@@ -47,14 +47,14 @@ def focal_calibration_map(
     not the true probability :math:`\eta` (at :math:`\gamma=2`, :math:`\eta=0.8` gives
     :math:`p^\star=0.627`). This function inverts that minimiser exactly. For sigmoid outputs
     (``dim=None``, each element a binary :math:`P(y=1)`, model trained with
-    :func:`sigmoid_focal_loss` on hard labels or ``soft_target="linear"``):
+    :func:`~focalkit.sigmoid_focal_loss` on hard labels or ``soft_target="linear"``):
 
     .. math::
         \eta=\frac{(1-\alpha)F'(1-p)}{\alpha F'(p)+(1-\alpha)F'(1-p)},\qquad
         F'(p)=\gamma(1-p)^{\gamma-1}\log p-\frac{(1-p)^\gamma}{p}.
 
     For softmax outputs (``dim`` = the class dimension, model trained with
-    :func:`softmax_focal_loss` on class indices, ``alpha`` = its per-class ``weight`` or None), the
+    :func:`~focalkit.softmax_focal_loss` on class indices, ``alpha`` = its per-class ``weight`` or None), the
     same stationarity condition gives :math:`\eta_k\propto 1/(w_kF'(p_k))`, normalised over classes.
     Both are evaluated in log space with :math:`F'(p)=-(1-p)^\gamma(1+\gamma\psi(p))/p`,
     :math:`\psi(p)=-p\log p/(1-p)`, which has no negative power of :math:`1-p`.

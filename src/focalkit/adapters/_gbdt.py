@@ -350,6 +350,8 @@ def metrics(unpack: Unpack, wrap: Callable[..., Any]):
     its scikit-learn one (``XGBClassifier(eval_metric=...)``: a number)."""
 
     def focal_metric(gamma: float = 2.0, alpha: Optional[float] = None):
+        """The binary focal loss as an evaluation metric (its weighted mean, lower is better) on raw
+        scores, in the library's metric form (``feval`` / ``custom_metric`` / ``eval_metric``)."""
         gamma, alpha, _ = check_params(gamma, alpha, 1.0)
 
         def focal(a, b, sample_weight=None):
@@ -359,6 +361,8 @@ def metrics(unpack: Unpack, wrap: Callable[..., Any]):
         return focal
 
     def softmax_focal_metric(gamma: float = 2.0, weight: Optional[Sequence[float]] = None):
+        """The softmax focal loss (``weight``: per-class weights) as an evaluation metric on raw class
+        scores, in the library's metric form."""
         gamma, _, _ = check_params(gamma, None, 1.0)
         cw = check_class_weight(weight)
 

@@ -111,11 +111,13 @@ def softmax_focal_objective(gamma: float = 2.0, weight: Optional[Sequence[float]
 
 
 def focal_metric(gamma: float = 2.0, alpha: Optional[float] = None) -> _Metric:
+    """The binary focal loss as a CatBoost ``eval_metric`` object (weighted mean, lower is better)."""
     gamma, alpha, _ = _gbdt.check_params(gamma, alpha, 1.0)
     return _Metric(True, gamma, alpha, None)
 
 
 def softmax_focal_metric(gamma: float = 2.0, weight: Optional[Sequence[float]] = None) -> _Metric:
+    """The softmax focal loss as a CatBoost ``eval_metric`` object (``classes_count`` = K)."""
     gamma, _, _ = _gbdt.check_params(gamma, None, 1.0)
     return _Metric(False, gamma, None, _gbdt.check_class_weight(weight))
 

@@ -42,15 +42,18 @@ def _giou(boxes1: Tensor, boxes2: Tensor, reduction: str, eps: float) -> Tensor:
 
 def sigmoid_focal_loss(inputs: Tensor, targets: Tensor, alpha: float = -1, gamma: float = 2,
                        reduction: str = "none") -> Tensor:
+    """fvcore's ``sigmoid_focal_loss``: ``alpha_t (1 - p_t)^gamma BCE``; ``alpha < 0`` is no weighting."""
     return _focal(inputs, targets, alpha, gamma, reduction, False)
 
 
 def sigmoid_focal_loss_star(inputs: Tensor, targets: Tensor, alpha: float = -1, gamma: float = 1,
                             reduction: str = "none") -> Tensor:
+    """fvcore's ``sigmoid_focal_loss_star``: FL* of the focal loss paper's appendix (``gamma`` scales the logit)."""
     return _focal(inputs, targets, alpha, gamma, reduction, True)
 
 
 def giou_loss(boxes1: Tensor, boxes2: Tensor, reduction: str = "none", eps: float = 1e-7) -> Tensor:
+    """fvcore's ``giou_loss`` of (x1, y1, x2, y2) boxes (fvcore asserts x2 >= x1 and y2 >= y1 on the CPU)."""
     return _giou(boxes1, boxes2, reduction, eps)
 
 

@@ -62,11 +62,13 @@ class CategoricalFocalCrossentropy(_fk.CategoricalFocalLoss):
 
 def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
                               label_smoothing=0.0, axis=-1):
+    """``keras.losses.binary_focal_crossentropy``: per-sample losses (no reduction), as Keras's function."""
     return BinaryFocalCrossentropy(apply_class_balancing, alpha, gamma, from_logits, label_smoothing, axis,
                                    reduction="none").call(y_true, y_pred)
 
 
 def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
                                    axis=-1):
+    """``keras.losses.categorical_focal_crossentropy``: per-sample losses (no reduction), as Keras's function."""
     return CategoricalFocalCrossentropy(alpha, gamma, from_logits, label_smoothing, axis,
                                         reduction="none").call(y_true, y_pred)

@@ -41,7 +41,12 @@ from focalkit.losses.sigmoid_focal import sigmoid_focal_loss
 
 __all__ = ["FocalLoss", "BINARY_MODE", "MULTICLASS_MODE", "MULTILABEL_MODE"]
 
-BINARY_MODE, MULTICLASS_MODE, MULTILABEL_MODE = "binary", "multiclass", "multilabel"
+#: segmentation_models_pytorch's mode names (``smp.losses.BINARY_MODE``, ...).
+BINARY_MODE = "binary"
+#: One class per pixel among C (class indices).
+MULTICLASS_MODE = "multiclass"
+#: Several labels per pixel (C binary channels).
+MULTILABEL_MODE = "multilabel"
 _REDUCTIONS = ("mean", "sum", "none", "batchwise_mean")
 
 

@@ -55,12 +55,15 @@ def sigmoid_focal_loss(inputs: Tensor, targets: Tensor, alpha: float = 0.25, gam
 
 
 def generalized_box_iou_loss(boxes1: Tensor, boxes2: Tensor, reduction: str = "none", eps: float = 1e-7) -> Tensor:
+    """torchvision's ``generalized_box_iou_loss``: the generalized IoU loss of (x1, y1, x2, y2) boxes; float32 for half boxes."""
     return _box("giou", boxes1, boxes2, reduction, eps)
 
 
 def distance_box_iou_loss(boxes1: Tensor, boxes2: Tensor, reduction: str = "none", eps: float = 1e-7) -> Tensor:
+    """torchvision's ``distance_box_iou_loss``: the distance IoU loss of (x1, y1, x2, y2) boxes; float32 for half boxes."""
     return _box("diou", boxes1, boxes2, reduction, eps)
 
 
 def complete_box_iou_loss(boxes1: Tensor, boxes2: Tensor, reduction: str = "none", eps: float = 1e-7) -> Tensor:
+    """torchvision's ``complete_box_iou_loss``: the complete IoU loss of (x1, y1, x2, y2) boxes; float32 for half boxes."""
     return _box("ciou", boxes1, boxes2, reduction, eps)

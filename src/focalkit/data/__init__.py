@@ -13,10 +13,13 @@ import numpy as np
 
 from focalkit import _checks
 
+#: The five classes of page-blocks, in label order (label 1 is "text").
 PAGE_BLOCKS_CLASSES = ("text", "horizontal line", "graphic", "vertical line", "picture")
+#: The six classes of satimage, in label order.
 SATIMAGE_CLASSES = ("red soil", "cotton crop", "grey soil", "damp grey soil", "vegetation stubble",
                     "very damp grey soil")
 _SATIMAGE_LABELS = (1, 2, 3, 4, 5, 7)
+#: Where each vendored data set comes from, and its licence (cite it with results on it).
 CITATION = {
     "page-blocks": "UCI Page Blocks Classification (Malerba 1995), CC BY 4.0, doi:10.24432/C5J590",
     "satimage": "UCI Statlog (Landsat Satellite) (Srinivasan 1993), CC BY 4.0, doi:10.24432/C55887",

@@ -32,7 +32,8 @@ def asymmetric_loss(logits: Tensor, targets: Tensor, *, gamma_pos: float = 0.0, 
 
     Args:
         gamma_pos, gamma_neg: >= 0. Paper: 0 and 4. clip: margin :math:`m\in[0,1)`. Default 0.05.
-        logits, targets (same shape, in [0, 1]), reduction, weight, normalizer: as :func:`sigmoid_focal_loss`.
+        logits, targets, reduction, weight, normalizer: as :func:`sigmoid_focal_loss` (targets of the
+            logits' shape, in [0, 1]).
     """
     logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
     backends.eager_only("asymmetric_loss", backend)
