@@ -273,7 +273,8 @@ FK_INLINE T fk_smx_dense_range_##SUF(T *r, T *t, const T *cf, int64_t lo, int64_
     _Pragma("omp simd reduction(+:loss, acc)")                                                               \
     for (int64_t k = lo; k < hi; k++) {                                                                      \
         const T lp = r[k] - m - ls, p = t[k] * is, om = 1 - p; /* p <= 1/2: 1 - p is exact enough */       \
-        const T psi = -p * lp / om, mod = G2 ? om * om : EXP(g * LOG1P(-p)), c = cf[k];                      \
+        /* G2: 1 for gamma = 2 (a square), 2 for gamma = 0 (no factor: cross-entropy), 0 any other */    \
+        const T psi = -p * lp / om, mod = G2 == 1 ? om * om : G2 == 2 ? (T)1 : EXP(g * LOG1P(-p)), c = cf[k]; \
         const T ck = c * mod * (1 + g * psi);                                                                \
         loss += c * mod * -lp;                                                                               \
         acc += ck;                                                                                           \
@@ -401,6 +402,7 @@ FK_CLONES static double fk_smx_part_##SUF(const T *z, const int64_t *y, const T 
                 for (int64_t k = 0; k < C; k++)                                                              \
                     cf[k] = (w ? w[k] : (T)1) * ((1 - eps) * q[base + k * S + j] + eps / (T)C);              \
                 loss = g == 2 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 1)                            \
+                     : g == 0 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 2)                            \
                               : fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 0);                           \
             } else if (y[pos] == ignore || y[pos] < 0 || y[pos] >= C) {                                     \
                 if (y[pos] != ignore) *bad = 1; /* out of range: reported as an error */                     \
@@ -412,6 +414,7 @@ FK_CLONES static double fk_smx_part_##SUF(const T *z, const int64_t *y, const T 
                 for (int64_t k = 0; k < C; k++) cf[k] = (w ? w[k] : (T)1) * eps / (T)C;                      \
                 cf[y[pos]] += (w ? w[y[pos]] : (T)1) * (1 - eps);                                            \
                 loss = g == 2 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 1)                            \
+                     : g == 0 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 2)                            \
                               : fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 0);                           \
             }                                                                                                \
             if (loss_out) loss_out[pos] = loss;                                                              \
