@@ -184,3 +184,49 @@ def test_presets_against_kornia_itself_under_autocast():
                     if DEVICE == "cuda":
                         assert peer.dtype == torch.float32
                     torch.testing.assert_close(ours, peer.float(), rtol=2e-2, atol=2e-2)
+
+
+def _presets():
+    """Every preset whose loss runs on a kernel (or is built on one), called as its peer is."""
+    from focalkit.compat import fvcore as c_fv
+    from focalkit.compat import mmdet as c_mm
+    from focalkit.compat import monai as c_mo
+    from focalkit.compat import smp as c_smp
+    from focalkit.compat import transformers as c_hf
+    from focalkit.compat import ultralytics as c_ul
+    from focalkit.compat import yolov5 as c_y5
+
+    return {
+        "torchvision": lambda x, y, lab: fk_tv.sigmoid_focal_loss(x, y, reduction="sum"),
+        "fvcore": lambda x, y, lab: c_fv.sigmoid_focal_loss(x, y, alpha=0.25, reduction="sum"),
+        "kornia": lambda x, y, lab: fk_kornia.focal_loss(x, lab, alpha=0.25, reduction="sum"),
+        "kornia-binary": lambda x, y, lab: fk_kornia.binary_focal_loss_with_logits(x, y, reduction="sum"),
+        "monai": lambda x, y, lab: c_mo.FocalLoss(reduction="sum")(x, y),
+        "monai-softmax": lambda x, y, lab: c_mo.FocalLoss(use_softmax=True, reduction="sum")(x, y),
+        "smp": lambda x, y, lab: c_smp.FocalLoss("multiclass")(x, lab) * x.shape[0],
+        "mmdet": lambda x, y, lab: c_mm.FocalLoss(reduction="sum")(x, lab),
+        "mmdet-qfl": lambda x, y, lab: c_mm.QualityFocalLoss(reduction="sum")(x, (lab, y.max(1).values * 0.8)),
+        "ultralytics": lambda x, y, lab: c_ul.FocalLoss()(x, y) * x.shape[1],
+        "yolov5": lambda x, y, lab: c_y5.FocalLoss(torch.nn.BCEWithLogitsLoss(reduction="sum"))(x, y),
+        "transformers": lambda x, y, lab: c_hf.grounding_dino_sigmoid_focal_loss(x, y, 1),
+    }
+
+
+SMALL_SUMS = ("monai", "monai-softmax")  # MONAI's "sum" is not over every element: its dtype is checked
+
+
+@pytest.mark.parametrize("name", list(_presets()))
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("autocast", [False, True])
+def test_every_kernel_preset_sums_in_float32_past_65504(name, dtype, autocast):
+    """Item 5: the presets follow the rule, so a sum past float16's range stays finite, in float32."""
+    f = _presets()[name]
+    x, y, lab = _data("cpu", 12.0)
+    x, y, lab = torch.cat([x, x]), torch.cat([y, y]), torch.cat([lab, lab])
+    xh, yh = x.to(dtype), y.to(dtype)
+    ref = f(xh.double(), yh.double(), lab).double()
+    assert name in SMALL_SUMS or ref > 65504, f"{name}: the case must cross float16's largest value ({float(ref)})"
+    with _autocast("cpu", dtype, autocast):
+        out = f(xh, yh, lab)
+    assert out.dtype == torch.float32 and torch.isfinite(out), (out.dtype, out)
+    torch.testing.assert_close(out.double(), ref, rtol=2e-2, atol=1e-3)
