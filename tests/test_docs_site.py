@@ -97,8 +97,10 @@ def _chromium() -> str:
     if found:
         return found
     if shutil.which("apt-get") and os.geteuid() == 0:  # CI: Debian, as root
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"], check=False,
-                       capture_output=True, timeout=900)
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
+        if subprocess.run(install, check=False, capture_output=True, timeout=900).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True, timeout=900)
+            subprocess.run(install, check=False, capture_output=True, timeout=900)
         found = shutil.which("chromium")
     if not found:
         pytest.fail("the browser check needs Chromium: apt-get install chromium (Debian), or put it on PATH")

@@ -19,40 +19,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from focalkit.core._closed_form import ClosedForm3
+
 
 def _log_abs_diff(lp: Tensor, ln: Tensor, y: Tensor, p: Tensor) -> Tensor:
     """log|sigma(x) - y|: for hard labels from a log-sigmoid (no cancellation), else log|p - y|."""
     return torch.where(y == 1, ln, torch.where(y == 0, lp, torch.log((p - y).abs())))
 
 
-class _LogAbsDiff(torch.autograd.Function):
+class _LogAbsDiff(ClosedForm3):
     r""":func:`_log_abs_diff` with closed-form derivatives, for targets that need a gradient: the
     branches for hard labels hide the dependence on ``y`` (:math:`\partial/\partial y\log|p-y|=1/(y-p)`,
     i.e. :math:`-1/p` at 0 and :math:`1/(1-p)` at 1), which autograd through ``where`` would drop."""
-
-    generate_vmap_rule = True  # forward and backward are plain tensor ops (torch.func.vmap)
 
     @staticmethod
     def forward(lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:
         return _log_abs_diff(lp, ln, y, lp.exp())
 
     @staticmethod
-    def setup_context(ctx, inputs: tuple, output: Tensor) -> None:
-        ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
-
-    @staticmethod
-    def backward(ctx, g: Tensor):
-        d_lp, d_ln, d_y = _LogAbsDiff._partials(*ctx.saved_tensors)
-        return g * d_lp, g * d_ln, g * d_y
-
-    @staticmethod
-    def jvp(ctx, t_lp: Optional[Tensor], t_ln: Optional[Tensor], t_y: Optional[Tensor]) -> Tensor:
-        partials = _LogAbsDiff._partials(*ctx.saved_tensors)
-        return sum(d * t for d, t in zip(partials, (t_lp, t_ln, t_y)) if t is not None)
-
-    @staticmethod
-    def _partials(lp: Tensor, ln: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def partials(lp: Tensor, ln: Tensor, y: Tensor, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         p = lp.exp()
         d = p - y
         safe = torch.where(d == 0, torch.ones_like(d), d)

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from focalkit.core._closed_form import ClosedForm3
+
 Scalar = Union[float, Tensor]
 
 
@@ -46,7 +48,7 @@ def _log_one_minus_pt(lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:
     return torch.logaddexp(torch.log1p(-y) + lp, torch.log(y) + ln)
 
 
-class _LogOneMinusPt(torch.autograd.Function):
+class _LogOneMinusPt(ClosedForm3):
     r""":func:`log_one_minus_pt` with its derivatives in closed form, for targets that need a gradient:
     with :math:`u=(1-y)p+yq`, :math:`\partial/\partial\log p=(1-y)p/u`, :math:`\partial/\partial\log q=yq/u`,
     :math:`\partial/\partial y=(q-p)/u`. Autograd through the log-add-exp would form
@@ -54,31 +56,14 @@ class _LogOneMinusPt(torch.autograd.Function):
     made of differentiable ops, so second derivatives follow (autograd through the log-add-exp gives
     NaN second derivatives at hard labels)."""
 
-    generate_vmap_rule = True  # forward and backward are plain tensor ops (torch.func.vmap)
-
     @staticmethod
     def forward(lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:
         return _log_one_minus_pt(lp, ln, y)
 
     @staticmethod
-    def setup_context(ctx, inputs: tuple, output: Tensor) -> None:
-        ctx.save_for_backward(*inputs, output)
-        ctx.save_for_forward(*inputs, output)
-
-    @staticmethod
-    def _partials(lp: Tensor, ln: Tensor, y: Tensor, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def partials(lp: Tensor, ln: Tensor, y: Tensor, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return (torch.exp(torch.log1p(-y) + lp - out), torch.exp(torch.log(y) + ln - out),
                 torch.exp(ln - out) - torch.exp(lp - out))
-
-    @staticmethod
-    def backward(ctx, g: Tensor):
-        d_lp, d_ln, d_y = _LogOneMinusPt._partials(*ctx.saved_tensors)
-        return g * d_lp, g * d_ln, g * d_y
-
-    @staticmethod
-    def jvp(ctx, t_lp: Optional[Tensor], t_ln: Optional[Tensor], t_y: Optional[Tensor]) -> Tensor:
-        partials = _LogOneMinusPt._partials(*ctx.saved_tensors)
-        return sum(d * t for d, t in zip(partials, (t_lp, t_ln, t_y)) if t is not None)
 
 
 def log_one_minus_pt(lp: Tensor, ln: Tensor, y: Tensor) -> Tensor:
