@@ -204,3 +204,25 @@ def test_catboost_other_fit_keywords():
         baseline=np.zeros(400), logging_level="Silent")
     assert clf.best_iteration_ <= 50
     assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_nan_labels_are_refused_with_a_categorical_frame_too():
+    from focalkit.adapters.lightgbm import FocalLGBMClassifier
+
+    df, y = _frame()
+    df["colour"] = df["colour"].astype("category")
+    y = y.astype(float)
+    y[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        FocalLGBMClassifier(n_estimators=3).fit(df, y)
+
+
+def test_a_wrapped_fit_keyword_the_adapter_does_not_pass_is_said(monkeypatch):
+    """A newer library's fit keyword that the adapter does not know: a TypeError, never dropped."""
+    from focalkit.adapters.xgboost import FocalXGBClassifier
+
+    X, y = _data(200)
+    clf = FocalXGBClassifier(n_estimators=3)
+    monkeypatch.setattr(type(clf), "_library_fit_names", lambda self: {"brand_new"})
+    with pytest.raises(TypeError, match="brand_new"):
+        clf.fit(X, y, brand_new=1)

@@ -51,6 +51,14 @@ def _plain_dtypes(dtypes):
     return out
 
 
+def no_keywords_left(params: Dict[str, Any], classifier: str) -> None:
+    """A keyword of the wrapped classifier's ``fit`` that the adapter passed nowhere (a newer library's):
+    said, never dropped silently."""
+    if params:
+        raise TypeError(f"focalkit does not pass {classifier}.fit's keyword(s) {sorted(params)} yet; "
+                        "fit without them, or with the library's own classifier")
+
+
 class FocalClassifier(ClassifierMixin, BaseEstimator):
     """Base class: a library adapter implements ``_fit_booster`` and ``_raw_scores``."""
 
@@ -135,7 +143,7 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
         ``cat_features``), or categorical features named for CatBoost."""
         dtypes = getattr(X, "dtypes", None)
         if dtypes is not None and hasattr(dtypes, "__iter__") and not all(
-                np.issubdtype(np.dtype(d), np.number) or np.dtype(d) == bool for d in _plain_dtypes(dtypes)):
+                np.issubdtype(d, np.number) or d == bool for d in _plain_dtypes(dtypes)):
             return True
         return any(fit_params.get(k) is not None or self._extra_params.get(k) is not None
                    for k in ("cat_features", "text_features", "embedding_features"))
@@ -169,8 +177,8 @@ class FocalClassifier(ClassifierMixin, BaseEstimator):
         X = self._validate_X(X, reset=True)
         y = column_or_1d(y, warn=True)
         check_consistent_length(X, y)
-        if not self.keeps_frame_:
-            assert_all_finite(y, input_name="y") if np.issubdtype(np.asarray(y).dtype, np.number) else None
+        if np.issubdtype(y.dtype, np.number):  # NaN / inf labels are refused, whatever X is
+            assert_all_finite(y, input_name="y")
         check_classification_targets(y)
         self.classes_, yi = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:

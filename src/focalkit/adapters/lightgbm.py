@@ -96,7 +96,7 @@ class FocalLGBMClassifier(_sklearn.FocalClassifier):
         self.booster_ = lgb.train(params, train, n_estimators, valid_sets=valid, feval=fevals if valid else None,
                                   valid_names=kw.pop("eval_names", None), callbacks=callbacks,
                                   init_model=kw.pop("init_model", None))
-        assert not kw, f"unhandled LightGBM fit keywords {sorted(kw)}"  # every LGBMClassifier.fit keyword is above
+        _sklearn.no_keywords_left(kw, "LGBMClassifier")
         self.best_iteration_ = self.booster_.best_iteration or n_estimators
         self.n_features_in_ = X.shape[1]
 

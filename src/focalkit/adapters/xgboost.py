@@ -89,7 +89,7 @@ class FocalXGBClassifier(_sklearn.FocalClassifier):
         self.booster_ = xgb.train(params, train, n_estimators, evals=valid, obj=self.objective_,
                                   custom_metric=custom_metric if valid else None, early_stopping_rounds=es,
                                   verbose_eval=verbose, xgb_model=kw.pop("xgb_model", None))
-        assert not kw, f"unhandled XGBoost fit keywords {sorted(kw)}"  # every XGBClassifier.fit keyword is above
+        _sklearn.no_keywords_left(kw, "XGBClassifier")
         self.best_iteration_ = (self.booster_.best_iteration + 1) if es is not None else \
             self.booster_.num_boosted_rounds()
 

@@ -388,7 +388,7 @@ def _grad_out(grad_out: Optional[Tensor], like: Tensor, inv: Tensor) -> tuple[Te
     if grad_out is None:
         return like, 0, inv
     if grad_out.numel() == 1 or all(st == 0 for st in grad_out.stride()):
-        if grad_out.dtype != like.dtype and like.dtype in (torch.float16, torch.bfloat16):
+        if grad_out.dtype != like.dtype and like.dtype in eager._HALF:
             return like, 0, inv * grad_out.reshape(-1)[:1].to(torch.float32)
         go = grad_out if grad_out.dtype == like.dtype else grad_out.to(like.dtype)
         return torch.resolve_neg(go), 1, inv

@@ -29,6 +29,7 @@ BCE refuses. The ``"focal"`` loss of RT-DETR cannot run; the default (``"vfl"``)
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Union
 
 import torch
@@ -96,20 +97,25 @@ def _labels_loss(criterion: Any, outputs: dict, targets: list, indices: list, nu
     return {"loss_ce": loss}
 
 
+@functools.lru_cache(maxsize=None)
+def _criterion_class() -> type:
+    """transformers' ``DeformableDetrImageLoss`` with :func:`_labels_loss`, made once (not every step)."""
+    from transformers.loss.loss_deformable_detr import DeformableDetrImageLoss
+
+    return type("FocalkitDeformableDetrImageLoss", (DeformableDetrImageLoss,), {"loss_labels": _labels_loss})
+
+
 def deformable_detr_loss(logits: Tensor, labels: list, device: Any, pred_boxes: Tensor, config: Any,
                          outputs_class: Any = None, outputs_coord: Any = None, **kwargs: Any) -> tuple:
     """transformers' ``DeformableDetrForObjectDetectionLoss`` with focalkit's classification loss: set it as
     ``model.loss_function`` of a ``DeformableDetrForObjectDetection`` (or a Conditional / DAB-DETR).
     Returns ``(loss, loss_dict, auxiliary_outputs)`` as transformers' does, with the same weights."""
-    from transformers.loss.loss_deformable_detr import DeformableDetrHungarianMatcher, DeformableDetrImageLoss
+    from transformers.loss.loss_deformable_detr import DeformableDetrHungarianMatcher
     from transformers.loss.loss_for_object_detection import _set_aux_loss
-
-    class _Criterion(DeformableDetrImageLoss):
-        loss_labels = _labels_loss
 
     matcher = DeformableDetrHungarianMatcher(class_cost=config.class_cost, bbox_cost=config.bbox_cost,
                                              giou_cost=config.giou_cost)
-    criterion = _Criterion(matcher=matcher, num_classes=config.num_labels, focal_alpha=config.focal_alpha,
+    criterion = _criterion_class()(matcher=matcher, num_classes=config.num_labels, focal_alpha=config.focal_alpha,
                            losses=["labels", "boxes", "cardinality"]).to(device)
     outputs: dict = {"logits": logits, "pred_boxes": pred_boxes}
     auxiliary = None
