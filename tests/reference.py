@@ -113,6 +113,34 @@ def mp_softmax_focal(
     return losses, float(den)
 
 
+def mp_varifocal_one(x, q, alpha, gamma, iou_weighted=True, label=None) -> tuple[float, float]:
+    """One element of Varifocal Loss (mmdet's definition; ``label`` None: positives where q > 0) and its
+    derivative in x (mpmath's numerical differentiation of the textbook form)."""
+    q, a, g = _mpf(q), _mpf(alpha), _mpf(gamma)
+    lab = (mp.mpf(1) if q > 0 else mp.mpf(0)) if label is None else _mpf(label)
+
+    def f(t):
+        p = _sig(t)
+        bce = -(q * mp.log(p) + (1 - q) * mp.log(1 - p))
+        w_pos = q if iou_weighted else mp.mpf(1)
+        return (lab * w_pos + (1 - lab) * a * p ** g) * bce
+
+    return float(f(_mpf(x))), float(mp.diff(f, _mpf(x)))
+
+
+def mp_dfl_row(z: Sequence[float], y: float) -> tuple[float, list]:
+    """Distribution Focal Loss of one row of bins (y clamped into [0, n]) and its gradient."""
+    zs = [_mpf(v) for v in z]
+    n = len(zs) - 1
+    yv = min(max(_mpf(y), mp.mpf(0)), mp.mpf(n))
+    left = min(int(mp.floor(yv)), n - 1)
+    wl, wr = left + 1 - yv, yv - left
+    lse = mp.log(mp.fsum(mp.exp(v) for v in zs))
+    loss = lse - wl * zs[left] - wr * zs[left + 1]
+    grad = [mp.exp(v - lse) - (wl if k == left else 0) - (wr if k == left + 1 else 0) for k, v in enumerate(zs)]
+    return float(loss), [float(g) for g in grad]
+
+
 def mp_class_balanced(counts: Sequence[int], beta: float) -> np.ndarray:
     b = _mpf(beta)
     inv = [(1 - b) / (1 - b ** int(n)) if n > 0 else mp.mpf(0) for n in counts]

@@ -81,7 +81,7 @@ def _boxes(x):
 NAMES = list(_losses("eager", _data("cpu")))
 PRESETS = ("torchvision", "kornia-focal", "kornia-binary")
 # no kernel (autograd through the eager formula), or a preset that picks its backend itself: once
-EAGER_ONLY = PRESETS + ("focal-star", "varifocal", "dfl", "asymmetric", "poly1-focal", "poly1-ce", "giou",
+EAGER_ONLY = PRESETS + ("focal-star", "asymmetric", "poly1-focal", "poly1-ce", "giou",
                         "focal-eiou")
 
 

@@ -58,7 +58,8 @@ def _compile_all(cap: int, lo: int, hi: int) -> list:
 def test_the_table_is_not_empty_and_names_every_kernel():
     kernels = {s.kernel for s in SPECS}
     assert kernels == {"sigmoid.sigmoid_fwd_kernel", "sigmoid.sigmoid_bwd_kernel", "common.finish_kernel",
-                       "softmax.softmax_fwd_kernel", "softmax.softmax_bwd_kernel"}
+                       "softmax.softmax_fwd_kernel", "softmax.softmax_bwd_kernel", "quality.vfl_fwd_kernel",
+                       "quality.vfl_bwd_kernel", "quality.dfl_fwd_kernel", "quality.dfl_bwd_kernel"}
     assert len(SPECS) == len(set(SPECS))
 
 
@@ -112,7 +113,9 @@ def test_a_plain_module_global_fails_ahead_of_time():
 
 
 @pytest.mark.parametrize("kernel", ["sigmoid.sigmoid_fwd_kernel", "sigmoid.sigmoid_bwd_kernel",
-                                    "softmax.softmax_fwd_kernel", "softmax.softmax_bwd_kernel"])
+                                    "softmax.softmax_fwd_kernel", "softmax.softmax_bwd_kernel",
+                                    "quality.vfl_fwd_kernel", "quality.vfl_bwd_kernel",
+                                    "quality.dfl_fwd_kernel", "quality.dfl_bwd_kernel"])
 def test_aligned_loads_are_16_bytes_wide(kernel, tmp_path):
     code = textwrap.dedent(f"""
         import os
@@ -169,6 +172,18 @@ def test_launches_are_listed(monkeypatch):
                 for eps in (0.0, 0.1):
                     fk.softmax_focal_loss(z, tgt, label_smoothing=eps, weight=torch.rand(shape[1], generator=g),
                                           backend="triton").backward()
+        q = torch.rand(6, 5, generator=g) * (torch.rand(6, 5, generator=g) > 0.5)
+        for tq in (q.to(dt), q):
+            for lab in (None, q > 0.3, (q > 0.3).to(dt), q):
+                for w in (None, torch.rand(6, 5, generator=g), torch.rand(5, generator=g).to(dt)):
+                    for red in ("mean", "none"):
+                        fk.varifocal_loss(x, tq, labels=lab, weight=w, reduction=red, backend="triton").sum().backward()
+        for bins in (2, 16, 17, 40, 200):
+            z = torch.randn(7, bins, generator=g).to(dt).requires_grad_()
+            for w in (None, torch.rand(7, generator=g).to(dt)):
+                for red in ("mean", "none", "sum"):
+                    fk.distribution_focal_loss(z, torch.rand(7, generator=g).to(dt) * bins, weight=w, reduction=red,
+                                               backend="triton").sum().backward()
     assert seen
     unlisted = {s for s in seen if s not in listed}
     assert not unlisted, sorted(unlisted)[:5]

@@ -12,7 +12,7 @@ import importlib.util
 from pathlib import Path
 from typing import Optional
 
-ABI_VERSION = 15
+ABI_VERSION = 16
 _SIGNATURES = {  # symbol: argument types -> result type
     "fk_sigmoid_focal_f32": "vp vp vp vp vp vp vp i64 i64 i32 i32 dbl dbl vp vp i32 pdbl -> i32",
     "fk_sigmoid_focal_f64": "vp vp vp vp vp vp vp i64 i64 i32 i32 dbl dbl vp vp i32 pdbl -> i32",
@@ -20,6 +20,10 @@ _SIGNATURES = {  # symbol: argument types -> result type
     "fk_count_soft_f64": "vp i64 i32 -> i64",
     "fk_softmax_focal_f32": "vp vp vp vp i64 i64 i64 i64 dbl dbl dbl vp vp i32 pdbl -> i32",
     "fk_softmax_focal_f64": "vp vp vp vp i64 i64 i64 i64 dbl dbl dbl vp vp i32 pdbl -> i32",
+    "fk_varifocal_f32": "vp vp vp vp i64 dbl dbl i32 dbl vp vp i32 pdbl -> i32",
+    "fk_varifocal_f64": "vp vp vp vp i64 dbl dbl i32 dbl vp vp i32 pdbl -> i32",
+    "fk_dfl_f32": "vp vp vp i64 i64 dbl vp vp i32 pdbl -> i32",
+    "fk_dfl_f64": "vp vp vp i64 i64 dbl vp vp i32 pdbl -> i32",
     "fk_gbdt_binary_f64": "vp vp vp i64 dbl dbl dbl dbl vp vp vp i32 -> i32",
     "fk_gbdt_softmax_f64": "vp vp vp i64 i64 dbl dbl vp vp vp i32 -> i32",
     "fk_gbdt_binary_ders_f64": "vp vp i32 vp i64 dbl dbl dbl dbl vp -> i32",

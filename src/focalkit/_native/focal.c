@@ -464,6 +464,155 @@ int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w,
 FK_SOFTMAX_DEFINE(float, f32, expf, logf, log1pf)
 FK_SOFTMAX_DEFINE(double, f64, exp, log, log1p)
 
+/* ---- Varifocal and Distribution Focal Loss ------------------------------------------------------
+ * The maths is focalkit/core/quality.py's varifocal / distribution_focal.
+ *   VFL: L = w B, w = l w+ + (1-l) a s(x)^g, B = BCE(x, q), w+ = q (iou_weighted) or 1, l = labels or
+ *        [q > 0]; L' = w B' + (1-l) g s(-x) a s(x)^g B, s(x)^g = exp(g lp) (p^2 at g = 2).
+ *   DFL: per row of C = n+1 bins, y clamped into [0, n], i = min(floor y, n-1):
+ *        L = logsumexp(z) - (i+1-y) z_i - (y-i) z_{i+1},  dL/dz = softmax(z) - two-hot; NaN y: a NaN row.
+ * Loss and gradient (times scale) in one pass; float64 sum, one partial per thread.
+ */
+#define FK_QUALITY_DEFINE(T, SUF, EXP, LOG, LOG1P)                                                           \
+FK_INLINE double fk_vfl_range_##SUF(const T *x, const T *q, const T *lab, const T *w, int64_t lo, int64_t hi, \
+        T alpha, T g, int iou, T scale, T *loss_out, T *grad_out, const int HAS_LAB, const int HAS_W,           \
+        const int STORE, const int G2) {                                                                     \
+    double acc = 0.0;                                                                                        \
+    _Pragma("omp simd reduction(+:acc)")                                                                     \
+    for (int64_t i = lo; i < hi; i++) {                                                                      \
+        const T xi = x[i], qi = q[i];                                                                        \
+        const T e = EXP(xi < 0 ? xi : -xi);                                                                  \
+        const T sp = LOG1P(e);                                                                               \
+        const T lp = (xi < 0 ? xi : (T)0) - sp, ln = (xi > 0 ? -xi : (T)0) - sp;                             \
+        const T r = 1 / (1 + e), er = e * r;                                                                 \
+        const T p = xi < 0 ? er : r, qq = xi < 0 ? r : er;                                                   \
+        const T bce = -(qi * lp + (1 - qi) * ln), dbce = (1 - qi) * p - qi * qq;                            \
+        const T m = G2 ? p * p : EXP(g * lp);                                                                \
+        const T wneg = alpha * (g == 0 ? (T)1 : m), wpos = iou ? qi : (T)1;                                  \
+        T neg, wt;                                                                                           \
+        if (HAS_LAB) {                                                                                       \
+            neg = 1 - lab[i];                                                                                \
+            wt = lab[i] * wpos + neg * wneg;                                                                 \
+        } else {                                                                                             \
+            const int is_neg = !(qi > 0);                                                                    \
+            neg = is_neg ? (T)1 : (T)0;                                                                      \
+            wt = is_neg ? wneg : wpos;                                                                       \
+        }                                                                                                    \
+        T loss = wt * bce, grad = wt * dbce + neg * g * qq * wneg * bce;                                     \
+        if (HAS_W) {                                                                                         \
+            loss *= w[i];                                                                                    \
+            grad *= w[i];                                                                                    \
+        }                                                                                                    \
+        if (STORE) loss_out[i] = loss;                                                                       \
+        grad_out[i] = grad * scale;                                                                          \
+        acc += (double)loss;                                                                                 \
+    }                                                                                                        \
+    return acc;                                                                                              \
+}                                                                                                            \
+                                                                                                             \
+FK_CLONES static double fk_vfl_dispatch_##SUF(const T *x, const T *q, const T *lab, const T *w, int64_t lo,  \
+        int64_t hi, T alpha, T g, int iou, T scale, T *loss_out, T *grad_out) {                              \
+    const int sel = (lab != 0) | (w != 0) << 1 | (loss_out != 0) << 2 | (g == 2) << 3;                       \
+    switch (sel) {                                                                                           \
+    FK_VFL_CASES(SUF, 0) FK_VFL_CASES(SUF, 8)                                                                \
+    }                                                                                                        \
+    return 0.0;                                                                                              \
+}                                                                                                            \
+                                                                                                             \
+/* labels (the positives' weights l) and w may be NULL; iou: positives weighted by q (else by 1).       */  \
+int fk_varifocal_##SUF(const T *x, const T *q, const T *lab, const T *w, int64_t n, double alpha, double g,  \
+        int iou, double scale, T *loss_out, T *grad_out, int nthreads, double *sum_out) {                    \
+    *sum_out = 0.0;                                                                                          \
+    if (n < 0 || !x || !q || !grad_out) return 1;                                                            \
+    if (n == 0) return 0;                                                                                    \
+    if (nthreads < 1 || n < 65536) nthreads = 1;                                                             \
+    double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
+    if (!part) return 2;                                                                                     \
+    _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
+    for (int t = 0; t < nthreads; t++)                                                                       \
+        part[t] = fk_vfl_dispatch_##SUF(x, q, lab, w, n * t / nthreads, n * (t + 1) / nthreads, (T)alpha,      \
+                                        (T)g, iou, (T)scale, loss_out, grad_out);                            \
+    double s = 0.0;                                                                                          \
+    for (int t = 0; t < nthreads; t++) s += part[t];                                                         \
+    free(part);                                                                                              \
+    *sum_out = s;                                                                                            \
+    return 0;                                                                                                \
+}                                                                                                            \
+                                                                                                             \
+FK_INLINE double fk_dfl_rows_##SUF(const T *z, const T *y, const T *w, int64_t r0, int64_t r1, int64_t C,     \
+        T scale, T *loss_out, T *grad, const int HAS_W, const int STORE) {                                   \
+    double acc = 0.0;                                                                                        \
+    const int64_t n = C - 1;                                                                                 \
+    for (int64_t r = r0; r < r1; r++) {                                                                      \
+        const T *zr = z + r * C;                                                                             \
+        T *gr = grad + r * C;                                                                                \
+        T m = -INFINITY, s = 0;                                                                              \
+        _Pragma("omp simd reduction(max:m)")                                                                 \
+        for (int64_t k = 0; k < C; k++) m = zr[k] > m ? zr[k] : m;                                           \
+        _Pragma("omp simd reduction(+:s)")                                                                   \
+        for (int64_t k = 0; k < C; k++) {                                                                    \
+            const T e = EXP(zr[k] - m);                                                                      \
+            gr[k] = e;                                                                                       \
+            s += e;                                                                                          \
+        }                                                                                                    \
+        const T yi = y[r];                                                                                   \
+        const int nan = yi != yi;                                                                            \
+        T yc = nan ? (T)0 : yi;                                                                              \
+        yc = yc < 0 ? (T)0 : yc > (T)n ? (T)n : yc;                                                          \
+        int64_t li = (int64_t)yc; /* floor: yc >= 0 */                                                       \
+        if (li > n - 1) li = n - 1;                                                                          \
+        const T wl = nan ? yi : (T)li + 1 - yc, wr = yc - (T)li;                                             \
+        const T wt = HAS_W ? w[r] : (T)1;                                                                    \
+        const T loss = wt * (m + LOG(s) - wl * zr[li] - wr * zr[li + 1]);                                    \
+        const T sc = wt * scale, inv = sc / s;                                                               \
+        _Pragma("omp simd")                                                                                  \
+        for (int64_t k = 0; k < C; k++) gr[k] = nan ? (T)NAN : gr[k] * inv;                                  \
+        gr[li] -= wl * sc;                                                                                   \
+        gr[li + 1] -= wr * sc;                                                                               \
+        if (STORE) loss_out[r] = loss;                                                                       \
+        acc += (double)loss;                                                                                 \
+    }                                                                                                        \
+    return acc;                                                                                              \
+}                                                                                                            \
+                                                                                                             \
+FK_CLONES static double fk_dfl_dispatch_##SUF(const T *z, const T *y, const T *w, int64_t r0, int64_t r1,     \
+        int64_t C, T scale, T *loss_out, T *grad) {                                                          \
+    if (w && loss_out) return fk_dfl_rows_##SUF(z, y, w, r0, r1, C, scale, loss_out, grad, 1, 1);            \
+    if (w) return fk_dfl_rows_##SUF(z, y, w, r0, r1, C, scale, loss_out, grad, 1, 0);                        \
+    if (loss_out) return fk_dfl_rows_##SUF(z, y, w, r0, r1, C, scale, loss_out, grad, 0, 1);                 \
+    return fk_dfl_rows_##SUF(z, y, w, r0, r1, C, scale, loss_out, grad, 0, 0);                               \
+}                                                                                                            \
+                                                                                                             \
+/* z: (N, C) logits over C = n+1 >= 2 bins, y: (N,) distances in bin units, w: (N,) or NULL. */              \
+int fk_dfl_##SUF(const T *z, const T *y, const T *w, int64_t N, int64_t C, double scale, T *loss_out,         \
+        T *grad, int nthreads, double *sum_out) {                                                            \
+    *sum_out = 0.0;                                                                                          \
+    if (N < 0 || C < 2 || !z || !y || !grad) return 1;                                                       \
+    if (N == 0) return 0;                                                                                    \
+    if (nthreads < 1 || N * C < 65536) nthreads = 1;                                                         \
+    double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
+    if (!part) return 2;                                                                                     \
+    _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
+    for (int t = 0; t < nthreads; t++)                                                                       \
+        part[t] = fk_dfl_dispatch_##SUF(z, y, w, N * t / nthreads, N * (t + 1) / nthreads, C, (T)scale,       \
+                                        loss_out, grad);                                                     \
+    double s = 0.0;                                                                                          \
+    for (int t = 0; t < nthreads; t++) s += part[t];                                                         \
+    free(part);                                                                                              \
+    *sum_out = s;                                                                                            \
+    return 0;                                                                                                \
+}
+
+/* fk_vfl_dispatch's cases: bit 0 labels, bit 1 weight, bit 2 store, bit 3 gamma = 2 (G bit given). */
+#define FK_VFL_CASE(SUF, S)                                                                                  \
+    case S: return fk_vfl_range_##SUF(x, q, lab, w, lo, hi, alpha, g, iou, scale, loss_out, grad_out,        \
+                                      (S) & 1, ((S) >> 1) & 1, ((S) >> 2) & 1, ((S) >> 3) & 1);
+#define FK_VFL_CASES(SUF, G) FK_VFL_CASE(SUF, (G) + 0) FK_VFL_CASE(SUF, (G) + 1) FK_VFL_CASE(SUF, (G) + 2)     \
+    FK_VFL_CASE(SUF, (G) + 3) FK_VFL_CASE(SUF, (G) + 4) FK_VFL_CASE(SUF, (G) + 5) FK_VFL_CASE(SUF, (G) + 6)   \
+    FK_VFL_CASE(SUF, (G) + 7)
+
+FK_QUALITY_DEFINE(float, f32, expf, logf, log1pf)
+FK_QUALITY_DEFINE(double, f64, exp, log, log1p)
+
 /* ---- GBDT objectives: gradient and Hessian per raw score (float64), for the torch-free adapters ------
  * The maths is focalkit/core/sigmoid.py's sigmoid_focal_hard / sigmoid_focal_linear (hessian=True) and
  * core/softmax.py's softmax_focal_hard / softmax_focal_hard_hess_diag; tests/adapters compare them.
@@ -647,7 +796,7 @@ int fk_gbdt_softmax_f64(const double *z, const int64_t *y, const double *c, int6
     return bad ? 3 : 0;
 }
 
-int fk_abi_version(void) { return 15; }
+int fk_abi_version(void) { return 16; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }

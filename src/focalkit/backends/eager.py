@@ -29,6 +29,7 @@ from torch import Tensor
 
 from focalkit import _checks, _reduce
 from focalkit.core import (
+    distribution_focal,
     focal_star,
     sigmoid_focal_hard,
     sigmoid_focal_linear,
@@ -38,6 +39,7 @@ from focalkit.core import (
     sigmoid_focal_quality,
     softmax_focal_dense,
     softmax_focal_hard,
+    varifocal,
 )
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -293,6 +295,52 @@ def focal_loss_star(logits: Tensor, targets: Tensor, *, gamma: float, beta: floa
 
     return apply(eager_run("focal_loss_star", reference), logits, targets, weight, tensor_or_none(alpha),
                  tensor_or_none(normalizer))
+
+
+def varifocal_reference(*, alpha: float, gamma: float, iou_weighted: bool, reduction: str,
+                        normalizer: Any) -> Callable:
+    """``reference(logits, targets, weight, labels, normalizer)`` for Varifocal Loss."""
+
+    def reference(logits: Tensor, targets: Tensor, weight: Optional[Tensor], labels: Optional[Tensor],
+                  norm_t: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        terms = partial(varifocal, alpha=alpha, gamma=gamma, iou_weighted=iou_weighted, labels=labels)
+        return _elementwise(logits, targets, weight, normalizer if norm_t is None else norm_t, terms, reduction)
+
+    return reference
+
+
+def vfl_aux(targets: Tensor, weight: Optional[Tensor], labels: Optional[Tensor], normalizer: Any) -> tuple:
+    return targets, weight, labels, tensor_or_none(normalizer)
+
+
+def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float, gamma: float, iou_weighted: bool,
+                   weight: Optional[Tensor], labels: Optional[Tensor], reduction: str, normalizer: Any) -> Tensor:
+    ref = varifocal_reference(alpha=alpha, gamma=gamma, iou_weighted=iou_weighted, reduction=reduction,
+                              normalizer=normalizer)
+    return apply(eager_run("varifocal_loss", ref), logits, *vfl_aux(targets, weight, labels, normalizer))
+
+
+def dfl_reference(*, reduction: str, normalizer: Any) -> Callable:
+    """``reference(logits, targets, weight, normalizer)`` for Distribution Focal Loss (logits (N, n+1))."""
+
+    def reference(logits: Tensor, targets: Tensor, weight: Optional[Tensor],
+                  norm_t: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        z = logits.to(compute_dtype(logits.dtype))
+        loss, grad = distribution_focal(z, targets.to(z.dtype))
+        if weight is not None:
+            w = weight.to(z.dtype).expand(loss.shape)
+            loss, grad = loss * w, grad * w.unsqueeze(1)
+        den = _reduce.denominator(reduction, normalizer if norm_t is None else norm_t, loss.numel(), loss)
+        out, grad = _reduce.reduce(loss, grad, reduction, den)
+        return out.to(_reduce.out_dtype(logits.dtype, den is not None or reduction != "none")), grad.to(logits.dtype)
+
+    return reference
+
+
+def distribution_focal_loss(logits: Tensor, targets: Tensor, *, weight: Optional[Tensor], reduction: str,
+                            normalizer: Any) -> Tensor:
+    run = eager_run("distribution_focal_loss", dfl_reference(reduction=reduction, normalizer=normalizer), unsqueeze=1)
+    return apply(run, logits, targets, weight, tensor_or_none(normalizer))
 
 
 # ---- softmax focal loss -------------------------------------------------------------------------

@@ -7,21 +7,23 @@ float16 / bfloat16 are converted to float32 and back. OpenMP uses ``torch.get_nu
 Covered: :func:`focalkit.sigmoid_focal_loss` with dense targets in the ``"linear"`` soft form, and in
 the ``"pt"`` form when the targets are 0/1 (where the two forms are equal), ``alpha`` off / scalar /
 per class, ``pos_weight`` per class (shape ``(C,)``), an elementwise ``weight``, every reduction and
-``normalizer``. Anything else (soft ``"pt"`` targets, sparse targets, other ``pos_weight``
-layouts) is reported by :func:`unsupported` and runs on the eager backend under ``backend="auto"``.
+``normalizer``. Anything else (other ``pos_weight`` layouts) is reported by :func:`unsupported` and runs on the eager
+backend under ``backend="auto"``. Also here: the softmax focal loss, Varifocal Loss and Distribution
+Focal Loss (:func:`varifocal_loss`, :func:`distribution_focal_loss`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
+from functools import partial
 from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
 from focalkit import _native, _reduce
-from focalkit.backends import _ops
+from focalkit.backends import _ops, eager
 from focalkit.backends._ops import raw
 from focalkit.backends.eager import compute_dtype
 
@@ -212,3 +214,82 @@ softmax_op = _ops.define("native_softmax_focal", "softmax", _softmax_impl, "cpu"
 def softmax_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
     """See :func:`focalkit.softmax_focal_loss`."""
     return _ops.softmax(softmax_op, _softmax_impl, logits, targets, **kwargs)
+
+
+# ---- Varifocal and Distribution Focal Loss ------------------------------------------------------
+
+def _scale_and_store(reduction: str, normalizer: Any, count: int, ct: torch.dtype) -> tuple[float, Optional[Tensor], bool]:
+    """(1 / denominator, the denominator or None, whether each element's loss is stored)."""
+    den = _reduce.denominator(reduction, normalizer, count, torch.empty((), dtype=ct))
+    return 1.0 if den is None else 1.0 / float(den), den, reduction == "none" and den is None
+
+
+def _finish_cpu(rc: int, total: float, den: Optional[Tensor], loss_out: Optional[Tensor], dtype: torch.dtype) -> Tensor:
+    if rc != 0:  # pragma: no cover - guarded by the Python checks
+        raise RuntimeError(f"focalkit native kernel failed with code {rc}")
+    if loss_out is not None:
+        return loss_out.to(dtype)
+    value = total if den is None else total / float(den)
+    return torch.tensor(value, dtype=_reduce.out_dtype(dtype, True))
+
+
+def _varifocal_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], labels: Optional[Tensor],
+                    norm_t: Optional[Tensor], *, alpha: float, gamma: float, iou_weighted: bool, reduction: str,
+                    normalizer: Any) -> tuple[Tensor, Tensor]:
+    """(loss, gradient / denominator) of Varifocal Loss in one pass of the C kernel."""
+    lib = _require()
+    dtype = logits.dtype
+    ct = compute_dtype(dtype)
+    x = raw(logits, ct)
+    q = raw(targets, ct)
+    lab = None if labels is None else raw(labels, ct)
+    w = None if weight is None else raw(weight.expand(logits.shape), ct)
+    scale, den, store = _scale_and_store(reduction, normalizer if norm_t is None else norm_t, x.numel(), ct)
+    loss_out = torch.empty(x.shape, dtype=ct) if store else None
+    grad = torch.empty(x.shape, dtype=ct)
+    total = ctypes.c_double(0.0)
+    fn = lib.fk_varifocal_f64 if ct == torch.float64 else lib.fk_varifocal_f32
+    rc = fn(x.data_ptr(), q.data_ptr(), _ptr(lab), _ptr(w), x.numel(), float(alpha), float(gamma),
+            int(iou_weighted), scale, _ptr(loss_out), grad.data_ptr(), torch.get_num_threads(), ctypes.byref(total))
+    return _finish_cpu(rc, total.value, den, loss_out, dtype), grad.to(dtype)
+
+
+def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float, gamma: float, iou_weighted: bool,
+                   weight: Optional[Tensor], labels: Optional[Tensor], reduction: str, normalizer: Any) -> Tensor:
+    """See :func:`focalkit.varifocal_loss`: the C kernel's loss and gradient, the eager reference for the
+    rest (gradients of targets, labels and weights; second order)."""
+    ref = eager.varifocal_reference(alpha=alpha, gamma=gamma, iou_weighted=iou_weighted, reduction=reduction,
+                                    normalizer=normalizer)
+    compute = partial(_varifocal_impl, alpha=alpha, gamma=gamma, iou_weighted=iou_weighted, reduction=reduction,
+                      normalizer=normalizer)
+    return eager.apply(eager.Run("varifocal_loss", compute, ref), logits,
+                       *eager.vfl_aux(targets, weight, labels, normalizer))
+
+
+def _dfl_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], norm_t: Optional[Tensor], *,
+              reduction: str, normalizer: Any) -> tuple[Tensor, Tensor]:
+    """(loss, gradient / denominator) of Distribution Focal Loss in one pass of the C kernel."""
+    lib = _require()
+    dtype = logits.dtype
+    ct = compute_dtype(dtype)
+    z = raw(logits, ct)
+    n, c = z.shape
+    y = raw(targets, ct)
+    w = None if weight is None else raw(weight.expand(n), ct)
+    scale, den, store = _scale_and_store(reduction, normalizer if norm_t is None else norm_t, n, ct)
+    loss_out = torch.empty(n, dtype=ct) if store else None
+    grad = torch.empty(z.shape, dtype=ct)
+    total = ctypes.c_double(0.0)
+    fn = lib.fk_dfl_f64 if ct == torch.float64 else lib.fk_dfl_f32
+    rc = fn(z.data_ptr(), y.data_ptr(), _ptr(w), n, c, scale, _ptr(loss_out), grad.data_ptr(),
+            torch.get_num_threads(), ctypes.byref(total))
+    return _finish_cpu(rc, total.value, den, loss_out, dtype), grad.to(dtype)
+
+
+def distribution_focal_loss(logits: Tensor, targets: Tensor, *, weight: Optional[Tensor], reduction: str,
+                            normalizer: Any) -> Tensor:
+    """See :func:`focalkit.distribution_focal_loss` (logits (N, n+1))."""
+    ref = eager.dfl_reference(reduction=reduction, normalizer=normalizer)
+    compute = partial(_dfl_impl, reduction=reduction, normalizer=normalizer)
+    return eager.apply(eager.Run("distribution_focal_loss", compute, ref, 1), logits, targets, weight,
+                       eager.tensor_or_none(normalizer))

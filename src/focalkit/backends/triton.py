@@ -64,9 +64,9 @@ def _kernels() -> Any:
     """The kernel modules, imported on first use (``triton`` is imported there)."""
     global _K
     if _K is None:
-        from focalkit.backends._triton import common, sigmoid, softmax
+        from focalkit.backends._triton import common, quality, sigmoid, softmax
 
-        _K = (common, sigmoid, softmax)
+        _K = (common, sigmoid, softmax, quality)
     return _K
 
 
@@ -124,6 +124,8 @@ ROW_TILES = (Tile(False, True, 128, 16, 4), Tile(False, True, 64, 32, 4), Tile(F
 SPATIAL_TILES = (Tile(True, True, 64, 32, 4), Tile(True, True, 16, 256, 4), Tile(True, False, 64, 32, 4))
 # the softmax target modes (DENSE, HAS_Q): class indices, indices with label smoothing, probabilities
 SOFTMAX_MODES = ((False, False), (True, False), (True, True))
+# Distribution Focal Loss: a row's bins in one tile (the 2-D softmax's one-tile shapes), at most 256 bins
+DFL_TILES = tuple(t for t in ROW_TILES if t.one_tile and t.block_c <= 256)
 
 
 def _tuning(path: Optional[str]) -> None:
@@ -191,6 +193,22 @@ def specialisations() -> Iterator[Spec]:
         yield Spec("common.finish_kernel", (("BLOCK", FINISH_BLOCK),),
                    (("part_ptr", torch.float32), ("cnt_ptr", torch.float32), ("den_ptr", torch.float32),
                     ("out_ptr", x), ("inv_ptr", torch.float32)), 4)
+        for q in _ptr_dtypes(x):
+            for lab in _ptr_dtypes(x):
+                for w in _ptr_dtypes(x):
+                    ptrs = (("x_ptr", x), ("q_ptr", q), ("lab_ptr", lab), ("w_ptr", w))
+                    yield Spec("quality.vfl_fwd_kernel", (("BLOCK", SIGMOID_BLOCK),),
+                               ptrs + (("loss_ptr", x), ("part_ptr", torch.float32), ("inv_ptr", torch.float32)),
+                               SIGMOID_WARPS)
+                    yield Spec("quality.vfl_bwd_kernel", (("BLOCK", SIGMOID_BLOCK),),
+                               ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), SIGMOID_WARPS)
+        for t in DFL_TILES:
+            ptrs = (("z_ptr", x), ("y_ptr", torch.float32), ("w_ptr", torch.float32))
+            blocks = (("BLOCK_P", t.block_p), ("BLOCK_C", t.block_c))
+            yield Spec("quality.dfl_fwd_kernel", blocks,
+                       ptrs + (("loss_ptr", x), ("part_ptr", torch.float32), ("inv_ptr", torch.float32)), t.num_warps)
+            yield Spec("quality.dfl_bwd_kernel", blocks,
+                       ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), t.num_warps)
         for t in ROW_TILES + SPATIAL_TILES:
             for dense, has_q in SOFTMAX_MODES:
                 for q in _ptr_dtypes(x) if has_q else (x,):
@@ -331,24 +349,44 @@ def _sig_args(a: _Sig) -> tuple:
     return (a.n_cls, a.has_cls, a.cls_cs, a.apos, a.aneg, a.w_mode, a.w_rs, a.w_cs, a.sparse)
 
 
-def _sigmoid_forward(a: _Sig, reduction: str, normalizer: Any) -> tuple[Tensor, Tensor]:
-    """(loss, 1 / denominator) in two launches (one with ``reduction="none"``)."""
-    k_common, k_sig, _ = _kernels()
-    n, dev = a.x.numel(), a.x.device
+def _ew_forward(kernel: Any, tensors: tuple, meta: tuple, floats: tuple, consts: dict, reduction: str,
+                normalizer: Any) -> tuple[Tensor, Tensor]:
+    """An elementwise family's forward (sigmoid, Varifocal): ``kernel(*tensors, loss, part, inv, n, *meta,
+    store, *floats, **consts)`` over a persistent grid, then the finishing kernel unless it stores each
+    element's loss. Returns (loss, 1 / denominator)."""
+    x = tensors[0]
+    n, dev = x.numel(), x.device
     store = reduction == "none" and normalizer is None
     grid = _grid(n, SIGMOID_BLOCK, dev)
     if store:
-        loss = torch.empty_like(a.x)
+        loss = torch.empty_like(x)
         part = inv = torch.empty(1, dtype=torch.float32, device=dev)
     else:
         part = torch.empty(grid, dtype=torch.float32, device=dev)
-        loss, inv = _dummy(dev, a.x.dtype), _dummy(dev, torch.float32)
-    _launch(k_sig.sigmoid_fwd_kernel, (grid,), (a.x, a.y, a.cls, a.w, loss, part, inv, n, *_sig_args(a), int(store),
-                                                a.gamma), dict(FORM=a.form, BLOCK=SIGMOID_BLOCK), SIGMOID_WARPS)
+        loss, inv = _dummy(dev, x.dtype), _dummy(dev, torch.float32)
+    _launch(kernel, (grid,), (*tensors, loss, part, inv, n, *meta, int(store), *floats), consts, SIGMOID_WARPS)
     if store:
         return loss, inv
     mode, value, den = _denominator(reduction, normalizer, n)
-    return _finish(k_common, part, None, mode, value, den, _reduce.out_dtype(a.x.dtype, True))
+    return _finish(_kernels()[0], part, None, mode, value, den, _reduce.out_dtype(x.dtype, True))
+
+
+def _ew_backward(kernel: Any, tensors: tuple, meta: tuple, floats: tuple, consts: dict, inv: Tensor,
+                 grad_out: Optional[Tensor], out: Optional[Tensor] = None) -> Tensor:
+    """``kernel(*tensors, go, inv, grad, n, *meta, go_mode, *floats, **consts)``: the gradient, times
+    ``grad_out`` (None: not applied) and ``inv[0]``, in one launch."""
+    x = tensors[0]
+    grad = torch.empty_like(x) if out is None else out
+    go, go_mode, inv = _grad_out(grad_out, x, inv)
+    _launch(kernel, (_grid(x.numel(), SIGMOID_BLOCK, x.device),), (*tensors, go, inv, grad, x.numel(), *meta, go_mode,
+                                                                  *floats), consts, SIGMOID_WARPS)
+    return grad
+
+
+def _sigmoid_forward(a: _Sig, reduction: str, normalizer: Any) -> tuple[Tensor, Tensor]:
+    """(loss, 1 / denominator) in two launches (one with ``reduction="none"``)."""
+    return _ew_forward(_kernels()[1].sigmoid_fwd_kernel, (a.x, a.y, a.cls, a.w), _sig_args(a), (a.gamma,),
+                       dict(FORM=a.form, BLOCK=SIGMOID_BLOCK), reduction, normalizer)
 
 
 def _batched(grad_out: Optional[Tensor]) -> bool:
@@ -370,14 +408,8 @@ def _sigmoid_backward(a: _Sig, inv: Tensor, grad_out: Optional[Tensor], out: Opt
     """The gradient, times ``grad_out`` (None: not applied) and ``inv[0]``, in one launch."""
     if _batched(grad_out):
         return _sigmoid_backward(a, inv, None) * grad_out.to(a.x.dtype)
-    _, k_sig, _ = _kernels()
-    n = a.x.numel()
-    grad = torch.empty_like(a.x) if out is None else out
-    go, go_mode, inv = _grad_out(grad_out, a.x, inv)
-    _launch(k_sig.sigmoid_bwd_kernel, (_grid(n, SIGMOID_BLOCK, a.x.device),),
-            (a.x, a.y, a.cls, a.w, go, inv, grad, n, *_sig_args(a), go_mode, a.gamma),
-            dict(FORM=a.form, BLOCK=SIGMOID_BLOCK), SIGMOID_WARPS)
-    return grad
+    return _ew_backward(_kernels()[1].sigmoid_bwd_kernel, (a.x, a.y, a.cls, a.w), _sig_args(a), (a.gamma,),
+                        dict(FORM=a.form, BLOCK=SIGMOID_BLOCK), inv, grad_out, out)
 
 
 def _grad_out(grad_out: Optional[Tensor], like: Tensor, inv: Tensor) -> tuple[Tensor, int, Tensor]:
@@ -483,7 +515,7 @@ def _smx_const(a: _Smx) -> dict:
 
 def _softmax_forward(a: _Smx, reduction: str, normalizer: Any) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, 1 / denominator, per-position statistics of the chunked kernels)."""
-    k_common, _, k_smx = _kernels()
+    k_common, _, k_smx = _kernels()[:3]
     dev = a.z.device
     positions = a.n * a.s
     store = reduction == "none" and normalizer is None
@@ -520,7 +552,7 @@ def _softmax_backward(a: _Smx, inv: Tensor, st: Tensor, grad_out: Optional[Tenso
     if _batched(grad_out):
         go = grad_out.to(a.z.dtype)
         return _softmax_backward(a, inv, st, None) * (go.unsqueeze(1) if go.dim() else go)
-    _, _, k_smx = _kernels()
+    k_smx = _kernels()[2]
     grad = torch.empty_like(a.z) if out is None else out
     go, go_mode, inv = _grad_out(grad_out, a.z, inv)
     if a.z.numel():
@@ -565,4 +597,142 @@ def softmax_focal(logits: Tensor, targets: Tensor, *, gamma: float, weight: Opti
         return _softmax_backward(_Smx(z, y, q, w, *meta), inv, st, grad_out)
 
     run = eager.Run("softmax_focal_loss", compute, ref, 1, False, grad_fn)
+    return eager.apply(run, logits, targets, weight, eager.tensor_or_none(normalizer))
+
+
+# Varifocal and Distribution Focal Loss -----------------------------------------------------------
+
+def dfl_tile(n_bins: int) -> Optional[Tile]:
+    """The smallest DFL tile that holds a row's bins, or None (more than 256 bins: eager)."""
+    for t in DFL_TILES:
+        if n_bins <= t.block_c:
+            return t
+    return None
+
+
+def dfl_unsupported(logits: Tensor) -> Optional[str]:
+    """Why the DFL kernel cannot take these logits ((N, n+1), at most 256 bins), or None."""
+    why = unsupported(logits)
+    if why is None and dfl_tile(logits.shape[1]) is None:
+        why = f"{logits.shape[1]} bins do not fit one tile of the DFL kernel (at most {DFL_TILES[-1].block_c})"
+    return why
+
+
+class _Vfl(NamedTuple):
+    x: Tensor
+    q: Tensor
+    lab: Tensor
+    w: Tensor
+    n_cls: int
+    has_lab: int
+    w_mode: int
+    w_rs: int
+    w_cs: int
+    iou: int
+    alpha: float
+    gamma: float
+
+
+def _vfl_prepare(logits: Tensor, targets: Tensor, weight: Optional[Tensor], labels: Optional[Tensor], alpha: float,
+                 gamma: float, iou_weighted: bool) -> _Vfl:
+    x = raw(logits)
+    n_cls = x.shape[-1] if x.dim() else 1
+    lab = x if labels is None else _as(labels, x.dtype)
+    w, w_mode, w_rs, w_cs = _weight_layout(weight, x, n_cls)
+    return _Vfl(x, _as(targets, x.dtype), lab, w, n_cls, int(labels is not None), w_mode, w_rs, w_cs,
+                int(iou_weighted), float(alpha), float(gamma))
+
+
+def _vfl_backward(a: _Vfl, inv: Tensor, grad_out: Optional[Tensor]) -> Tensor:
+    if _batched(grad_out):
+        return _vfl_backward(a, inv, None) * grad_out.to(a.x.dtype)
+    return _ew_backward(_kernels()[3].vfl_bwd_kernel, tuple(a)[:4], tuple(a)[4:10], tuple(a)[10:],
+                        dict(BLOCK=SIGMOID_BLOCK), inv, grad_out)
+
+
+def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float, gamma: float, iou_weighted: bool,
+                   weight: Optional[Tensor], labels: Optional[Tensor], reduction: str, normalizer: Any) -> Tensor:
+    """See :func:`focalkit.varifocal_loss`: three launches per forward + backward, as the sigmoid's."""
+    ref = eager.varifocal_reference(alpha=alpha, gamma=gamma, iou_weighted=iou_weighted, reduction=reduction,
+                                    normalizer=normalizer)
+    a = _vfl_prepare(logits, targets, weight, labels, alpha, gamma, iou_weighted)
+    meta = tuple(a)[4:]
+
+    def compute(*_: Any) -> tuple[Tensor, tuple]:
+        out, inv = _ew_forward(_kernels()[3].vfl_fwd_kernel, tuple(a)[:4], tuple(a)[4:10], tuple(a)[10:],
+                               dict(BLOCK=SIGMOID_BLOCK), reduction, normalizer)
+        return out, (a.x, a.q, a.lab, a.w, inv)
+
+    def grad_fn(x: Tensor, q: Tensor, lab: Tensor, w: Tensor, inv: Tensor, grad_out: Tensor) -> Tensor:
+        return _vfl_backward(_Vfl(x, q, lab, w, *meta), inv, grad_out)
+
+    run = eager.Run("varifocal_loss", compute, ref, None, False, grad_fn)
+    return eager.apply(run, logits, *eager.vfl_aux(targets, weight, labels, normalizer))
+
+
+class _Dfl(NamedTuple):
+    z: Tensor
+    y: Tensor
+    w: Tensor
+    has_w: int
+    tile: Tile
+
+
+def _dfl_prepare(logits: Tensor, targets: Tensor, weight: Optional[Tensor]) -> _Dfl:
+    z = raw(logits)
+    w = _dummy(z.device, torch.float32) if weight is None else raw(weight.expand(z.shape[0]), torch.float32)
+    return _Dfl(z, raw(targets, torch.float32), w, int(weight is not None), dfl_tile(z.shape[1]))
+
+
+def _dfl_launch(kernel: Any, a: _Dfl, ptrs: tuple, flag: int) -> None:
+    """``kernel(z, y, w, *ptrs, P, C, has_w, flag)`` over tiles of rows (nothing to launch for no rows)."""
+    n_rows, n_bins = a.z.shape
+    if n_rows:
+        _launch(kernel, (-(-n_rows // a.tile.block_p),), (a.z, a.y, a.w, *ptrs, n_rows, n_bins, a.has_w, flag),
+                dict(BLOCK_P=a.tile.block_p, BLOCK_C=a.tile.block_c), a.tile.num_warps)
+
+
+def _dfl_forward(a: _Dfl, reduction: str, normalizer: Any) -> tuple[Tensor, Tensor]:
+    """(loss, 1 / denominator): one launch, and the finishing kernel unless each row's loss is stored."""
+    dev, n_rows = a.z.device, a.z.shape[0]
+    store = reduction == "none" and normalizer is None
+    f32 = dict(dtype=torch.float32, device=dev)
+    if store:  # no rows: no launch, so 1 / denominator = 1 and a sum of 0 come from here
+        loss = torch.empty(n_rows, dtype=a.z.dtype, device=dev)
+        part = inv = torch.empty(1, **f32) if n_rows else torch.ones(1, **f32)
+    else:
+        part = torch.empty(-(-n_rows // a.tile.block_p), **f32) if n_rows else torch.zeros(1, **f32)
+        loss, inv = _dummy(dev, a.z.dtype), _dummy(dev, torch.float32)
+    _dfl_launch(_kernels()[3].dfl_fwd_kernel, a, (loss, part, inv), int(store))
+    if store:
+        return loss, inv
+    mode, value, den = _denominator(reduction, normalizer, n_rows)
+    return _finish(_kernels()[0], part, None, mode, value, den, _reduce.out_dtype(a.z.dtype, True))
+
+
+def _dfl_backward(a: _Dfl, inv: Tensor, grad_out: Optional[Tensor]) -> Tensor:
+    if _batched(grad_out):
+        go = grad_out.to(a.z.dtype)
+        return _dfl_backward(a, inv, None) * (go.unsqueeze(1) if go.dim() else go)
+    grad = torch.empty_like(a.z)
+    go, go_mode, inv = _grad_out(grad_out, a.z, inv)
+    _dfl_launch(_kernels()[3].dfl_bwd_kernel, a, (go, inv, grad), go_mode)
+    return grad
+
+
+def distribution_focal_loss(logits: Tensor, targets: Tensor, *, weight: Optional[Tensor], reduction: str,
+                            normalizer: Any) -> Tensor:
+    """See :func:`focalkit.distribution_focal_loss`: tiles of rows x bins, three launches per step."""
+    ref = eager.dfl_reference(reduction=reduction, normalizer=normalizer)
+    a = _dfl_prepare(logits, targets, weight)
+    meta = tuple(a)[3:]
+
+    def compute(*_: Any) -> tuple[Tensor, tuple]:
+        out, inv = _dfl_forward(a, reduction, normalizer)
+        return out, (a.z, a.y, a.w, inv)
+
+    def grad_fn(z: Tensor, y: Tensor, w: Tensor, inv: Tensor, grad_out: Tensor) -> Tensor:
+        return _dfl_backward(_Dfl(z, y, w, *meta), inv, grad_out)
+
+    run = eager.Run("distribution_focal_loss", compute, ref, 1, False, grad_fn)
     return eager.apply(run, logits, targets, weight, eager.tensor_or_none(normalizer))

@@ -18,7 +18,7 @@ _WHERE = {
     "SigmoidFocalTerms": "sigmoid", "sigmoid_focal_hard": "sigmoid", "sigmoid_focal_linear": "sigmoid",
     "sigmoid_focal_pt": "sigmoid", "sigmoid_focal_signed": "sigmoid", "sigmoid_focal_bce": "sigmoid", "bce_modulator": "sigmoid", "sigmoid_focal_quality": "sigmoid", "softmax_focal_dense": "softmax",
     "softmax_focal_classwise": "softmax", "softmax_focal_hard": "softmax",
-    "softmax_focal_hard_hess_diag": "softmax", "focal_star": "star", "quality_focal": "quality",
+    "softmax_focal_hard_hess_diag": "softmax", "focal_star": "star", "quality_focal": "quality", "varifocal": "quality", "distribution_focal": "quality",
     "class_balanced": "weights",
 }
 

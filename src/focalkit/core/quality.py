@@ -85,3 +85,61 @@ def quality_focal(
         a_t = y * alpha + (1.0 - y) * (1.0 - alpha)
         loss, grad = a_t * loss, a_t * grad
     return loss, grad
+
+
+def varifocal(
+    x: Tensor,
+    q: Tensor,
+    alpha: float,
+    gamma: float,
+    iou_weighted: bool = True,
+    labels: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    r"""Varifocal Loss (Zhang et al. 2021) per element, and its derivative w.r.t. ``x``:
+
+    .. math::
+        L=w\,B,\quad w=\ell\,w_+ + (1-\ell)\,\alpha e^{\gamma\log\sigma(x)},\quad
+        L'=w\,B'+(1-\ell)\,\gamma\,\sigma(-x)\,\alpha e^{\gamma\log\sigma(x)}\,B,
+
+    :math:`B=\mathrm{BCE}(x,q)`, :math:`B'=(1-q)\sigma(x)-q\,\sigma(-x)`, :math:`w_+=q` (``iou_weighted``)
+    or 1, :math:`\ell` the ``labels`` (default :math:`[q>0]`, mmdet's). Written in differentiable ops:
+    it is the reference (targets and labels get their gradients through it) and the closed form the
+    kernels compute."""
+    lp = F.logsigmoid(x)
+    ln = F.logsigmoid(-x)
+    p = lp.exp()
+    qn = ln.exp()
+    bce = -(q * lp + (1.0 - q) * ln)
+    dbce = (1.0 - q) * p - q * qn  # no p - 1 cancellation
+    w_neg = alpha * torch.exp(gamma * lp) if gamma else torch.full_like(x, alpha)
+    w_pos = q if iou_weighted else torch.ones_like(q)
+    if labels is None:
+        neg = (q <= 0) | (q != q)  # mmdet's q > 0 test; a NaN target stays NaN through bce
+        w = torch.where(neg, w_neg, w_pos)
+        d_neg = neg.to(x.dtype)
+    else:
+        lab = labels.to(x.dtype)
+        w = lab * w_pos + (1.0 - lab) * w_neg
+        d_neg = 1.0 - lab
+    loss = w * bce
+    grad = w * dbce + (d_neg * gamma) * (qn * w_neg) * bce
+    return loss, grad
+
+
+def distribution_focal(z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Distribution Focal Loss per row of ``z`` (N, n+1) for distances ``y`` (N,) in bin units, and its
+    gradient (N, n+1): softmax minus the two-hot target. ``y`` is clamped into [0, n]; a NaN target
+    gives a NaN row (its loss and gradient), never an index."""
+    n = z.shape[1] - 1
+    nan = y != y
+    yc = torch.where(nan, torch.zeros_like(y), y).clamp(0, n)
+    left = yc.detach().floor().clamp(max=n - 1)
+    w_left = torch.where(nan, y, left + 1 - yc)  # NaN where the target is NaN
+    w_right = yc - left
+    logp = torch.log_softmax(z, 1)
+    idx = left.long().unsqueeze(1)
+    loss = -(w_left * logp.gather(1, idx).squeeze(1) + w_right * logp.gather(1, idx + 1).squeeze(1))
+    two_hot = torch.zeros_like(z).scatter(1, idx, w_left.unsqueeze(1)).scatter(1, idx + 1, w_right.unsqueeze(1))
+    grad = logp.exp() - two_hot
+    grad = torch.where(nan.unsqueeze(1), torch.full_like(grad, float("nan")), grad)
+    return loss, grad

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from focalkit import _checks, _reduce, backends
-from focalkit._reduce import Normalizer, Reduction, reduce_autograd
-from focalkit.backends import eager
+from focalkit._reduce import Normalizer, Reduction
+from focalkit.backends import eager, native, triton
 from focalkit.losses.sigmoid_focal import _check_elementwise_weight, sigmoid_focal_loss
 
 QualityTargets = Union[Tensor, Tuple[Tensor, Tensor]]
@@ -39,6 +38,16 @@ def _dense_quality(logits: Tensor, targets: QualityTargets) -> Tensor:
     if targets.shape != logits.shape:
         _checks.fail("targets", f"to have the logits' shape {tuple(logits.shape)}", f"shape {tuple(targets.shape)}")
     return targets
+
+
+def _kernel_backend(op: str, backend: str, logits: Tensor, native_reason: Optional[str],
+                    triton_reason: Optional[str]) -> object:
+    """The backend module that runs ``op``. Traced calls (``torch.compile``, ``make_fx``, export) run the
+    eager closed form, which traces into plain ops (these kernels are not registered ops)."""
+    name = backends.select(op, backend, logits, native_reason, triton_reason)
+    if name != "eager" and _checks.tracing(logits):
+        name = "eager"
+    return {"eager": eager, "native": native, "triton": triton}[name]
 
 
 def probabilities_to_logits(probs: Tensor, activated: bool) -> Tensor:
@@ -111,13 +120,17 @@ def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamm
         activated: ``logits`` are probabilities in [0, 1] (see :func:`quality_focal_loss`).
     """
     logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
-    backends.eager_only("varifocal_loss", backend)
+    _checks.choice("backend", backend, backends.BACKENDS)
     logits = probabilities_to_logits(logits, activated)
     _checks.float_tensor("targets", targets)
+    _checks.same_device("targets", targets, logits)
     if labels is not None:
         _checks.tensor("labels", labels)
         if labels.shape != logits.shape:
             _checks.fail("labels", f"to have the logits' shape {tuple(logits.shape)}", f"shape {tuple(labels.shape)}")
+        if labels.is_complex():
+            _checks.fail("labels", "to be real (bool, 0/1 or a float fraction)", labels.dtype, TypeError)
+        _checks.same_device("labels", labels, logits)
     if targets.shape != logits.shape:
         _checks.fail("targets", f"to have the logits' shape {tuple(logits.shape)}", f"shape {tuple(targets.shape)}")
     alpha = _checks.number("alpha", alpha, lo=0.0)
@@ -125,21 +138,10 @@ def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamm
     reduction = _checks.reduction(reduction)
     weight = _check_elementwise_weight("weight", weight, logits)
     normalizer = _checks.normalizer(normalizer, reduction)
-    x = logits.to(eager.compute_dtype(logits.dtype))
-    q = targets.to(x.dtype)
-    lp, ln = F.logsigmoid(x), F.logsigmoid(-x)
-    bce = -(q * lp + (1 - q) * ln)
-    w_neg = alpha * torch.exp(gamma * lp) if gamma else torch.full_like(x, alpha)
-    w_pos = q if iou_weighted else torch.ones_like(q)
-    if labels is None:
-        w = torch.where(q > 0, w_pos, w_neg)
-    else:
-        lab = labels.to(x.dtype)
-        w = lab * w_pos + (1 - lab) * w_neg
-    loss = w * bce
-    if weight is not None:
-        loss = loss * weight.to(x.dtype)
-    return reduce_autograd(loss, reduction, normalizer, dtype=logits.dtype)
+    mod = _kernel_backend("varifocal_loss", backend, logits, native.unsupported(logits, None),
+                          triton.unsupported(logits))
+    return mod.varifocal_loss(logits, targets, alpha=alpha, gamma=gamma, iou_weighted=bool(iou_weighted),
+                              weight=weight, labels=labels, reduction=reduction, normalizer=normalizer)
 
 
 def distribution_focal_loss(logits: Tensor, targets: Tensor, *, reduction: Reduction = "mean",
@@ -159,27 +161,22 @@ def distribution_focal_loss(logits: Tensor, targets: Tensor, *, reduction: Reduc
         logits: ``(N, n+1)``. targets: float ``(N,)`` distances in bin units.
     """
     logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
-    backends.eager_only("distribution_focal_loss", backend)
+    _checks.choice("backend", backend, backends.BACKENDS)
     _checks.float_tensor("logits", logits)
     _checks.float_tensor("targets", targets)
     if logits.dim() != 2 or logits.shape[1] < 2 or targets.shape != logits.shape[:1]:
         _checks.fail("targets", f"to have shape ({logits.shape[0] if logits.dim() else '?'},) for logits (N, n+1)",
                      f"shapes {tuple(logits.shape)}, {tuple(targets.shape)}")
+    _checks.same_device("targets", targets, logits)
     reduction = _checks.reduction(reduction)
     normalizer = _checks.normalizer(normalizer, reduction)
-    z = logits.to(eager.compute_dtype(logits.dtype))
-    n = z.shape[1] - 1
-    y = targets.to(z.dtype).clamp(0, n)
-    left = y.floor().clamp(max=n - 1)
-    w_left, w_right = left + 1 - y, y - left
-    logp = torch.log_softmax(z, 1)
-    idx = left.long().unsqueeze(1)
-    loss = -(w_left * logp.gather(1, idx).squeeze(1) + w_right * logp.gather(1, idx + 1).squeeze(1))
     if weight is not None:
         _checks.float_tensor("weight", weight)
-        _checks.broadcastable("weight", weight, loss.shape, "the per-sample loss")
-        loss = loss * weight.to(z.dtype)
-    return reduce_autograd(loss, reduction, normalizer, dtype=logits.dtype)
+        _checks.broadcastable("weight", weight, logits.shape[:1], "the per-sample loss")
+        _checks.same_device("weight", weight, logits)
+    mod = _kernel_backend("distribution_focal_loss", backend, logits, native.softmax_unsupported(logits),
+                          triton.dfl_unsupported(logits))
+    return mod.distribution_focal_loss(logits, targets, weight=weight, reduction=reduction, normalizer=normalizer)
 
 
 class QualityFocalLoss(nn.Module):
@@ -205,7 +202,7 @@ class VarifocalLoss(nn.Module):
     def __init__(self, *, alpha: float = 0.75, gamma: float = 2.0, iou_weighted: bool = True,
                  reduction: Reduction = "mean", activated: bool = False, backend: str = "auto") -> None:
         super().__init__()
-        self.backend = backends.eager_only("VarifocalLoss", backend)
+        self.backend = _checks.choice("backend", backend, backends.BACKENDS)
         self.alpha = _checks.number("alpha", alpha, lo=0.0)
         self.gamma = _checks.gamma(gamma)
         self.iou_weighted = bool(iou_weighted)
@@ -223,7 +220,7 @@ class DistributionFocalLoss(nn.Module):
 
     def __init__(self, *, reduction: Reduction = "mean", backend: str = "auto") -> None:
         super().__init__()
-        self.backend = backends.eager_only("DistributionFocalLoss", backend)
+        self.backend = _checks.choice("backend", backend, backends.BACKENDS)
         self.reduction = _checks.reduction(reduction)
 
     def forward(self, logits, targets, weight=None, normalizer=None):

@@ -23,16 +23,16 @@ from triton.compiler import ASTSource
 
 from focalkit.backends import triton as tb
 
-FLOAT_ARGS = {"apos", "aneg", "gamma", "eps", "den_value"}
+FLOAT_ARGS = {"apos", "aneg", "gamma", "eps", "den_value", "alpha"}
 SIZE_ARGS = {"n", "P", "C", "S", "n_part"}
 _TY = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.int64: "i64"}
 
 
 def kernel(spec: tb.Spec) -> Any:
-    from focalkit.backends._triton import common, sigmoid, softmax
+    from focalkit.backends._triton import common, quality, sigmoid, softmax
 
     mod, name = spec.kernel.split(".")
-    fn = getattr({"common": common, "sigmoid": sigmoid, "softmax": softmax}[mod], name)
+    fn = getattr({"common": common, "sigmoid": sigmoid, "softmax": softmax, "quality": quality}[mod], name)
     return getattr(fn, "fn", fn) if not hasattr(fn, "arg_names") else fn
 
 
