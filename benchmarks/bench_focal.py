@@ -302,11 +302,13 @@ def preset_child(name, role, e):
     print(json.dumps({"extra_peak_bytes": extra, "logits_bytes": x.numel() * 4}))
 
 
-def run_presets(repeats, quick):
+def run_presets(repeats, quick, only=None):
     sizes = PRESET_SIZES[:1] + PRESET_SIZES[-1:] if quick else PRESET_SIZES
     pairs = preset_pairs()
     res = {}
     for name, (make, impls) in pairs.items():
+        if only and only not in name:
+            continue
         rows = {}
         for e in sizes:
             x, args = make(e)
@@ -342,7 +344,8 @@ def render_presets(r):
         mem = v["memory"]
         mm = " / ".join("n/a" if mem.get(k) is None else f"{mem[k]['extra_peak_bytes'] / 2**20:.0f}"
                         for k in ("focalkit preset", "peer"))
-        lines.append(f"| `focalkit.compat` | {name} | " + " | ".join(cells) + f" | {mm} |")
+        again = f" (rerun at {v['commit']}, `--only`)" if v.get("commit", m["commit"]) != m["commit"] else ""
+        lines.append(f"| `focalkit.compat` | {name}{again} | " + " | ".join(cells) + f" | {mm} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -353,6 +356,8 @@ def main():
     ap.add_argument("--child", nargs=3)
     ap.add_argument("--presets", action="store_true", help="only the presets beside their peers")
     ap.add_argument("--preset-child", nargs=3)
+    ap.add_argument("--only", help="with --presets: rerun the rows whose name holds this text and keep the other "
+                                   "rows of results/presets.json (each rerun row records its commit)")
     args = ap.parse_args()
     if args.child:
         return child(args.child[0], args.child[1], int(args.child[2]))
@@ -364,7 +369,14 @@ def main():
     repeats = 3 if args.quick else 7
     peers = ("torch", "torchvision", "kornia", "fvcore", "monai", "segmentation_models_pytorch", "keras",
              "ultralytics", "yolov5")
-    presets = {"meta": run_metadata(peers), "results": run_presets(repeats, args.quick)}
+    presets = {"meta": run_metadata(peers), "results": run_presets(repeats, args.quick, args.only)}
+    if args.only:  # merge the rerun rows into the last full run, in its order
+        old = json.loads((HERE / "results" / "presets.json").read_text())
+        for row in presets["results"].values():
+            row["commit"] = presets["meta"]["commit"]
+        merged = {k: presets["results"].get(k, v) for k, v in old["results"].items()}
+        merged.update({k: v for k, v in presets["results"].items() if k not in merged})
+        presets = {"meta": old["meta"], "results": merged}
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "presets.json").write_text(json.dumps(presets, indent=2, default=str))
     write_section(HERE / "RESULTS.md", "presets", render_presets(presets))

@@ -45,6 +45,20 @@ def textbook_softmax(z, t, gamma=GAMMA):
     return (-(1 - logp.exp()) ** gamma * logp).mean()
 
 
+def textbook_varifocal(x, q, gamma=GAMMA, alpha=0.75):
+    """ultralytics' VarifocalLoss formula (labels = q > 0), mean over all elements."""
+    lab = (q > 0).to(x.dtype)
+    w = alpha * x.sigmoid().pow(gamma) * (1 - lab) + q * lab
+    return (F.binary_cross_entropy_with_logits(x.float(), q.float(), reduction="none") * w).mean()
+
+
+def textbook_dfl(z, y):
+    """ultralytics' DFLoss formula: two cross-entropies weighted by the distances to the two bins."""
+    tl = y.long()
+    wl = tl + 1 - y
+    return (F.cross_entropy(z, tl, reduction="none") * wl + F.cross_entropy(z, tl + 1, reduction="none") * (1 - wl)).mean()
+
+
 def _kornia():
     try:
         from kornia.losses import focal_loss
@@ -82,12 +96,16 @@ WORKLOADS = [
     ("flattened segmentation", "softmax", (4194304, 19), ("float32",)),
     ("RetinaNet", "sigmoid", (1920000, 80), ("float32", "bfloat16")),
     ("sigmoid 16M", "sigmoid", (209716, 80), ("float32", "bfloat16")),
+    ("RetinaNet indices", "sparse", (1920000, 80), ("float32",)),
+    ("VFL 16 x 8400 anchors", "varifocal", (134400, 80), ("float32", "bfloat16")),
+    ("DFL 16 x 8400 x 4 sides", "dfl", (537600, 16), ("float32",)),
     ("latency softmax", "softmax", (256, 10), ("float32",)),
     ("latency sigmoid", "sigmoid", (1024, 80), ("float32",)),
 ]
 DRY = {"segmentation": (2, 19, 4, 8), "ADE-like": (2, 150, 2, 2), "LVIS": (4, 1203), "long-tail": (2, 5000),
        "vocab-32000": (1, 9000), "flattened segmentation": (64, 19), "RetinaNet": (64, 80),
-       "sigmoid 16M": (32, 80), "latency softmax": (16, 10), "latency sigmoid": (32, 80)}
+       "sigmoid 16M": (32, 80), "latency softmax": (16, 10), "latency sigmoid": (32, 80),
+       "RetinaNet indices": (64, 80), "VFL 16 x 8400 anchors": (64, 80), "DFL 16 x 8400 x 4 sides": (64, 16)}
 
 
 def _timer(device):
@@ -162,6 +180,11 @@ def peak_extra(step, x, device):
     return (torch.cuda.max_memory_allocated() - base) / (x.numel() * x.element_size())
 
 
+def _baseline(rows):
+    """torch's own loss of the row: BCE-with-logits or F.cross_entropy."""
+    return "BCE" if "BCE" in rows else "F.cross_entropy"
+
+
 def bench_row(name, kind, shape, dtype, device, dry, rounds, reps):
     run = _timer(device)
     g = torch.Generator(device=device).manual_seed(0)
@@ -179,6 +202,42 @@ def bench_row(name, kind, shape, dtype, device, dry, rounds, reps):
             rows["compile(textbook)"] = _step(torch.compile(textbook_sigmoid), x, y)
         other = (y,)
         moved = {"forward": 2, "backward": 3}  # logits-sized tensors read / written
+    elif kind == "sparse":  # class indices, C = background (RetinaNet, DETR heads): no one-hot tensor
+        t = torch.randint(0, shape[1] * 100, shape[:1], device=device, generator=g).clamp(max=shape[1])
+        y = F.one_hot(t, shape[1] + 1)[:, :shape[1]].to(dtype)  # the dense targets the others need
+        rows["focalkit"] = _step(lambda a, b: fk.sigmoid_focal_loss(a, b, gamma=GAMMA, backend="triton"), x, t)
+        rows["focalkit dense one-hot"] = _step(lambda a, b: fk.sigmoid_focal_loss(a, b, gamma=GAMMA, backend="triton"),
+                                               x, y)
+        rows["BCE"] = _step(lambda a, b: F.binary_cross_entropy_with_logits(a, b), x, y)
+        tv = _torchvision()
+        if tv is not None:
+            rows["torchvision"] = _step(tv, x, y)
+            peer = "torchvision"
+        if not dry:
+            rows["compile(textbook)"] = _step(torch.compile(textbook_sigmoid), x, y)
+        other = (t, y)
+        moved = {"forward": 1, "backward": 2}
+    elif kind == "varifocal":
+        q = torch.rand(shape, device=device, generator=g) * (torch.rand(shape, device=device, generator=g) < 0.01)
+        q = q.to(dtype)
+        rows["focalkit"] = _step(lambda a, b: fk.varifocal_loss(a, b, gamma=GAMMA, backend="triton"), x, q)
+        rows["BCE"] = _step(lambda a, b: F.binary_cross_entropy_with_logits(a, b), x, q)
+        rows["ultralytics formula"] = _step(textbook_varifocal, x, q)
+        peer = "ultralytics formula"
+        if not dry:
+            rows["compile(textbook)"] = _step(torch.compile(textbook_varifocal), x, q)
+        other = (q,)
+        moved = {"forward": 2, "backward": 3}
+    elif kind == "dfl":
+        yd = torch.rand(shape[:1], device=device, generator=g) * (shape[1] - 1.01)
+        rows["focalkit"] = _step(lambda a, b: fk.distribution_focal_loss(a, b, backend="triton"), x, yd)
+        rows["F.cross_entropy"] = _step(lambda a, b: F.cross_entropy(a, b.long()), x, yd)
+        rows["ultralytics formula"] = _step(textbook_dfl, x, yd)
+        peer = "ultralytics formula"
+        if not dry:
+            rows["compile(textbook)"] = _step(torch.compile(textbook_dfl), x, yd)
+        other = (yd,)
+        moved = {"forward": 1, "backward": 2}
     else:
         t = torch.randint(0, shape[1], shape[:1] + shape[2:], device=device, generator=g)
         rows["focalkit"] = _step(lambda a, b: fk.softmax_focal_loss(a, b, gamma=GAMMA, backend="triton"), x, t)
@@ -215,8 +274,9 @@ def bench_row(name, kind, shape, dtype, device, dry, rounds, reps):
     if not dry:
         launches, kernels = profile_step(rows["focalkit"], device)
         res["launches"] = launches
-        res["launches_F"] = profile_step(rows["BCE" if kind == "sigmoid" else "F.cross_entropy"], device)[0]
-        fk_kernels = {k: v for k, v in kernels.items() if any(s in k for s in ("sigmoid_", "softmax_", "finish"))}
+        res["launches_F"] = profile_step(rows[_baseline(rows)], device)[0]
+        fk_kernels = {k: v for k, v in kernels.items()
+                      if any(s in k for s in ("sigmoid_", "softmax_", "vfl_", "dfl_", "finish"))}
         res["kernels_ms"] = fk_kernels
         for part, n_tensors in moved.items():
             key = [k for k in fk_kernels if ("fwd" if part == "forward" else "bwd") in k]
@@ -228,7 +288,7 @@ def bench_row(name, kind, shape, dtype, device, dry, rounds, reps):
     if math.prod(shape) <= 1 << 20:  # small inputs: the host's cost per step decides
         reps = 2 if dry else 200
         res["host_us"] = host_us(rows["focalkit"], device, reps)
-        res["host_us_F"] = host_us(rows["BCE" if kind == "sigmoid" else "F.cross_entropy"], device, reps)
+        res["host_us_F"] = host_us(rows[_baseline(rows)], device, reps)
     del x, src, rows, other
     if device == "cuda":
         torch.cuda.empty_cache()

@@ -37,6 +37,11 @@ def _losses(dev):
         ("softmax-2d", (64, 20), lambda z: fk.softmax_focal_loss(z, t)),
         ("softmax-nd", (2, 19, 16, 24), lambda z: fk.softmax_focal_loss(z, tn, ignore_index=255)),
         ("softmax-smooth", (64, 20), lambda z: fk.softmax_focal_loss(z, t, label_smoothing=0.1)),
+        ("sigmoid-sparse", (64, 20), lambda z: fk.sigmoid_focal_loss(z, t)),
+        ("varifocal", (64, 20), lambda z: fk.varifocal_loss(z, y * 0.8)),
+        ("varifocal-labels", (64, 20), lambda z: fk.varifocal_loss(z, y * 0.8, labels=y > 0, reduction="sum",
+                                                                   normalizer=num_pos.clamp(min=1))),
+        ("dfl", (64, 20), lambda z: fk.distribution_focal_loss(z, t.float() * 0.9)),
     ]
 
 
@@ -187,7 +192,14 @@ def test_at_most_four_launches_and_one_logits_of_extra_memory_per_step():
              ("softmax", torch.randn(4096, 1000, device="cuda", generator=g),
               torch.randint(0, 1000, (4096,), device="cuda", generator=g), fk.softmax_focal_loss),
              ("softmax-nd", torch.randn(4, 19, 64, 64, device="cuda", generator=g),
-              torch.randint(0, 19, (4, 64, 64), device="cuda", generator=g), fk.softmax_focal_loss)]
+              torch.randint(0, 19, (4, 64, 64), device="cuda", generator=g), fk.softmax_focal_loss),
+             ("sigmoid-sparse", torch.randn(4096, 80, device="cuda", generator=g),
+              torch.randint(0, 81, (4096,), device="cuda", generator=g), fk.sigmoid_focal_loss),
+             ("varifocal", torch.randn(4096, 80, device="cuda", generator=g),
+              torch.rand(4096, 80, device="cuda", generator=g) * (torch.rand(4096, 80, device="cuda", generator=g)
+                                                                  < 0.05), fk.varifocal_loss),
+             ("dfl", torch.randn(16384, 16, device="cuda", generator=g),
+              torch.rand(16384, device="cuda", generator=g) * 14.9, fk.distribution_focal_loss)]
     for name, x, t, loss_fn in cases:
         x.requires_grad_()
 

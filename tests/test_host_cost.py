@@ -85,3 +85,29 @@ def test_native_ops_per_step():
     """On the CPU the content checks read the targets (cheap there): still a bounded count."""
     assert sum(aten_ops(fk.softmax_focal_loss, X, T).values()) <= 26
     assert sum(aten_ops(fk.sigmoid_focal_loss, X, Y).values()) <= 34
+
+
+Q = torch.rand(64, 10) * Y  # IoU-aware scores on the positives
+DIST = torch.rand(64) * 8.9  # DFL distances over 10 bins
+
+
+@pytest.mark.parametrize("reduction,launches", [("mean", 3), ("sum", 3), ("none", 2)])
+def test_triton_varifocal_and_dfl_ops_and_launches_per_step(gpu_path, reduction, launches):
+    """Varifocal and DFL launch as the sigmoid and softmax kernels do, with no compute op on the host."""
+    for f, t in ((lambda a, b: _scalar(fk.varifocal_loss(a, b, reduction=reduction, backend="triton")), Q),
+                 (lambda a, b: _scalar(fk.distribution_focal_loss(a, b, reduction=reduction, backend="triton")), DIST)):
+        gpu_path.clear()
+        ops = aten_ops(f, X, t)
+        assert len(gpu_path) == launches
+        assert sum(ops.values()) <= 10, ops
+        assert not {k for k in ops if any(s in k for s in ("full", "rsub", "where", "_to_copy", "item", "scatter",
+                                                           "softmax", "exp."))}, ops
+
+
+@pytest.mark.skipif(not native.available(), reason="the native kernel is built in CI")
+def test_native_varifocal_and_dfl_ops_per_step():
+    """One C call each: a bounded count, no elementwise formula dispatched as aten ops."""
+    for f, t in ((fk.varifocal_loss, Q), (fk.distribution_focal_loss, DIST)):
+        ops = aten_ops(f, X, t)
+        assert sum(ops.values()) <= 16, ops
+        assert not {k for k in ops if any(s in k for s in ("log_sigmoid", "softmax", "exp.", "scatter"))}, ops
