@@ -31,8 +31,10 @@ cases = {
     "sigmoid 1024 x 80": lambda: (torch.randn(1024, 80), (torch.rand(1024, 80) < 0.05).float(), fk.sigmoid_focal_loss),
     "softmax 256 x 10": lambda: (torch.randn(256, 10), torch.randint(0, 10, (256,)), fk.softmax_focal_loss),
     # DFL over 16 bins (ultralytics' reg_max): 65,536 anchors x 4 sides
-    "DFL 262144 x 16 (eager formula)": lambda: (torch.randn(262144, 16), torch.rand(262144) * 15,
-                                                fk.distribution_focal_loss),
+    "DFL 262144 x 16": lambda: (torch.randn(262144, 16), torch.rand(262144) * 15, fk.distribution_focal_loss),
+    # Varifocal over YOLO-style anchors x 80 classes, ultralytics' labels (the C kernel since 48da7f9)
+    "VFL 100000 x 80, labels": lambda: (torch.randn(100000, 80), torch.rand(100000, 80) * (torch.rand(100000, 80) < 0.01),
+                                        lambda a, q: fk.varifocal_loss(a, q, labels=q > 0)),
     # probability targets at gamma = 0 (cross-entropy against soft labels; DFL's two-hot form)
     "softmax 262144 x 16, probabilities, gamma=0": lambda: (
         torch.randn(262144, 16), torch.softmax(torch.randn(262144, 16), 1),

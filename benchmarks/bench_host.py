@@ -53,12 +53,17 @@ def main():
     t = torch.randint(0, 10, (256,), generator=g)
     xs = torch.randn(1024, 80, generator=g)
     y = (torch.rand(1024, 80, generator=g) < 0.05).float()
+    q = torch.rand(1024, 80, generator=g) * y  # IoU-aware scores on the positives
+    xd, d = torch.randn(1024, 16, generator=g), torch.rand(1024, generator=g) * 14.9  # DFL, 16 bins
     rows = {}
     rows["F.cross_entropy (256 x 10)"] = (F.cross_entropy, x, t)
     rows["BCE-with-logits (1024 x 80)"] = (F.binary_cross_entropy_with_logits, xs, y)
+    rows["F.cross_entropy (1024 x 16)"] = (lambda a, b: F.cross_entropy(a, b.long()), xd, d)
     if native.available():
         rows["focalkit softmax, native"] = (fk.softmax_focal_loss, x, t)
         rows["focalkit sigmoid, native"] = (fk.sigmoid_focal_loss, xs, y)
+        rows["focalkit varifocal (1024 x 80), native"] = (fk.varifocal_loss, xs, q)
+        rows["focalkit DFL (1024 x 16), native"] = (fk.distribution_focal_loss, xd, d)
     out = {}
     for name, (fn, a, b) in rows.items():
         out[name] = {"us": us_per_call(fn, a, b), "aten_ops": sum(aten_ops(fn, a, b).values())}
@@ -68,7 +73,9 @@ def main():
         _checks.can_read = lambda value: False
         try:
             for name, fn, a, b in (("focalkit softmax, Triton path (Python only)", fk.softmax_focal_loss, x, t),
-                                   ("focalkit sigmoid, Triton path (Python only)", fk.sigmoid_focal_loss, xs, y)):
+                                   ("focalkit sigmoid, Triton path (Python only)", fk.sigmoid_focal_loss, xs, y),
+                                   ("focalkit varifocal, Triton path (Python only)", fk.varifocal_loss, xs, q),
+                                   ("focalkit DFL, Triton path (Python only)", fk.distribution_focal_loss, xd, d)):
                 f = lambda p, q, fn=fn: fn(p, q, backend="triton")
                 out[name] = {"us": us_per_call(f, a, b), "aten_ops": sum(aten_ops(f, a, b).values())}
         finally:
