@@ -190,24 +190,19 @@ def bench_row(name, kind, shape, dtype, device, dry, rounds, reps):
     g = torch.Generator(device=device).manual_seed(0)
     x = (torch.randn(shape, device=device, generator=g) * 2).to(dtype).requires_grad_()
     rows, peer = {}, None
-    if kind == "sigmoid":
-        y = (torch.rand(shape, device=device, generator=g) < 0.01).to(dtype)
-        rows["focalkit"] = _step(lambda a, b: fk.sigmoid_focal_loss(a, b, gamma=GAMMA, backend="triton"), x, y)
-        rows["BCE"] = _step(lambda a, b: F.binary_cross_entropy_with_logits(a, b), x, y)
-        tv = _torchvision()
-        if tv is not None:
-            rows["torchvision"] = _step(tv, x, y)
-            peer = "torchvision"
-        if not dry:
-            rows["compile(textbook)"] = _step(torch.compile(textbook_sigmoid), x, y)
-        other = (y,)
-        moved = {"forward": 2, "backward": 3}  # logits-sized tensors read / written
-    elif kind == "sparse":  # class indices, C = background (RetinaNet, DETR heads): no one-hot tensor
-        t = torch.randint(0, shape[1] * 100, shape[:1], device=device, generator=g).clamp(max=shape[1])
-        y = F.one_hot(t, shape[1] + 1)[:, :shape[1]].to(dtype)  # the dense targets the others need
-        rows["focalkit"] = _step(lambda a, b: fk.sigmoid_focal_loss(a, b, gamma=GAMMA, backend="triton"), x, t)
-        rows["focalkit dense one-hot"] = _step(lambda a, b: fk.sigmoid_focal_loss(a, b, gamma=GAMMA, backend="triton"),
-                                               x, y)
+    if kind in ("sigmoid", "sparse"):
+        focal = lambda a, b: fk.sigmoid_focal_loss(a, b, gamma=GAMMA, backend="triton")  # noqa: E731
+        if kind == "sigmoid":
+            y = (torch.rand(shape, device=device, generator=g) < 0.01).to(dtype)
+            t = y
+            moved = {"forward": 2, "backward": 3}  # logits-sized tensors read / written
+        else:  # class indices, C = background (RetinaNet, DETR heads): no one-hot tensor
+            t = torch.randint(0, shape[1] * 100, shape[:1], device=device, generator=g).clamp(max=shape[1])
+            y = F.one_hot(t, shape[1] + 1)[:, :shape[1]].to(dtype)  # the dense targets the others need
+            moved = {"forward": 1, "backward": 2}
+        rows["focalkit"] = _step(focal, x, t)
+        if kind == "sparse":
+            rows["focalkit dense one-hot"] = _step(focal, x, y)
         rows["BCE"] = _step(lambda a, b: F.binary_cross_entropy_with_logits(a, b), x, y)
         tv = _torchvision()
         if tv is not None:
@@ -216,7 +211,6 @@ def bench_row(name, kind, shape, dtype, device, dry, rounds, reps):
         if not dry:
             rows["compile(textbook)"] = _step(torch.compile(textbook_sigmoid), x, y)
         other = (t, y)
-        moved = {"forward": 1, "backward": 2}
     elif kind == "varifocal":
         q = torch.rand(shape, device=device, generator=g) * (torch.rand(shape, device=device, generator=g) < 0.01)
         q = q.to(dtype)

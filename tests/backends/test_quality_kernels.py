@@ -290,3 +290,30 @@ def test_compiled_calls_trace_the_closed_form():
     f = torch.compile(lambda t: fk.varifocal_loss(t, q, backend="native") +
                       fk.distribution_focal_loss(t, q[:, 0] * 4, backend="native"), backend="eager", fullgraph=True)
     torch.testing.assert_close(f(x), fk.varifocal_loss(x, q) + fk.distribution_focal_loss(x, q[:, 0] * 4))
+
+
+@pytest.mark.parametrize("backend", KERNELS)
+def test_edge_shapes(backend):
+    """Empty, 0-dim and (B, anchors, C) logits with a per-anchor weight (B, A, 1); infinite logits."""
+    _needs(backend)
+    g = _gen(15)
+    q3 = torch.rand(2, 7, 5, generator=g, dtype=D) * (torch.rand(2, 7, 5, generator=g) > 0.5)
+    w3 = torch.rand(2, 7, 1, generator=g, dtype=D)
+    vfl = lambda xx, **k: fk.varifocal_loss(xx, k.pop("q"), **k)  # noqa: E731
+    for x, kw in ((torch.zeros(0, 5, dtype=D), dict(q=torch.zeros(0, 5, dtype=D))),
+                  (torch.zeros(0, 5, dtype=D), dict(q=torch.zeros(0, 5, dtype=D), reduction="none")),
+                  (torch.tensor(0.3, dtype=D), dict(q=torch.tensor(0.7, dtype=D))),
+                  (torch.randn(2, 7, 5, generator=g, dtype=D), dict(q=q3, weight=w3, reduction="none")),
+                  (torch.randn(2, 7, 5, generator=g, dtype=D), dict(q=q3, labels=q3 > 0.1, weight=w3)),
+                  (torch.tensor([[float("inf"), -float("inf"), 3.0]], dtype=D),
+                   dict(q=torch.tensor([[0.0, 0.0, 0.4]], dtype=D), reduction="none"))):
+        _check(vfl, x, backend, torch.float32, **kw)
+    dfl = lambda zz, **k: fk.distribution_focal_loss(zz, k.pop("y"), **k)  # noqa: E731
+    z = torch.randn(4, 16, generator=g, dtype=D)
+    z[1, 3], z[2, 5] = float("inf"), -float("inf")
+    for zz, kw in ((torch.zeros(0, 16, dtype=D), dict(y=torch.zeros(0, dtype=D))),
+                   (torch.zeros(0, 16, dtype=D), dict(y=torch.zeros(0, dtype=D), reduction="none")),
+                   (torch.randn(9, 16, generator=g, dtype=D), dict(y=torch.arange(9, dtype=D) * 1.7,
+                                                                   weight=torch.tensor(2.0, dtype=D))),
+                   (z, dict(y=torch.tensor([1.0, 3.5, 5.2, 15.0], dtype=D), reduction="none"))):
+        _check(dfl, zz, backend, torch.float32, **kw)

@@ -70,6 +70,20 @@ double log1p(double);
 #define FK_BCE 4 /* the "bce" form (segmentation_models_pytorch's, p_t = exp(-BCE)) for soft targets      */
 #define FK_QUALITY 5 /* the "quality" form (QFL: |y - p|^g) for soft targets                               */
 
+/* Each thread's partial sum of the call (an expression of t and nthreads) over a fixed partition, added in
+ * thread order into *sum_out (deterministic for a fixed thread count); the function returns 0, or 2 when
+ * the partials cannot be allocated. */
+#define FK_THREAD_SUM(...)                                                                                   \
+    double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                       \
+    if (!part) return 2;                                                                                     \
+    _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
+    for (int t = 0; t < nthreads; t++) part[t] = (__VA_ARGS__);                                              \
+    double s = 0.0;                                                                                          \
+    for (int t = 0; t < nthreads; t++) s += part[t];                                                         \
+    free(part);                                                                                              \
+    *sum_out = s;                                                                                            \
+    return 0;
+
 #define FK_DEFINE(T, SUF, EXP, EXPM1, LOG, LOG1P)                                                                 \
 FK_INLINE double fk_range_##SUF(const T *x, const T *y, int64_t lab, const T *w, const T *apos,             \
         const T *aneg, const T *pw, int64_t lo, int64_t hi, T g, T scale, T *loss_out, T *grad_out,           \
@@ -191,17 +205,8 @@ int fk_sigmoid_focal_##SUF(const T *x, const T *y, const int64_t *labels, const 
     if (nthreads < 1 || n < 65536) nthreads = 1; /* small inputs: a second thread costs more than it gives */ \
     if (pt < 0 || pt > 4) return 1;                                                                          \
     const int mode = labels ? FK_SPARSE : pt == 1 ? FK_PT : pt == 2 ? FK_SIGNED : pt == 3 ? FK_BCE : pt == 4 ? FK_QUALITY : FK_LINEAR;                                            \
-    double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
-    if (!part) return 2;                                                                                     \
-    _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
-    for (int t = 0; t < nthreads; t++)                                                                       \
-        part[t] = fk_dispatch_##SUF(x, y, labels, w, apos, aneg, pw, n, C, nested, mode, t, nthreads,        \
-                                    (T)g, (T)scale, loss_out, grad_out);                                     \
-    double s = 0.0;                                                                                          \
-    for (int t = 0; t < nthreads; t++) s += part[t];                                                         \
-    free(part);                                                                                              \
-    *sum_out = s;                                                                                            \
-    return 0;                                                                                                \
+    FK_THREAD_SUM(fk_dispatch_##SUF(x, y, labels, w, apos, aneg, pw, n, C, nested, mode, t, nthreads, (T)g,  \
+                                    (T)scale, loss_out, grad_out))                                           \
 }                                                                                                            \
                                                                                                              \
 /* How many targets lie outside {0, 1}: the "pt" form equals the kernel's "linear" one only when none  */   \
@@ -522,20 +527,11 @@ FK_CLONES static double fk_vfl_dispatch_##SUF(const T *x, const T *q, const T *l
 int fk_varifocal_##SUF(const T *x, const T *q, const T *lab, const T *w, int64_t n, double alpha, double g,  \
         int iou, double scale, T *loss_out, T *grad_out, int nthreads, double *sum_out) {                    \
     *sum_out = 0.0;                                                                                          \
+    if (n == 0) return 0; /* an empty tensor may have no data pointer */                                     \
     if (n < 0 || !x || !q || !grad_out) return 1;                                                            \
-    if (n == 0) return 0;                                                                                    \
     if (nthreads < 1 || n < 65536) nthreads = 1;                                                             \
-    double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
-    if (!part) return 2;                                                                                     \
-    _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
-    for (int t = 0; t < nthreads; t++)                                                                       \
-        part[t] = fk_vfl_dispatch_##SUF(x, q, lab, w, n * t / nthreads, n * (t + 1) / nthreads, (T)alpha,      \
-                                        (T)g, iou, (T)scale, loss_out, grad_out);                            \
-    double s = 0.0;                                                                                          \
-    for (int t = 0; t < nthreads; t++) s += part[t];                                                         \
-    free(part);                                                                                              \
-    *sum_out = s;                                                                                            \
-    return 0;                                                                                                \
+    FK_THREAD_SUM(fk_vfl_dispatch_##SUF(x, q, lab, w, n * t / nthreads, n * (t + 1) / nthreads, (T)alpha, (T)g,\
+                                        iou, (T)scale, loss_out, grad_out))                                  \
 }                                                                                                            \
                                                                                                              \
 FK_INLINE double fk_dfl_rows_##SUF(const T *z, const T *y, const T *w, int64_t r0, int64_t r1, int64_t C,     \
@@ -586,20 +582,11 @@ FK_CLONES static double fk_dfl_dispatch_##SUF(const T *z, const T *y, const T *w
 int fk_dfl_##SUF(const T *z, const T *y, const T *w, int64_t N, int64_t C, double scale, T *loss_out,         \
         T *grad, int nthreads, double *sum_out) {                                                            \
     *sum_out = 0.0;                                                                                          \
+    if (N == 0) return 0; /* an empty tensor may have no data pointer */                                     \
     if (N < 0 || C < 2 || !z || !y || !grad) return 1;                                                       \
-    if (N == 0) return 0;                                                                                    \
     if (nthreads < 1 || N * C < 65536) nthreads = 1;                                                         \
-    double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
-    if (!part) return 2;                                                                                     \
-    _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
-    for (int t = 0; t < nthreads; t++)                                                                       \
-        part[t] = fk_dfl_dispatch_##SUF(z, y, w, N * t / nthreads, N * (t + 1) / nthreads, C, (T)scale,       \
-                                        loss_out, grad);                                                     \
-    double s = 0.0;                                                                                          \
-    for (int t = 0; t < nthreads; t++) s += part[t];                                                         \
-    free(part);                                                                                              \
-    *sum_out = s;                                                                                            \
-    return 0;                                                                                                \
+    FK_THREAD_SUM(fk_dfl_dispatch_##SUF(z, y, w, N * t / nthreads, N * (t + 1) / nthreads, C, (T)scale, loss_out,\
+                                        grad))                                                               \
 }
 
 /* fk_vfl_dispatch's cases: bit 0 labels, bit 1 weight, bit 2 store, bit 3 gamma = 2 (G bit given). */
