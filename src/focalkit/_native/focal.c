@@ -477,6 +477,8 @@ FK_SOFTMAX_DEFINE(double, f64, exp, log, log1p)
  *        L = logsumexp(z) - (i+1-y) z_i - (y-i) z_{i+1},  dL/dz = softmax(z) - two-hot; NaN y: a NaN row.
  * Loss and gradient (times scale) in one pass; float64 sum, one partial per thread.
  */
+#define FK_DFL_BINS 64 /* DFL rows of up to this many bins take the blocked loop */
+#define FK_DFL_ROWS 16 /* rows per block there: one vector lane each */
 #define FK_QUALITY_DEFINE(T, SUF, EXP, LOG, LOG1P)                                                           \
 FK_INLINE double fk_vfl_range_##SUF(const T *x, const T *q, const T *lab, const T *w, int64_t lo, int64_t hi, \
         T alpha, T g, int iou, T scale, T *loss_out, T *grad_out, const int HAS_LAB, const int HAS_W,           \
@@ -570,8 +572,77 @@ FK_INLINE double fk_dfl_rows_##SUF(const T *z, const T *y, const T *w, int64_t r
     return acc;                                                                                              \
 }                                                                                                            \
                                                                                                              \
+FK_INLINE double fk_dfl_block_##SUF(const T *z, const T *y, const T *w, int64_t r0, int64_t r1, int64_t C,   \
+        T scale, T *loss_out, T *grad, const int HAS_W, const int STORE) {                                   \
+    /* Up to FK_DFL_BINS bins: FK_DFL_ROWS rows at a time, transposed into buf (bin-major), so that the      \
+     * max, exp, sum and scaling run across rows, one row a vector lane, with no horizontal reduction */     \
+    double acc = 0.0;                                                                                        \
+    const int64_t n = C - 1;                                                                                 \
+    T buf[FK_DFL_BINS * FK_DFL_ROWS], m[FK_DFL_ROWS], s[FK_DFL_ROWS], lse[FK_DFL_ROWS], wt[FK_DFL_ROWS];     \
+    for (int64_t b0 = r0; b0 < r1; b0 += FK_DFL_ROWS) {                                                      \
+        const int64_t nb = r1 - b0 < FK_DFL_ROWS ? r1 - b0 : FK_DFL_ROWS;                                    \
+        const T *zb = z + b0 * C;                                                                            \
+        T *gb = grad + b0 * C;                                                                               \
+        for (int64_t j = 0; j < FK_DFL_ROWS; j++) /* rows past the end: zeros, computed and dropped */       \
+            for (int64_t k = 0; k < C; k++) buf[k * FK_DFL_ROWS + j] = j < nb ? zb[j * C + k] : (T)0;        \
+        _Pragma("omp simd")                                                                                  \
+        for (int64_t j = 0; j < FK_DFL_ROWS; j++) {                                                          \
+            m[j] = buf[j];                                                                                   \
+            s[j] = 0;                                                                                        \
+            wt[j] = HAS_W && j < nb ? w[b0 + j] : (T)1;                                                      \
+        }                                                                                                    \
+        for (int64_t k = 1; k < C; k++) {                                                                    \
+            _Pragma("omp simd")                                                                              \
+            for (int64_t j = 0; j < FK_DFL_ROWS; j++) m[j] = buf[k * FK_DFL_ROWS + j] > m[j] ? buf[k * FK_DFL_ROWS + j] : m[j];\
+        }                                                                                                    \
+        for (int64_t k = 0; k < C; k++) {                                                                    \
+            _Pragma("omp simd")                                                                              \
+            for (int64_t j = 0; j < FK_DFL_ROWS; j++) {                                                      \
+                const T e = EXP(buf[k * FK_DFL_ROWS + j] - m[j]);                                            \
+                buf[k * FK_DFL_ROWS + j] = e;                                                                \
+                s[j] += e;                                                                                   \
+            }                                                                                                \
+        }                                                                                                    \
+        _Pragma("omp simd")                                                                                  \
+        for (int64_t j = 0; j < FK_DFL_ROWS; j++) {                                                          \
+            lse[j] = m[j] + LOG(s[j]);                                                                       \
+            s[j] = wt[j] * scale / s[j];                                                                     \
+        }                                                                                                    \
+        for (int64_t k = 0; k < C; k++) {                                                                    \
+            _Pragma("omp simd")                                                                              \
+            for (int64_t j = 0; j < FK_DFL_ROWS; j++) buf[k * FK_DFL_ROWS + j] *= s[j];                      \
+        }                                                                                                    \
+        for (int64_t j = 0; j < nb; j++)                                                                     \
+            for (int64_t k = 0; k < C; k++) gb[j * C + k] = buf[k * FK_DFL_ROWS + j];                        \
+        for (int64_t j = 0; j < nb; j++) {                                                                   \
+            const T yi = y[b0 + j];                                                                          \
+            const int nan = yi != yi;                                                                        \
+            T yc = nan ? (T)0 : yi;                                                                          \
+            yc = yc < 0 ? (T)0 : yc > (T)n ? (T)n : yc;                                                      \
+            int64_t li = (int64_t)yc; /* floor: yc >= 0 */                                                   \
+            if (li > n - 1) li = n - 1;                                                                      \
+            const T wl = nan ? yi : (T)li + 1 - yc, wr = yc - (T)li, sc = wt[j] * scale;                     \
+            const T loss = wt[j] * (lse[j] - wl * zb[j * C + li] - wr * zb[j * C + li + 1]);                 \
+            T *gr = gb + j * C;                                                                              \
+            gr[li] -= wl * sc;                                                                               \
+            gr[li + 1] -= wr * sc;                                                                           \
+            if (nan)                                                                                         \
+                for (int64_t k = 0; k < C; k++) gr[k] = (T)NAN;                                              \
+            if (STORE) loss_out[b0 + j] = loss;                                                              \
+            acc += (double)loss;                                                                             \
+        }                                                                                                    \
+    }                                                                                                        \
+    return acc;                                                                                              \
+}                                                                                                            \
+                                                                                                             \
 FK_CLONES static double fk_dfl_dispatch_##SUF(const T *z, const T *y, const T *w, int64_t r0, int64_t r1,     \
         int64_t C, T scale, T *loss_out, T *grad) {                                                          \
+    if (C <= FK_DFL_BINS) { /* the usual 16 / 17 bins */                                                     \
+        if (w && loss_out) return fk_dfl_block_##SUF(z, y, w, r0, r1, C, scale, loss_out, grad, 1, 1);       \
+        if (w) return fk_dfl_block_##SUF(z, y, w, r0, r1, C, scale, loss_out, grad, 1, 0);                   \
+        if (loss_out) return fk_dfl_block_##SUF(z, y, w, r0, r1, C, scale, loss_out, grad, 0, 1);            \
+        return fk_dfl_block_##SUF(z, y, w, r0, r1, C, scale, loss_out, grad, 0, 0);                          \
+    }                                                                                                        \
     if (w && loss_out) return fk_dfl_rows_##SUF(z, y, w, r0, r1, C, scale, loss_out, grad, 1, 1);            \
     if (w) return fk_dfl_rows_##SUF(z, y, w, r0, r1, C, scale, loss_out, grad, 1, 0);                        \
     if (loss_out) return fk_dfl_rows_##SUF(z, y, w, r0, r1, C, scale, loss_out, grad, 0, 1);                 \
