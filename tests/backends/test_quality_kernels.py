@@ -317,3 +317,16 @@ def test_edge_shapes(backend):
                                                                    weight=torch.tensor(2.0, dtype=D))),
                    (z, dict(y=torch.tensor([1.0, 3.5, 5.2, 15.0], dtype=D), reduction="none"))):
         _check(dfl, zz, backend, torch.float32, **kw)
+
+
+def test_native_denominator_matches_eager_at_the_float32_edges():
+    """The C path's denominator is the eager formula's (rounded to float32): a normalizer below
+    float32's range divides by 0 there too (inf), and an odd one rounds the same way."""
+    _needs("native")
+    z, y = _dfl_case(16, _gen(16))
+    x, q, _ = _vfl_case("default", _gen(17))
+    for norm in (1e-50, torch.tensor(1e-50, dtype=D), 1.0 + 2 ** -30, 3.0):
+        for f, a, b in ((fk.distribution_focal_loss, z.float(), y.float()), (fk.varifocal_loss, x.float(), q.float())):
+            want = f(a.clone().requires_grad_(), b, normalizer=norm, backend="eager")
+            got = f(a.clone().requires_grad_(), b, normalizer=norm, backend="native")
+            torch.testing.assert_close(got, want, rtol=1e-6, atol=0)

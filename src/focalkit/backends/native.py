@@ -218,18 +218,32 @@ def softmax_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
 
 # ---- Varifocal and Distribution Focal Loss ------------------------------------------------------
 
-def _scale_and_store(reduction: str, normalizer: Any, count: int, ct: torch.dtype) -> tuple[float, Optional[Tensor], bool]:
-    """(1 / denominator, the denominator or None, whether each element's loss is stored)."""
-    den = _reduce.denominator(reduction, normalizer, count, torch.empty((), dtype=ct))
-    return 1.0 if den is None else 1.0 / float(den), den, reduction == "none" and den is None
+def _scale_and_store(reduction: str, normalizer: Any, count: int, ct: torch.dtype) -> tuple[float, Optional[float], bool]:
+    """(1 / denominator, the denominator or None, whether each element's loss is stored), as
+    ``_reduce.denominator`` gives them (the number rounded to the compute dtype; an empty mean divides
+    by 1), computed on the host: a CPU call, with no tensor ops for a number."""
+    if isinstance(normalizer, Tensor):
+        den: Optional[float] = float(normalizer.to(ct))
+    elif normalizer is not None:
+        den = float(normalizer)
+    elif reduction == "mean":
+        den = float(count) or 1.0
+    else:
+        return 1.0, None, reduction == "none"
+    if ct == torch.float32:
+        den = torch.tensor(den, dtype=ct).item()  # rounded as the eager formula's float32 tensor is
+    return (1.0 / den if den else math.inf), den, False  # a normalizer below float32's range: inf, as eager
 
 
-def _finish_cpu(rc: int, total: float, den: Optional[Tensor], loss_out: Optional[Tensor], dtype: torch.dtype) -> Tensor:
+def _finish_cpu(rc: int, total: float, den: Optional[float], loss_out: Optional[Tensor], dtype: torch.dtype) -> Tensor:
     if rc != 0:  # pragma: no cover - guarded by the Python checks
         raise RuntimeError(f"focalkit native kernel failed with code {rc}")
     if loss_out is not None:
         return loss_out.to(dtype)
-    value = total if den is None else total / float(den)
+    if den is None or den:
+        value = total if den is None else total / den
+    else:  # x / 0 as IEEE (eager's float32 division by a normalizer that rounded to 0)
+        value = math.nan if total == 0 or total != total else math.copysign(math.inf, total)
     return torch.tensor(value, dtype=_reduce.out_dtype(dtype, True))
 
 
