@@ -118,6 +118,9 @@ def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.75, gamm
             float, a fraction mixing the two weights linearly): ultralytics' ``label``. Default
             ``targets > 0`` (mmdet).
         activated: ``logits`` are probabilities in [0, 1] (see :func:`quality_focal_loss`).
+        backend: ``"auto"`` runs the C kernel on the CPU and the Triton kernels on CUDA (loss and
+            gradient from the closed form ``focalkit.core.varifocal``); ``"eager"`` the formula
+            in tensor ops. Targets, labels and weights that require grad get their gradients.
     """
     logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
     _checks.choice("backend", backend, backends.BACKENDS)
@@ -158,7 +161,10 @@ def distribution_focal_loss(logits: Tensor, targets: Tensor, *, reduction: Reduc
     :math:`n-0.1` / :math:`n-1.01` before the loss). The gradient is softmax minus the two-hot target.
 
     Args:
-        logits: ``(N, n+1)``. targets: float ``(N,)`` distances in bin units.
+        logits: ``(N, n+1)``. targets: float ``(N,)`` distances in bin units; a NaN distance gives a
+            NaN loss and gradient row. weight: broadcastable to ``(N,)``.
+        backend: ``"auto"`` runs the C kernel on the CPU and the Triton kernel on CUDA (up to 256 bins;
+            more run eager); ``"eager"`` the formula in tensor ops.
     """
     logits = _reduce.autocast_input(logits, reduction)  # torch.autocast: a float32 loss
     _checks.choice("backend", backend, backends.BACKENDS)
