@@ -30,6 +30,10 @@ cases = {
     "softmax 65536 x 1000": lambda: (torch.randn(65536, 1000), torch.randint(0, 1000, (65536,)), fk.softmax_focal_loss),
     "sigmoid 1024 x 80": lambda: (torch.randn(1024, 80), (torch.rand(1024, 80) < 0.05).float(), fk.sigmoid_focal_loss),
     "softmax 256 x 10": lambda: (torch.randn(256, 10), torch.randint(0, 10, (256,)), fk.softmax_focal_loss),
+    # few classes: rows (CIFAR-like, tabular) and dense prediction (Cityscapes' 19 classes)
+    "softmax 262144 x 10": lambda: (torch.randn(262144, 10), torch.randint(0, 10, (262144,)), fk.softmax_focal_loss),
+    "softmax (4, 19, 128, 128)": lambda: (torch.randn(4, 19, 128, 128), torch.randint(0, 19, (4, 128, 128)),
+                                          fk.softmax_focal_loss),
     # DFL over 16 bins (ultralytics' reg_max): 65,536 anchors x 4 sides
     "DFL 262144 x 16": lambda: (torch.randn(262144, 16), torch.rand(262144) * 15, fk.distribution_focal_loss),
     # Varifocal over YOLO-style anchors x 80 classes, ultralytics' labels (the C kernel since 48da7f9)

@@ -117,6 +117,26 @@ def test_ignored_rows_are_exactly_zero_even_with_nan_logits():
     assert torch.equal(z.grad[1], torch.zeros(4, dtype=D))
 
 
+@pytest.mark.parametrize("backend", ["eager", "native"])
+@pytest.mark.parametrize("dtype", [D, torch.float32])
+def test_ignored_positions_of_nd_logits_are_exactly_zero_even_with_nan_logits(backend, dtype):
+    """(N, C, H, W) logits and 2-D rows of few classes (both vectorised across positions in the C
+    kernel): an ignored position's loss and gradient are exactly 0 whatever its logits hold."""
+    g = torch.Generator().manual_seed(0)
+    for shape, t in (((2, 5, 3, 70), torch.randint(0, 5, (2, 3, 70), generator=g)),
+                     ((130, 7), torch.randint(0, 7, (130,), generator=g))):
+        z = torch.randn(shape, generator=g, dtype=dtype)
+        ignored = torch.rand(t.shape, generator=g) < 0.3
+        t = torch.where(ignored, -100, t)
+        z.movedim(1, -1)[ignored] = float("nan")
+        z.requires_grad_()
+        out = softmax_focal_loss(z, t, reduction="none", backend=backend)
+        assert torch.equal(out[ignored], torch.zeros_like(out[ignored])) and torch.isfinite(out).all()
+        out.sum().backward()
+        assert torch.equal(z.grad.movedim(1, -1)[ignored], torch.zeros_like(z.grad.movedim(1, -1)[ignored]))
+        assert torch.isfinite(z.grad).all()
+
+
 def test_nan_propagates():
     z = torch.randn(3, 4)
     z[1, 2] = float("nan")

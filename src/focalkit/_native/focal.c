@@ -245,6 +245,10 @@ FK_DEFINE(double, f64, exp, expm1, log, log1p)
  */
 #define FK_LN2 0.69314718055994530942
 
+#define FK_SMX_TILE 64 /* positions per tile: consecutive s of one image, or (2-D) consecutive rows */
+/* 2-D rows of class indices with up to 64 classes go FK_SMX_TILE rows at a time through a class-major */
+/* copy, so that the per-row maths (five logs and exps) runs across rows, one row per vector lane.      */
+#define FK_SMX_ROW_BLOCKS(S, q, eps, C) ((S) == 1 && !(q) && (eps) == 0 && (C) <= 64)
 #define FK_SOFTMAX_DEFINE(T, SUF, EXP, LOG, LOG1P)                                                          \
 /* One row with a hard target y: r holds the logits on entry and the gradient (times scale) on exit. */     \
 FK_INLINE T fk_smx_hard_row_##SUF(T *r, int64_t C, int64_t y, T c, T g, T scale) {                          \
@@ -339,6 +343,7 @@ FK_INLINE double fk_smx_cols_##SUF(const T *z, const int64_t *yt, const T *w, in
         if (!ok && yj != ignore) *bad = 1; /* out of range: reported as an error */                          \
         yv[j] = ok ? yj : -1;                                                                                \
         zy[j] = ok ? z[yj * S + j] : (T)0;                                                                   \
+        f[j] = ok ? (w ? w[yj] : (T)1) : (T)0; /* the target's class weight, until f is the gradient's factor */\
     }                                                                                                        \
     for (int64_t k = 0; k < C; k++) { /* e_k = exp(z_k - m) into gr; rest = the sum over k != y, exactly */  \
         const T *zk = z + k * S;                                                                             \
@@ -351,35 +356,52 @@ FK_INLINE double fk_smx_cols_##SUF(const T *z, const int64_t *yt, const T *w, in
         }                                                                                                    \
     }                                                                                                        \
     double acc = 0.0;                                                                                        \
-    for (int64_t j = 0; j < nb; j++) { /* fk_smx_hard_row's per-row maths */                                 \
-        if (yv[j] < 0) { f[j] = 0; fy[j] = 0; if (lo) lo[j] = 0; continue; }                                 \
-        const T c = w ? w[yv[j]] : (T)1;                                                                     \
-        const T ey = EXP(zy[j] - m[j]), s = rest[j] + ey, ls = LOG(s);                                       \
-        T logp = zy[j] - m[j] - ls;                                                                          \
-        const T u = rest[j] / s;                                                                             \
-        if (logp > (T)-FK_LN2) logp = LOG1P(-u);                                                             \
-        const T psi = u > 0 ? -EXP(logp) * logp / u : (T)0;                                                  \
-        const T mod = g == 0 ? (T)1 : EXP(g * (LOG(rest[j]) - ls));                                          \
+    /* fk_smx_hard_row's per-row maths, vectorised across the positions: every call made, then selects  */   \
+    /* of plain values (a position not counted, ignored or bad, gives 0 whatever its logits hold)          */\
+    _Pragma("omp simd reduction(+:acc)")                                                                     \
+    for (int64_t j = 0; j < nb; j++) {                                                                       \
+        const int ok = yv[j] >= 0;                                                                           \
+        const T c = f[j], rj = rest[j];                                                                      \
+        const T ey = EXP(zy[j] - m[j]), s = rj + ey, ls = LOG(s);                                            \
+        const T u = rj / s, l1 = LOG1P(-u);                                                                  \
+        const T lq = zy[j] - m[j] - ls, logp = lq > (T)-FK_LN2 ? l1 : lq; /* 1 - p_y exact near p_y = 1 */   \
+        const T ep = EXP(logp), em = EXP(g * (LOG(rj) - ls));                                                \
+        const T psi = u > 0 ? -ep * logp / u : (T)0;                                                         \
+        const T mod = g == 0 ? (T)1 : em;                                                                    \
         const T loss = c * mod * -logp, ck = c * mod * (1 + g * psi);                                        \
-        f[j] = ck * scale / s;                                                                               \
-        fy[j] = -ck * u * scale;                                                                             \
-        if (lo) lo[j] = loss;                                                                                \
-        acc += (double)loss;                                                                                 \
+        f[j] = ok ? ck * scale / s : (T)0;                                                                   \
+        fy[j] = ok ? -ck * u * scale : (T)0;                                                                 \
+        const T lj = ok ? loss : (T)0;                                                                       \
+        if (lo) lo[j] = lj;                                                                                  \
+        acc += (double)lj;                                                                                   \
     }                                                                                                        \
     for (int64_t k = 0; k < C; k++) {                                                                        \
         T *gk = gr + k * S;                                                                                  \
         _Pragma("omp simd")                                                                                  \
-        for (int64_t j = 0; j < nb; j++) gk[j] = yv[j] == k ? fy[j] : gk[j] * f[j];                          \
+        for (int64_t j = 0; j < nb; j++) /* an ignored position: exactly 0, even where its logits are NaN */ \
+            gk[j] = yv[j] == k ? fy[j] : yv[j] < 0 ? (T)0 : gk[j] * f[j];                                    \
     }                                                                                                        \
     return acc;                                                                                              \
 }                                                                                                            \
                                                                                                              \
 /* Positions [b0, b1) of the (N, S) grid, B at a time (one tile: same n, consecutive s).              */   \
-FK_CLONES static double fk_smx_part_##SUF(const T *z, const int64_t *y, const T *q, const T *w,              \
+FK_CLONES static double fk_smx_part_##SUF(const T *z, const int64_t *y, const T *q, const T *w, int64_t N,   \
         int64_t C, int64_t S, int64_t b0, int64_t b1, int64_t ignore, T eps, T g, T scale, T *loss_out,      \
         T *grad, T *buf, T *tq, T *cf, T *sc, int64_t *yv, int *bad) {                                       \
     double acc = 0.0;                                                                                        \
-    const int64_t B = S == 1 ? 1 : 64;                                                                       \
+    if (FK_SMX_ROW_BLOCKS(S, q, eps, C)) { /* rows [64 b, 64 b + 64) transposed into buf, class-major */     \
+        for (int64_t b = b0; b < b1; b++) {                                                                  \
+            const int64_t r0 = b * FK_SMX_TILE, nb = N - r0 < FK_SMX_TILE ? N - r0 : FK_SMX_TILE;            \
+            for (int64_t j = 0; j < nb; j++)                                                                 \
+                for (int64_t k = 0; k < C; k++) buf[k * FK_SMX_TILE + j] = z[(r0 + j) * C + k];              \
+            acc += fk_smx_cols_##SUF(buf, y + r0, w, C, FK_SMX_TILE, nb, ignore, g, scale,                   \
+                                     loss_out ? loss_out + r0 : 0, buf, sc, yv, bad);                        \
+            for (int64_t j = 0; j < nb; j++) /* after the whole tile is read: grad may be z */               \
+                for (int64_t k = 0; k < C; k++) grad[(r0 + j) * C + k] = buf[k * FK_SMX_TILE + j];           \
+        }                                                                                                    \
+        return acc;                                                                                          \
+    }                                                                                                        \
+    const int64_t B = S == 1 ? 1 : FK_SMX_TILE;                                                              \
     const int64_t tiles_per_n = (S + B - 1) / B;                                                             \
     for (int64_t b = b0; b < b1; b++) {                                                                      \
         const int64_t n = b / tiles_per_n, s0 = (b % tiles_per_n) * B;                                       \
@@ -438,7 +460,9 @@ int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w,
         int64_t S, int64_t ignore, double eps, double g, double scale, T *loss_out, T *grad, int nthreads,   \
         double *sum_out) {                                                                                   \
     if (C < 1 || N < 0 || S < 1 || (!y && !q)) return 1;                                                    \
-    const int64_t B = S == 1 ? 1 : 64, tiles = N * ((S + B - 1) / B);                                        \
+    const int rb = FK_SMX_ROW_BLOCKS(S, q, eps, C);                                                          \
+    const int64_t B = S == 1 && !rb ? 1 : FK_SMX_TILE;                                                       \
+    const int64_t tiles = rb ? (N + FK_SMX_TILE - 1) / FK_SMX_TILE : N * ((S + B - 1) / B);                  \
     if (nthreads < 1 || N * C * S < 65536) nthreads = 1;                                                     \
     if (nthreads > tiles) nthreads = tiles > 0 ? (int)tiles : 1;                                             \
     double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
@@ -450,7 +474,7 @@ int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w,
     _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
     for (int t = 0; t < nthreads; t++) {                                                                     \
         T *buf = scratch + (size_t)t * per;                                                                  \
-        part[t] = fk_smx_part_##SUF(z, y, q, w, C, S, tiles * t / nthreads, tiles * (t + 1) / nthreads,     \
+        part[t] = fk_smx_part_##SUF(z, y, q, w, N, C, S, tiles * t / nthreads, tiles * (t + 1) / nthreads,   \
                                     ignore, (T)eps, (T)g, (T)scale, loss_out, grad, buf, buf + B * C,        \
                                     buf + B * C + C, buf + B * C + 2 * C, labels + (size_t)t * (size_t)B,    \
                                     &bad[t]);                                                                \
