@@ -315,7 +315,7 @@ def test_edge_shapes(backend):
         _check(vfl, x, backend, torch.float32, **kw)
     dfl = lambda zz, **k: fk.distribution_focal_loss(zz, k.pop("y"), **k)  # noqa: E731
     z = torch.randn(4, 16, generator=g, dtype=D)
-    z[1, 3], z[2, 5] = float("inf"), -float("inf")
+    z[1, 3], z[2, 5], z[3, 0] = float("inf"), -float("inf"), -float("inf")  # row 3: away from its target
     for zz, kw in ((torch.zeros(0, 16, dtype=D), dict(y=torch.zeros(0, dtype=D))),
                    (torch.zeros(0, 16, dtype=D), dict(y=torch.zeros(0, dtype=D), reduction="none")),
                    (torch.randn(9, 16, generator=g, dtype=D), dict(y=torch.arange(9, dtype=D) * 1.7,

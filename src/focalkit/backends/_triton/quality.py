@@ -126,10 +126,13 @@ def _dfl_tile(z_ptr, y_ptr, w_ptr, P, C, has_w, BLOCK_P: tl.constexpr, BLOCK_C: 
     w_right = yc - left
     li = left.to(tl.int32)
     col = cols[None, :]
-    two_hot = tl.where(col == li[:, None], w_left[:, None], 0.0) + tl.where(col == li[:, None] + 1, w_right[:, None],
-                                                                             0.0)
-    zt = tl.sum(tl.where(mask, z, 0.0) * two_hot, axis=1)
-    loss = lse - zt
+    is_l = col == li[:, None]
+    is_r = col == li[:, None] + 1
+    two_hot = tl.where(is_l, w_left[:, None], 0.0) + tl.where(is_r, w_right[:, None], 0.0)
+    # the two target bins' logits only (an infinite logit elsewhere must not meet a weight of 0)
+    z_l = tl.sum(tl.where(is_l & mask, z, 0.0), axis=1)
+    z_r = tl.sum(tl.where(is_r & mask, z, 0.0), axis=1)
+    loss = lse - w_left * z_l - w_right * z_r
     wt = tl.full([BLOCK_P], 1.0, tl.float32)
     if has_w != 0:
         wt = tl.load(w_ptr + rows, mask=rmask, other=0.0).to(tl.float32)
