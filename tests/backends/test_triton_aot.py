@@ -38,12 +38,17 @@ def _compile_all(cap: int, lo: int, hi: int) -> list:
         bad = []
         for i, spec in enumerate(specs):
             ints = ("i32", "i64") if i == 0 or spec.kernel != specs[i - 1].kernel else ("i32",)
-            for int_type in ints:
+            # the variants a launch can request: sizes of any value, and (sm_90) each size Triton
+            # specialises at run time divisible by 16, with aligned pointers
+            variants = [(t, False) for t in ints]
+            if {cap} == 90 and aot.specialised_sizes(spec):
+                variants.append(("i32", aot.specialised_sizes(spec)))
+            for int_type, aligned in variants:
                 try:
-                    out = aot.compile_spec(spec, {cap}, int_type)
+                    out = aot.compile_spec(spec, {cap}, int_type, aligned)
                     assert out.asm["cubin"], "no cubin"
                 except Exception as exc:
-                    bad.append(f"{{spec}} {{int_type}}: {{type(exc).__name__}}: {{str(exc)[:400]}}")
+                    bad.append(f"{{spec}} {{int_type}} aligned={{aligned}}: {{type(exc).__name__}}: {{str(exc)[:400]}}")
         print(json.dumps(bad))
     """)
     env = dict(os.environ, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1")
@@ -61,6 +66,30 @@ def test_the_table_is_not_empty_and_names_every_kernel():
                        "softmax.softmax_fwd_kernel", "softmax.softmax_bwd_kernel", "quality.vfl_fwd_kernel",
                        "quality.vfl_bwd_kernel", "quality.dfl_fwd_kernel", "quality.dfl_bwd_kernel"}
     assert len(SPECS) == len(set(SPECS))
+
+
+def test_sizes_that_index_rows_are_specialised():
+    """Triton learns a size's divisibility by 16 only where the kernel lets it specialise: the rows of
+    2-D softmax and DFL logits start at ``row * C``, so ``C`` must be specialised there for 16-byte
+    loads (a do_not_specialize ``C`` made every such load 4 bytes wide and put one class per thread).
+    Read from the compiled kernels (the interpreter drops ``do_not_specialize``)."""
+    code = textwrap.dedent("""
+        import json, os
+        os.environ["TRITON_INTERPRET"] = "0"
+        from focalkit.backends import triton as tb
+        from focalkit.backends._triton import aot
+        print(json.dumps({s.kernel: aot.specialised_sizes(s) for s in tb.specialisations()}))
+    """)
+    env = dict(os.environ, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    import json
+
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    for k in ("softmax.softmax_fwd_kernel", "softmax.softmax_bwd_kernel", "quality.dfl_fwd_kernel",
+              "quality.dfl_bwd_kernel"):
+        assert "C" in got[k], (k, got[k])
+    for k in ("sigmoid.sigmoid_fwd_kernel", "quality.vfl_fwd_kernel"):
+        assert got[k] == ["n"], (k, got[k])
 
 
 def test_every_specialisation_compiles_for_sm80_and_sm90():

@@ -36,9 +36,18 @@ def kernel(spec: tb.Spec) -> Any:
     return getattr(fn, "fn", fn) if not hasattr(fn, "arg_names") else fn
 
 
-def source(spec: tb.Spec, int_type: str = "i32", aligned: bool = False) -> ASTSource:
+def specialised_sizes(spec: tb.Spec) -> tuple:
+    """The size arguments Triton specialises at run time (divisibility by 16): those the kernel does not
+    list in ``do_not_specialize``. A launch can request each one's divisible variant."""
+    fn = kernel(spec)
+    dns = {fn.arg_names[d] if isinstance(d, int) else d for d in getattr(fn, "do_not_specialize", ()) or ()}
+    return tuple(n for n in fn.arg_names if n in SIZE_ARGS and n not in dns)
+
+
+def source(spec: tb.Spec, int_type: str = "i32", aligned: Any = False) -> ASTSource:
     """``aligned``: pointers and sizes marked divisible by 16, as Triton specialises them at run time
-    for aligned tensors whose sizes are multiples of 16 (what vectorised loads need)."""
+    for aligned tensors whose sizes are multiples of 16 (what vectorised loads need): True for every
+    size argument, or the names of the sizes to mark (the pointers are marked either way)."""
     fn = kernel(spec)
     consts = dict(spec.constexprs)
     ptrs = dict(spec.pointers)
@@ -55,7 +64,7 @@ def source(spec: tb.Spec, int_type: str = "i32", aligned: bool = False) -> ASTSo
             sig[name] = "fp32"
         else:
             sig[name] = int_type if name in SIZE_ARGS else "i32"
-            if aligned and name in SIZE_ARGS:
+            if name in SIZE_ARGS and (aligned is True or (aligned and name in aligned)):
                 attrs[(i,)] = [["tt.divisibility", 16]]
     missing = set(consts) - set(fn.arg_names) | (set(ptrs) - set(fn.arg_names))
     if missing:
@@ -63,7 +72,7 @@ def source(spec: tb.Spec, int_type: str = "i32", aligned: bool = False) -> ASTSo
     return ASTSource(fn=fn, signature=sig, constexprs=cx, attrs=attrs)
 
 
-def compile_spec(spec: tb.Spec, capability: int, int_type: str = "i32", aligned: bool = False) -> Any:
+def compile_spec(spec: tb.Spec, capability: int, int_type: str = "i32", aligned: Any = False) -> Any:
     return triton.compile(source(spec, int_type, aligned), target=GPUTarget("cuda", capability, 32),
                           options={"num_warps": spec.num_warps})
 

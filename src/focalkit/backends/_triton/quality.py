@@ -10,6 +10,9 @@ laid out like the logits), else ``[q > 0]``; ``iou``: positives weighted by ``q`
 
 DFL: logits (P, C) contiguous, C = n + 1 bins in one tile of ``BLOCK_P`` rows x ``BLOCK_C`` bins
 (C <= ``BLOCK_C``); ``has_w``: a per-row weight (P,); ``go_mode`` 2: one ``grad_output`` per row.
+``C`` is specialised (Triton's divisibility by 16): ultralytics' 16 bins then load 16 bytes per thread,
+and the tile's layout puts 4 bins per thread instead of one (in the PTX for sm_90: 39 warp shuffles in
+the forward kernel instead of 263).
 """
 
 from __future__ import annotations
@@ -139,7 +142,7 @@ def _dfl_tile(z_ptr, y_ptr, w_ptr, P, C, has_w, BLOCK_P: tl.constexpr, BLOCK_C: 
     return rows, rmask, offs, mask, ez / s[:, None], loss * wt, two_hot, nan, wt
 
 
-@triton.jit(do_not_specialize=["C", "has_w", "store"])
+@triton.jit(do_not_specialize=["has_w", "store"])
 def dfl_fwd_kernel(z_ptr, y_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, P, C, has_w, store, BLOCK_P: tl.constexpr,
                    BLOCK_C: tl.constexpr):
     """``store``: each row's loss, and 1 at ``inv_ptr``; else one partial sum per program."""
@@ -152,7 +155,7 @@ def dfl_fwd_kernel(z_ptr, y_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, P, C, has_w
         tl.store(part_ptr + tl.program_id(0), tl.sum(tl.where(rmask, loss, 0.0), axis=0))
 
 
-@triton.jit(do_not_specialize=["C", "has_w", "go_mode"])
+@triton.jit(do_not_specialize=["has_w", "go_mode"])
 def dfl_bwd_kernel(z_ptr, y_ptr, w_ptr, go_ptr, inv_ptr, grad_ptr, P, C, has_w, go_mode, BLOCK_P: tl.constexpr,
                    BLOCK_C: tl.constexpr):
     """softmax - two-hot, times the row weight, ``inv_ptr[0]`` and ``grad_output``; NaN rows for NaN targets."""

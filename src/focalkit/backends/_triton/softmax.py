@@ -222,7 +222,7 @@ def _scaled(g, f, valid, bad):
     return tl.where(bad[:, None], float("nan"), g)
 
 
-@triton.jit(do_not_specialize=["P", "C", "S", "ignore", "has_w", "store"])
+@triton.jit(do_not_specialize=["P", "S", "ignore", "has_w", "store"])
 def softmax_fwd_kernel(z_ptr, y_ptr, q_ptr, w_ptr, loss_ptr, part_ptr, cnt_ptr, inv_ptr, st_ptr, P, C, S, ignore, eps, gamma,
                        has_w, store, SPATIAL: tl.constexpr, ONE_TILE: tl.constexpr, DENSE: tl.constexpr,
                        HAS_Q: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -251,7 +251,7 @@ def softmax_fwd_kernel(z_ptr, y_ptr, q_ptr, w_ptr, loss_ptr, part_ptr, cnt_ptr, 
         tl.store(cnt_ptr + prog, tl.sum(tl.where(valid, wy, 0.0), axis=0))
 
 
-@triton.jit(do_not_specialize=["P", "C", "S", "ignore", "has_w", "go_mode"])
+@triton.jit(do_not_specialize=["P", "S", "ignore", "has_w", "go_mode"])
 def softmax_bwd_kernel(z_ptr, y_ptr, q_ptr, w_ptr, go_ptr, inv_ptr, st_ptr, grad_ptr, P, C, S, ignore, eps, gamma,
                        has_w, go_mode, SPATIAL: tl.constexpr, ONE_TILE: tl.constexpr, DENSE: tl.constexpr,
                        HAS_Q: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
