@@ -40,6 +40,21 @@ def denominator(
     return torch.where(den == 0, torch.ones_like(den), den)
 
 
+def host_denominator(reduction: str, normalizer: Normalizer, count: int, dtype: torch.dtype) -> Optional[float]:
+    """:func:`denominator` as a Python number, for a CPU kernel call: the same rule (a normalizer as
+    given, an empty mean divided by 1, None for none / sum), rounded to ``dtype`` as the tensor is,
+    without tensor ops for a number."""
+    if isinstance(normalizer, Tensor):
+        den = float(normalizer.to(dtype))
+    elif normalizer is not None:
+        den = float(normalizer)
+    elif reduction == "mean":
+        den = float(count) or 1.0
+    else:
+        return None
+    return torch.tensor(den, dtype=dtype).item() if dtype != torch.float64 else den
+
+
 def reduce(loss: Tensor, grad: Tensor, reduction: str, den: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     """Apply the reduction to the per-element ``loss`` and scale ``grad`` to match."""
     if reduction == "none" and den is None:

@@ -84,6 +84,17 @@ double log1p(double);
     *sum_out = s;                                                                                            \
     return 0;
 
+/* The end of an elementwise loop body (sigmoid, Varifocal): the element's loss and gradient times its
+ * weight, the loss stored or summed, the gradient scaled and stored. Uses the loop's own names. */
+#define FK_ELEMENT_OUT(i)                                                                                    \
+    if (HAS_W) {                                                                                             \
+        loss *= w[i];                                                                                        \
+        grad *= w[i];                                                                                        \
+    }                                                                                                        \
+    if (STORE) loss_out[i] = loss;                                                                           \
+    grad_out[i] = grad * scale;                                                                              \
+    acc += (double)loss;
+
 #define FK_DEFINE(T, SUF, EXP, EXPM1, LOG, LOG1P)                                                                 \
 FK_INLINE double fk_range_##SUF(const T *x, const T *y, int64_t lab, const T *w, const T *apos,             \
         const T *aneg, const T *pw, int64_t lo, int64_t hi, T g, T scale, T *loss_out, T *grad_out,           \
@@ -144,13 +155,7 @@ FK_INLINE double fk_range_##SUF(const T *x, const T *y, int64_t lab, const T *w,
             loss = -(wp * mp * lp + wn * mn * ln);                                                           \
             grad = wn * mn * (p - g * q * ln) - wp * mp * (q - g * p * lp);                                  \
         }                                                                                                    \
-        if (HAS_W) {                                                                                         \
-            loss *= w[i];                                                                                    \
-            grad *= w[i];                                                                                    \
-        }                                                                                                    \
-        if (STORE) loss_out[i] = loss;                                                                       \
-        grad_out[i] = grad * scale;                                                                          \
-        acc += (double)loss;                                                                                 \
+        FK_ELEMENT_OUT(i)                                                                                    \
     }                                                                                                        \
     return acc;                                                                                              \
 }                                                                                                            \
@@ -529,13 +534,7 @@ FK_INLINE double fk_vfl_range_##SUF(const T *x, const T *q, const T *lab, const 
             wt = is_neg ? wneg : wpos;                                                                       \
         }                                                                                                    \
         T loss = wt * bce, grad = wt * dbce + neg * g * qq * wneg * bce;                                     \
-        if (HAS_W) {                                                                                         \
-            loss *= w[i];                                                                                    \
-            grad *= w[i];                                                                                    \
-        }                                                                                                    \
-        if (STORE) loss_out[i] = loss;                                                                       \
-        grad_out[i] = grad * scale;                                                                          \
-        acc += (double)loss;                                                                                 \
+        FK_ELEMENT_OUT(i)                                                                                    \
     }                                                                                                        \
     return acc;                                                                                              \
 }                                                                                                            \

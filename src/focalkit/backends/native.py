@@ -219,19 +219,10 @@ def softmax_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
 # ---- Varifocal and Distribution Focal Loss ------------------------------------------------------
 
 def _scale_and_store(reduction: str, normalizer: Any, count: int, ct: torch.dtype) -> tuple[float, Optional[float], bool]:
-    """(1 / denominator, the denominator or None, whether each element's loss is stored), as
-    ``_reduce.denominator`` gives them (the number rounded to the compute dtype; an empty mean divides
-    by 1), computed on the host: a CPU call, with no tensor ops for a number."""
-    if isinstance(normalizer, Tensor):
-        den: Optional[float] = float(normalizer.to(ct))
-    elif normalizer is not None:
-        den = float(normalizer)
-    elif reduction == "mean":
-        den = float(count) or 1.0
-    else:
+    """(1 / denominator, the denominator or None, whether each element's loss is stored)."""
+    den = _reduce.host_denominator(reduction, normalizer, count, ct)
+    if den is None:
         return 1.0, None, reduction == "none"
-    if ct == torch.float32:
-        den = torch.tensor(den, dtype=ct).item()  # rounded as the eager formula's float32 tensor is
     return (1.0 / den if den else math.inf), den, False  # a normalizer below float32's range: inf, as eager
 
 
