@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 import focalkit as fk
+from focalkit.backends import triton as tb
 
 GAMMA = 2.0
 
@@ -93,7 +94,7 @@ WORKLOADS = [
     ("LVIS", "softmax", (65536, 1203), ("float32", "bfloat16")),
     ("long-tail", "softmax", (8192, 21843), ("float32",)),
     ("vocab-32000", "softmax", (16384, 32000), ("float32",)),
-    ("flattened segmentation", "softmax", (4194304, 19), ("float32",)),
+    ("flattened segmentation", "softmax", (4194304, 19), ("float32", "bfloat16")),
     ("RetinaNet", "sigmoid", (1920000, 80), ("float32", "bfloat16")),
     ("sigmoid 16M", "sigmoid", (209716, 80), ("float32", "bfloat16")),
     ("RetinaNet indices", "sparse", (1920000, 80), ("float32",)),
@@ -180,6 +181,16 @@ def peak_extra(step, x, device):
     return (torch.cuda.max_memory_allocated() - base) / (x.numel() * x.element_size())
 
 
+def _without_row_loop(z, t):
+    """The softmax kernel on the tile table, as before the loop over few classes (``tb.ROW_LOOP``): the
+    two side by side settle which is faster on this GPU."""
+    keep, tb.ROW_LOOP_MAX_C = tb.ROW_LOOP_MAX_C, 0
+    try:
+        return fk.softmax_focal_loss(z, t, gamma=GAMMA, backend="triton")
+    finally:
+        tb.ROW_LOOP_MAX_C = keep
+
+
 def _baseline(rows):
     """torch's own loss of the row: BCE-with-logits or F.cross_entropy."""
     return "BCE" if "BCE" in rows else "F.cross_entropy"
@@ -235,6 +246,8 @@ def bench_row(name, kind, shape, dtype, device, dry, rounds, reps):
     else:
         t = torch.randint(0, shape[1], shape[:1] + shape[2:], device=device, generator=g)
         rows["focalkit"] = _step(lambda a, b: fk.softmax_focal_loss(a, b, gamma=GAMMA, backend="triton"), x, t)
+        if len(shape) == 2 and tb.softmax_tile(shape[1], False) == tb.ROW_LOOP:
+            rows["focalkit tiles"] = _step(_without_row_loop, x, t)  # the same rows on the tile table
         rows["F.cross_entropy"] = _step(lambda a, b: F.cross_entropy(a, b), x, t)
         if len(shape) == 2:
             kf = _kornia()
@@ -320,7 +333,8 @@ def write(out, meta, results, dry):
     (out / "gpu.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     lines = [f"## GPU workloads (`benchmarks/gpu_check.sh`{' --dry-run' if dry else ''})", "",
              f"{meta['device']}, torch {meta['torch']}, triton {meta['triton']}. Forward + backward, gamma = 2, "
-             "median ms of interleaved rounds (CUDA events); launches per step (torch.profiler); forward / "
+             "median ms of interleaved rounds (CUDA events); (tiles: the same rows without the loop over few "
+             "classes); launches per step (torch.profiler); forward / "
              "backward kernel bandwidth as a fraction of the copy's; extra peak memory in logits.", "",
              "| workload | dtype | focalkit | F.ce / BCE | peer | compile(textbook) | compile(F.ce) | Liger | copy "
              "| launches (F) | fwd / bwd bw | extra mem | host us (F) |",
@@ -330,8 +344,10 @@ def write(out, meta, results, dry):
         ms = r["ms"]
         base = ms.get("BCE", ms.get("F.cross_entropy"))
         peer = f"{r['peer']} {ms[r['peer']]:.3f}" if r["peer"] else "-"
+        tiles = f" (tiles {ms['focalkit tiles']:.3f})" if "focalkit tiles" in ms else ""
         lines.append(
-            f"| {r['workload']} {tuple(r['shape'])} | {r['dtype']} | {ms['focalkit']:.3f} | {base:.3f} | {peer} | "
+            f"| {r['workload']} {tuple(r['shape'])} | {r['dtype']} | {ms['focalkit']:.3f}{tiles} | {base:.3f} "
+            f"| {peer} | "
             f"{ms.get('compile(textbook)', nan):.3f} | {ms.get('compile(F.cross_entropy)', nan):.3f} | "
             f"{ms.get('Liger CE (incl. clone)', nan):.3f} | {ms['copy']:.3f} | "
             f"{r.get('launches', '-')} ({r.get('launches_F', '-')}) | "

@@ -36,6 +36,10 @@ CANDIDATES = {
         "C": [[128, 16, 4], [64, 32, 4], [32, 64, 4], [8, 256, 4], [1, 2048, 4], [1, 2048, 8]],
         "D": [[512, 16, 8], [256, 32, 8], [128, 64, 8], [32, 256, 8], [4, 2048, 8], [1, 4096, 16]],
     },
+    "row_loop": {  # [BLOCK_P, num_warps, most classes]: 0 classes = the tile table for every row
+        "256x4": [256, 4, 32], "128x4": [128, 4, 32], "512x8": [512, 8, 32], "256x4 to 64": [256, 4, 64],
+        "off": [256, 4, 0],
+    },
     "spatial_tiles": {
         "A": [[128, 32, 8], [16, 256, 8], [128, 32, 8]],
         "B": [[256, 32, 8], [32, 256, 8], [128, 32, 8]],
@@ -49,6 +53,10 @@ WORKLOADS = {
     "row_tiles": [("flattened segmentation", (4194304, 19), torch.float32), ("LVIS", (65536, 1203), torch.float32),
                   ("LVIS", (65536, 1203), torch.bfloat16), ("long-tail", (8192, 21843), torch.float32),
                   ("ImageNet", (65536, 1000), torch.float32), ("CIFAR-100", (262144, 100), torch.float32)],
+    "row_loop": [("flattened segmentation", (4194304, 19), torch.float32),
+                 ("flattened segmentation", (4194304, 19), torch.bfloat16),
+                 ("CIFAR-10", (1048576, 10), torch.float32), ("Pascal VOC + background", (1048576, 21), torch.float32),
+                 ("COCO-stuff 51", (1048576, 51), torch.float32), ("latency", (256, 10), torch.float32)],
     "spatial_tiles": [("segmentation", (8, 19, 512, 1024), torch.float32),
                       ("segmentation", (8, 19, 512, 1024), torch.bfloat16),
                       ("ADE-like", (16, 150, 128, 128), torch.float32)],
@@ -59,6 +67,8 @@ def apply(family, cfg):
     tb._tuning(None)
     if family == "sigmoid":
         tb.SIGMOID_BLOCK, tb.SIGMOID_WARPS, tb.PROGRAMS_PER_SM = cfg
+    elif family == "row_loop":
+        tb.ROW_LOOP, tb.ROW_LOOP_MAX_C = tb.Tile(False, False, cfg[0], 1, cfg[1]), cfg[2]
     else:
         tiles = tuple(tb.Tile(family == "spatial_tiles", i < len(cfg) - 1, p, c, w) for i, (p, c, w) in enumerate(cfg))
         setattr(tb, "SPATIAL_TILES" if family == "spatial_tiles" else "ROW_TILES", tiles)
@@ -70,6 +80,7 @@ def main():
     args = ap.parse_args()
     defaults = {"sigmoid": [tb.SIGMOID_BLOCK, tb.SIGMOID_WARPS, tb.PROGRAMS_PER_SM],
                 "row_tiles": [[t.block_p, t.block_c, t.num_warps] for t in tb.ROW_TILES],
+                "row_loop": [tb.ROW_LOOP.block_p, tb.ROW_LOOP.num_warps, tb.ROW_LOOP_MAX_C],
                 "spatial_tiles": [[t.block_p, t.block_c, t.num_warps] for t in tb.SPATIAL_TILES]}
     results, tuned = {}, {}
     for family, cands in CANDIDATES.items():

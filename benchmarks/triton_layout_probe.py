@@ -9,8 +9,11 @@ Three formulations of the same log-sum-exp per row, each printed with its PTX si
 
 Both tiles put 32 threads on the class axis when ``C`` is not known to be a multiple of 16, so each
 row's reductions take warp shuffles and every thread repeats its rows' scalar maths; the loop has no
-shuffle at all. Which is faster on a GPU is for ``benchmarks/gpu_check.sh`` to settle; this prints the
-evidence. ``python benchmarks/triton_layout_probe.py``."""
+shuffle at all. On this evidence 2-D rows of at most 32 classes (a count not a multiple of 16) now run
+the loop (``backends/triton.py``, ``ROW_LOOP``: the chunked softmax kernel with one class per chunk);
+``benchmarks/gpu_check.sh`` times it against the tile table side by side (the "tiles" figure of the
+flattened segmentation rows) and ``benchmarks/sweep_gpu.py`` tunes it. ``python
+benchmarks/triton_layout_probe.py``."""
 
 from __future__ import annotations
 

@@ -20,9 +20,11 @@ def test_gpu_check_dry_run(tmp_path):
                        text=True, env=env, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((tmp_path / "gpu.json").read_text())
-    assert res["meta"]["dry_run"] and len(res["results"]) == 18  # every workload row and dtype of bench_gpu.py
+    assert res["meta"]["dry_run"] and len(res["results"]) == 19  # every workload row and dtype of bench_gpu.py
     assert {r["workload"] for r in res["results"]} >= {"segmentation", "LVIS", "RetinaNet", "latency softmax",
                                                        "RetinaNet indices", "VFL 16 x 8400 anchors",
                                                        "DFL 16 x 8400 x 4 sides"}
+    flat = [r for r in res["results"] if r["workload"] == "flattened segmentation"]
+    assert flat and all("focalkit tiles" in r["ms"] for r in flat)  # the row loop against the tile table
     summary = (tmp_path / "gpu_summary.md").read_text()
     assert "| tests |" in summary and " 0 failed" in summary and "tests marked gpu" in summary

@@ -147,6 +147,39 @@ def test_softmax_many_classes_loop_and_inplace_grad():
     torch.testing.assert_close(z.grad.cpu(), want.float(), **TOL[torch.float32])
 
 
+@pytest.mark.parametrize("n_cls,loop", [(2, True), (16, False), (19, True), (31, True), (32, False),
+                                         (33, False)])
+def test_softmax_rows_of_few_classes(n_cls, loop):
+    """2-D rows of at most 32 classes, a count not a multiple of 16, take the loop over classes (one row
+    per thread, statistics recomputed in the backward, none kept); the others the tiles. Every target
+    mode, weights, grad_output, half precision and the in-place gradient give the eager values."""
+    x, t, q = _smx_data((45, n_cls), torch.float32, seed=n_cls)
+    assert (tb.softmax_tile(n_cls, False) == tb.ROW_LOOP) is loop
+    assert tb.softmax_tile(n_cls, True).spatial  # N-D positions never take the row loop
+    w = torch.rand(n_cls, generator=torch.Generator().manual_seed(1)) + 0.1
+    go = torch.rand(45)
+    for target, eps in (("index", 0.0), ("index", 0.1), ("prob", 0.0)):
+        tt = t if target == "index" else q
+        _same(fk.softmax_focal_loss, x, tt, go, gamma=2.0, weight=w.to(DEV), label_smoothing=eps, reduction="none")
+        _same(fk.softmax_focal_loss, x, tt, gamma=0.5, label_smoothing=eps)
+    for dtype in (torch.float16, torch.bfloat16):
+        _same(fk.softmax_focal_loss, x.to(dtype), t, gamma=2.0, label_smoothing=0.1)
+    bad = t.clone()
+    bad[3] = n_cls  # out of range (the kernels, past the host's check on CPU tensors): that row NaN
+    for eps in (0.0, 0.1):
+        a = tb._softmax_prepare(x.to(DEV), bad.to(DEV), None, 2.0, -100, eps)
+        o, inv, kept = tb._softmax_forward(a, "none", None)
+        g = tb._softmax_backward(a, inv, kept, None).cpu()
+        assert torch.isnan(o[3]) and torch.isnan(g[3]).all() and torch.isfinite(g[4:]).all()
+        kept = tb._softmax_forward(a, "mean", None)[2]
+        assert (kept.numel() == 1) is (loop or a.tile.one_tile)  # the loop keeps no statistics
+    _, want = _run(fk.softmax_focal_loss, x.to(D), t, "eager")
+    z = x.to(DEV).requires_grad_()
+    zz = z * 1.0
+    fk.softmax_focal_loss(zz, t.to(DEV), inplace_grad=True, backend="triton").backward()
+    torch.testing.assert_close(z.grad.cpu(), want.float(), **TOL[torch.float32])
+
+
 def test_sigmoid_inplace_grad():
     x, y = _sig_data((40, 6), torch.float32, soft=True)
     _, want = _run(fk.sigmoid_focal_loss, x.to(D), y.to(D), "eager")

@@ -167,6 +167,36 @@ def test_aligned_loads_are_16_bytes_wide(kernel, tmp_path):
     assert res.get("LOCAL", 0) == 0 and res["spill_stores"] == 0, res
 
 
+def test_the_row_loop_keeps_registers_and_no_stack(tmp_path):
+    """The loop over few classes (``tb.ROW_LOOP``, 2-D rows of a class count that is not a multiple of
+    16) compiled for sm_90 as such a count gets it (sizes of any value): no stack, no warp shuffle in
+    the backward, a fraction of the registers of the tiles it replaces (the 64 x 32 tile's class-index
+    backward: 255 registers and a 104-byte stack)."""
+    code = textwrap.dedent(f"""
+        import os, re
+        os.environ["TRITON_INTERPRET"] = "0"
+        import torch
+        from focalkit.backends import triton as tb
+        from focalkit.backends._triton import aot
+        for spec in tb.specialisations():
+            c = dict(spec.constexprs)
+            if spec.kernel.startswith("softmax.") and c["BLOCK_C"] == tb.ROW_LOOP.block_c \
+                    and c["BLOCK_P"] == tb.ROW_LOOP.block_p and dict(spec.pointers)["z_ptr"] == torch.float32:
+                k = aot.compile_spec(spec, 90)
+                res = aot.resources(k, {str(tmp_path)!r})
+                print(spec.kernel, res["REG"], res.get("STACK", 0), res.get("LOCAL", 0),
+                      len(re.findall("shfl.sync", k.asm["ptx"])))
+    """)
+    env = dict(os.environ, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    rows = [line.split() for line in r.stdout.splitlines() if line.startswith("softmax.")]
+    assert len(rows) == 2 * len(tb.SOFTMAX_MODES), r.stdout + r.stderr[-2000:]
+    for kernel, reg, stack, local, shuffles in rows:
+        assert int(reg) <= 96 and int(stack) == 0 and int(local) == 0, (kernel, reg, stack, local)
+        if "bwd" in kernel:
+            assert int(shuffles) == 0, (kernel, shuffles)
+
+
 def test_launches_are_listed(monkeypatch):
     """Run the launchers over every mode (in the interpreter) and check each launch against the table."""
     if not tb.interpreting():

@@ -122,6 +122,14 @@ class Tile(NamedTuple):
 ROW_TILES = (Tile(False, True, 128, 16, 4), Tile(False, True, 64, 32, 4), Tile(False, True, 32, 64, 4),
              Tile(False, True, 8, 256, 4), Tile(False, True, 1, 2048, 4), Tile(False, False, 1, 4096, 8))
 SPATIAL_TILES = (Tile(True, True, 64, 32, 4), Tile(True, True, 16, 256, 4), Tile(True, False, 64, 32, 4))
+# 2-D rows of few classes whose count is not a multiple of 16 (19 for Cityscapes, 10, 80 + 1...): one row
+# per thread and a loop over its classes (the chunked kernel, one class per chunk). The tiles above put a
+# warp's 32 threads on such a row's classes: warp shuffles for every row statistic, the scalar maths
+# repeated by every thread, and for 17 to 31 classes a backward that spills (sm_90: 255 registers and a
+# 104-byte stack; the loop: 32 registers, none; benchmarks/triton_layout_probe.py). A count that is a
+# multiple of 16 keeps the tiles, whose loads are then 16 bytes wide.
+ROW_LOOP = Tile(False, False, 256, 1, 4)
+ROW_LOOP_MAX_C = 32
 # the softmax target modes (DENSE, HAS_Q): class indices, indices with label smoothing, probabilities
 SOFTMAX_MODES = ((False, False), (True, False), (True, True))
 # Distribution Focal Loss: a row's bins in one tile (the 2-D softmax's one-tile shapes), at most 256 bins
@@ -131,9 +139,10 @@ DFL_TILES = tuple(t for t in ROW_TILES if t.one_tile and t.block_c <= 256)
 def _tuning(path: Optional[str]) -> None:
     """``FOCALKIT_TRITON_TUNING=file.json`` (read at import, for tuning on a new GPU; see
     ``benchmarks/sweep_gpu.py``): {"sigmoid": [BLOCK, num_warps, programs per SM], "row_tiles":
-    [[BLOCK_P, BLOCK_C, num_warps], ..., chunked last], "spatial_tiles": [...]} replaces the tables above.
+    [[BLOCK_P, BLOCK_C, num_warps], ..., chunked last], "spatial_tiles": [...], "row_loop": [BLOCK_P,
+    num_warps, most classes (0: never)]} replaces the tables above.
     The ahead-of-time compile test covers the tables in this file, not a tuning file's."""
-    global SIGMOID_BLOCK, SIGMOID_WARPS, PROGRAMS_PER_SM, ROW_TILES, SPATIAL_TILES
+    global SIGMOID_BLOCK, SIGMOID_WARPS, PROGRAMS_PER_SM, ROW_TILES, SPATIAL_TILES, ROW_LOOP, ROW_LOOP_MAX_C
     if not path:
         return
     import json
@@ -150,13 +159,19 @@ def _tuning(path: Optional[str]) -> None:
                 SPATIAL_TILES = tiles
             else:
                 ROW_TILES = tiles
+    if "row_loop" in cfg:
+        p, w, ROW_LOOP_MAX_C = (int(v) for v in cfg["row_loop"])
+        ROW_LOOP = Tile(False, False, p, 1, w)
 
 
 _tuning(os.environ.get("FOCALKIT_TRITON_TUNING"))
 
 
 def softmax_tile(n_cls: int, spatial: bool) -> Tile:
-    """The smallest tile of the table that holds the classes, else the chunked one."""
+    """The loop over few classes for 2-D rows it fits (``ROW_LOOP``), else the smallest tile of the
+    table that holds the classes, else the chunked one."""
+    if not spatial and n_cls <= ROW_LOOP_MAX_C and n_cls % 16:
+        return ROW_LOOP
     tiles = SPATIAL_TILES if spatial else ROW_TILES
     for t in tiles:
         if t.one_tile and n_cls <= t.block_c:
@@ -209,7 +224,7 @@ def specialisations() -> Iterator[Spec]:
                        ptrs + (("loss_ptr", x), ("part_ptr", torch.float32), ("inv_ptr", torch.float32)), t.num_warps)
             yield Spec("quality.dfl_bwd_kernel", blocks,
                        ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), t.num_warps)
-        for t in ROW_TILES + SPATIAL_TILES:
+        for t in ROW_TILES + SPATIAL_TILES + (ROW_LOOP,):
             for dense, has_q in SOFTMAX_MODES:
                 for q in _ptr_dtypes(x) if has_q else (x,):
                     ptrs = (("z_ptr", x), ("y_ptr", torch.int64), ("q_ptr", q), ("w_ptr", torch.float32))
@@ -529,8 +544,8 @@ def _softmax_forward(a: _Smx, reduction: str, normalizer: Any) -> tuple[Tensor, 
         cnt = torch.empty(max(programs, 1), dtype=torch.float32, device=dev)
         loss = _dummy(dev, a.z.dtype)
         inv = torch.empty(1, dtype=torch.float32, device=dev)
-    st = inv if a.tile.one_tile else torch.empty((5 if a.dense else 3) * max(positions, 1), dtype=torch.float32,
-                                                 device=dev)
+    keep = not a.tile.one_tile and a.tile.block_c > 1  # the loop over few classes recomputes its statistics
+    st = torch.empty((5 if a.dense else 3) * max(positions, 1), dtype=torch.float32, device=dev) if keep else inv
     if positions and a.n_cls:
         _launch(k_smx.softmax_fwd_kernel, grid, (a.z, a.y, a.q, a.w, loss, part, cnt, inv, st, positions, a.n_cls,
                                                  a.s, a.ignore, a.eps, a.gamma, a.has_w, int(store)),

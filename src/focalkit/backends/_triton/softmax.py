@@ -9,6 +9,9 @@ n*C*S + k*S + s. A program takes a tile of positions x classes:
 the forward and again in the backward (which recomputes rather than read a stored gradient).
 Otherwise the classes are walked in chunks of ``BLOCK_C``: the forward keeps each position's
 statistics (a few floats per position, next to C logits) for a backward that reads the logits once.
+``BLOCK_C = 1`` is the loop over few classes (2-D rows of at most 32 classes, a count not a multiple of
+16): one row per thread, no warp shuffle per row; there the backward recomputes the statistics instead
+(3 to 5 floats per row would add up to 2.5x the logits of a few classes to the peak memory).
 
 ``DENSE``: probability targets (``HAS_Q``) or label smoothing, where every class has a target
 weight; else class indices. An index outside [0, C) (not ``ignore``) makes its position's loss and
@@ -163,6 +166,15 @@ def _chunked_stats(z_ptr, y_ptr, q_ptr, w_ptr, P, C, S, ignore, eps, gamma, has_
     columns st0..st4)."""
     pos, base, cs, pm, prog = _positions(P, S, C, SPATIAL, BLOCK_P)
     valid, bad, ysafe, wy = _targets(y_ptr, w_ptr, pos, pm, C, ignore, has_w, HAS_Q)
+    loss, st = _walk(z_ptr, q_ptr, w_ptr, base, cs, pm, ysafe, wy, valid, C, eps, gamma, has_w, DENSE, HAS_Q,
+                     BLOCK_P, BLOCK_C)
+    return pos, pm, prog, loss, wy, valid, bad, st
+
+
+@triton.jit
+def _walk(z_ptr, q_ptr, w_ptr, base, cs, pm, ysafe, wy, valid, C, eps, gamma, has_w, DENSE: tl.constexpr,
+          HAS_Q: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The classes of the positions at ``base`` in chunks of ``BLOCK_C``: (loss, statistics)."""
     ar = tl.arange(0, BLOCK_C)
     if DENSE:
         # pass 1: max and arg-max; pass 2: sums with and without the arg-max; pass 3: the terms
@@ -210,8 +222,7 @@ def _chunked_stats(z_ptr, y_ptr, q_ptr, w_ptr, P, C, S, ignore, eps, gamma, has_
         zy = tl.load(z_ptr + base + ysafe * cs, mask=pm, other=0.0).to(tl.float32)
         loss, ck, u, lse = _hard_row(zy, m, s, s_rest, wy, gamma)
         st = (lse, ck, ck * u, lse, lse)
-    loss = tl.where(valid, loss, 0.0)
-    return pos, pm, prog, loss, wy, valid, bad, st
+    return tl.where(valid, loss, 0.0), st
 
 
 @triton.jit
@@ -235,12 +246,13 @@ def softmax_fwd_kernel(z_ptr, y_ptr, q_ptr, w_ptr, loss_ptr, part_ptr, cnt_ptr, 
     else:
         pos, pm, prog, loss, wy, valid, bad, st = _chunked_stats(
             z_ptr, y_ptr, q_ptr, w_ptr, P, C, S, ignore, eps, gamma, has_w, SPATIAL, DENSE, HAS_Q, BLOCK_P, BLOCK_C)
-        tl.store(st_ptr + pos, st[0], mask=pm)
-        tl.store(st_ptr + P + pos, st[1], mask=pm)
-        tl.store(st_ptr + 2 * P + pos, st[2], mask=pm)
-        if DENSE:
-            tl.store(st_ptr + 3 * P + pos, st[3], mask=pm)
-            tl.store(st_ptr + 4 * P + pos, st[4], mask=pm)
+        if BLOCK_C > 1:  # the loop over few classes (BLOCK_C = 1) recomputes them in the backward
+            tl.store(st_ptr + pos, st[0], mask=pm)
+            tl.store(st_ptr + P + pos, st[1], mask=pm)
+            tl.store(st_ptr + 2 * P + pos, st[2], mask=pm)
+            if DENSE:
+                tl.store(st_ptr + 3 * P + pos, st[3], mask=pm)
+                tl.store(st_ptr + 4 * P + pos, st[4], mask=pm)
     loss = tl.where(bad, float("nan"), loss)
     if store != 0:
         tl.store(loss_ptr + pos, loss.to(loss_ptr.dtype.element_ty), mask=pm)
@@ -273,14 +285,23 @@ def softmax_bwd_kernel(z_ptr, y_ptr, q_ptr, w_ptr, go_ptr, inv_ptr, st_ptr, grad
         f = tl.full(pos.shape, 1.0, tl.float32) * scale
         if go_mode == 2:
             f = f * tl.load(go_ptr + pos, mask=pm, other=0.0).to(tl.float32)
-        st0 = tl.load(st_ptr + pos, mask=pm, other=0.0)
-        st1 = tl.load(st_ptr + P + pos, mask=pm, other=0.0)
-        st2 = tl.load(st_ptr + 2 * P + pos, mask=pm, other=0.0)
+        if BLOCK_C == 1:
+            st = _walk(z_ptr, q_ptr, w_ptr, base, cs, pm, ysafe, wy, valid, C, eps, gamma, has_w, DENSE, HAS_Q,
+                       BLOCK_P, BLOCK_C)[1]
+            st0, st1, st2, st3, S_acc = st
+        else:
+            st0 = tl.load(st_ptr + pos, mask=pm, other=0.0)
+            st1 = tl.load(st_ptr + P + pos, mask=pm, other=0.0)
+            st2 = tl.load(st_ptr + 2 * P + pos, mask=pm, other=0.0)
+            st3 = st0
+            S_acc = st0
+            if DENSE:
+                st3 = tl.load(st_ptr + 3 * P + pos, mask=pm, other=0.0)
+                S_acc = tl.load(st_ptr + 4 * P + pos, mask=pm, other=0.0)
         ar = tl.arange(0, BLOCK_C)
         if DENSE:
             ls = tl.log(st1)  # as the forward computed it from the same s
-            a = tl.load(st_ptr + 3 * P + pos, mask=pm, other=0.0).to(tl.int64)
-            S_acc = tl.load(st_ptr + 4 * P + pos, mask=pm, other=0.0)
+            a = st3.to(tl.int64)
             for c0 in range(0, C, BLOCK_C):
                 k, mask, offs, z = _chunk(z_ptr, base, cs, c0, ar, pm, C, -float("inf"))
                 coef = _coef(q_ptr, w_ptr, offs, k[None, :], mask, ysafe, wy, valid, C, eps, has_w, HAS_Q)
