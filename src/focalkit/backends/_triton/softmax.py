@@ -70,7 +70,7 @@ def _targets(y_ptr, w_ptr, pos, pm, C, ignore, has_w, HAS_Q: tl.constexpr):
 @triton.jit
 def _hard_row(zy, m, s, s_rest, wy, gamma):
     """Class-index terms of each position from (z_y, max, sum of exp, the sum without y):
-    (loss, c_y K_y = ck, u = 1 - p_y, log-sum-exp)."""
+    (loss, c_y K_y = ck, u = 1 - p_y)."""
     ls = tl.log(s)
     logp = zy - m - ls
     u = s_rest / s
@@ -78,7 +78,7 @@ def _hard_row(zy, m, s, s_rest, wy, gamma):
     psi = tl.where(u > 0, -tl.exp(logp) * logp / tl.where(u > 0, u, 1.0), 0.0)
     mod = tl.where(gamma == 0.0, 1.0, tl.exp(gamma * (tl.log(s_rest) - ls)))
     ck = wy * mod * (1.0 + gamma * psi)
-    return wy * mod * -logp, ck, u, m + ls
+    return wy * mod * -logp, ck, u
 
 
 @triton.jit
@@ -142,7 +142,7 @@ def _tile(z_ptr, y_ptr, q_ptr, w_ptr, P, C, S, ignore, eps, gamma, has_w,
         is_y = k[None, :] == ysafe[:, None]
         s_rest = tl.sum(tl.where(is_y, 0.0, e), axis=1)
         zy = tl.sum(tl.where(is_y & mask, z, 0.0), axis=1)
-        loss, ck, u, lse = _hard_row(zy, m, s, s_rest, wy, gamma)
+        loss, ck, u = _hard_row(zy, m, s, s_rest, wy, gamma)
         grad = tl.where(is_y, -(ck * u)[:, None], e * (ck / s)[:, None])
     loss = tl.where(valid, loss, 0.0)
     return pos, pm, prog, loss, wy, valid, bad, offs, mask, grad
@@ -162,7 +162,7 @@ def _chunked_stats(z_ptr, y_ptr, q_ptr, w_ptr, P, C, S, ignore, eps, gamma, has_
                    SPATIAL: tl.constexpr, DENSE: tl.constexpr, HAS_Q: tl.constexpr, BLOCK_P: tl.constexpr,
                    BLOCK_C: tl.constexpr):
     """Classes in chunks. Returns (positions, mask, program, loss, counted weight, valid, bad, and the
-    statistics the backward needs: class index: lse, ck, ck u; dense: m, log s, s_rest / s... as five
+    statistics the backward needs: class index: max, ck / s, ck u; dense: m, log s, s_rest / s... as five
     columns st0..st4)."""
     pos, base, cs, pm, prog = _positions(P, S, C, SPATIAL, BLOCK_P)
     valid, bad, ysafe, wy = _targets(y_ptr, w_ptr, pos, pm, C, ignore, has_w, HAS_Q)
@@ -220,8 +220,10 @@ def _walk(z_ptr, q_ptr, w_ptr, base, cs, pm, ysafe, wy, valid, C, eps, gamma, ha
             s_rest = s_rest * r + tl.sum(tl.where(k[None, :] == ysafe[:, None], 0.0, e), axis=1)
             m = mn
         zy = tl.load(z_ptr + base + ysafe * cs, mask=pm, other=0.0).to(tl.float32)
-        loss, ck, u, lse = _hard_row(zy, m, s, s_rest, wy, gamma)
-        st = (lse, ck, ck * u, lse, lse)
+        loss, ck, u = _hard_row(zy, m, s, s_rest, wy, gamma)
+        # max and c_y K_y / s, not the log-sum-exp: exp(z - lse) would carry lse's rounding (an ulp
+        # of the largest logit: 2e-6 relative at z ~ 30) into every gradient
+        st = (m, ck / s, ck * u, m, m)
     return tl.where(valid, loss, 0.0), st
 
 
