@@ -34,6 +34,15 @@ cases = {
     "softmax 262144 x 10": lambda: (torch.randn(262144, 10), torch.randint(0, 10, (262144,)), fk.softmax_focal_loss),
     "softmax (4, 19, 128, 128)": lambda: (torch.randn(4, 19, 128, 128), torch.randint(0, 19, (4, 128, 128)),
                                           fk.softmax_focal_loss),
+    # few classes with dense coefficients: label smoothing (rows, dense prediction), probability targets
+    "softmax 262144 x 10, label smoothing 0.1": lambda: (
+        torch.randn(262144, 10), torch.randint(0, 10, (262144,)),
+        lambda a, t: fk.softmax_focal_loss(a, t, label_smoothing=0.1)),
+    "softmax (4, 19, 128, 128), label smoothing 0.1": lambda: (
+        torch.randn(4, 19, 128, 128), torch.randint(0, 19, (4, 128, 128)),
+        lambda a, t: fk.softmax_focal_loss(a, t, label_smoothing=0.1)),
+    "softmax 262144 x 10, probabilities": lambda: (
+        torch.randn(262144, 10), torch.softmax(torch.randn(262144, 10), 1), fk.softmax_focal_loss),
     # DFL over 16 bins (ultralytics' reg_max): 65,536 anchors x 4 sides
     "DFL 262144 x 16": lambda: (torch.randn(262144, 16), torch.rand(262144) * 15, fk.distribution_focal_loss),
     # Varifocal over YOLO-style anchors x 80 classes, ultralytics' labels (the C kernel since 48da7f9)

@@ -96,6 +96,30 @@ def test_infinite_logits_match_eager():
         torch.testing.assert_close(g1, g2, equal_nan=True)
 
 
+@pytest.mark.parametrize("shape", [(37, 5), (9, 64), (5, 100), (3, 7, 20)])
+def test_dense_targets_ignore_positions_whatever_their_logits(shape):
+    """Label smoothing (dense coefficients) on every path (2-D rows of at most 64 classes in blocks of
+    rows, wider rows one at a time, (N, C, S) positions): an ignored position whose logits hold NaN,
+    +inf or -inf has loss 0 and gradient exactly 0; every other position is eager's."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g)
+    t = torch.randint(0, shape[1], shape[:1] + shape[2:], generator=g)
+    where = [(1, 0), (3, 1), (4, None)] if len(shape) == 2 else [((0, 5), 2), ((1, 7), 0), ((2, 3), None)]
+    for pos, k in where:
+        n, rest = (pos, ()) if len(shape) == 2 else (pos[0], pos[1:])
+        if k is None:
+            x[(n, slice(None)) + rest] = float("-inf")
+        else:
+            x[(n, k) + rest] = float("nan") if k == 0 else float("inf")
+        t[(n,) + rest] = -100
+    for gamma in (0.0, 0.5, 2.0):
+        o, gr = _assert_same(x, t, gamma=gamma, label_smoothing=0.1, reduction="none")
+        for pos, _ in where:
+            n, rest = (pos, ()) if len(shape) == 2 else (pos[0], pos[1:])
+            assert o[(n,) + rest].item() == 0.0 and not gr[(n, slice(None)) + rest].any()
+        assert torch.isfinite(o).all() and torch.isfinite(gr).all()
+
+
 def test_half_inputs_in_several_blocks(monkeypatch):
     monkeypatch.setattr(native, "_HALF_BLOCK", 64)
     x, t, q = _data((40, 7, 3), torch.bfloat16)

@@ -238,10 +238,12 @@ FK_DEFINE(float, f32, expf, expm1f, logf, log1pf)
 FK_DEFINE(double, f64, exp, expm1, log, log1p)
 
 /* ---- softmax focal loss ------------------------------------------------------------------------
- * Logits (N, C, S) with S = d1*...*dk (S = 1 for (N, C)). Each position's C logits are brought into a
- * contiguous row of the gradient buffer (a copy for S = 1, a tile transpose for S > 1), the row is
- * turned into its gradient in place while it sits in L1, and the tile is written back. The maths is
- * focalkit/core/softmax.py's:
+ * Logits (N, C, S) with S = d1*...*dk (S = 1 for (N, C)). Three walks, one maths: (N, C, S) positions
+ * go 64 at a time, class k of the tile contiguous in memory, every per-position step vectorised across
+ * the positions (no transpose); 2-D rows of up to 64 classes go the same way after a copy of 64 rows
+ * into a class-major tile; wider 2-D rows are copied one at a time into the gradient buffer and turned
+ * into their gradient in place while they sit in L1. Class indices and dense coefficients (label
+ * smoothing, probability targets) take each walk. The maths is focalkit/core/softmax.py's:
  *   hard target y:  L = c_y (1-p_y)^g (-log p_y),  dL/dz = c_y K_y (p - e_y),  K = (1-p)^g (1 + g psi),
  *   psi = -p log p / (1-p) in [0, 1]; log(1-p_y) from the sum over the other classes (no cancellation).
  *   dense coefficients c_k (label smoothing, probability targets):
@@ -251,9 +253,9 @@ FK_DEFINE(double, f64, exp, expm1, log, log1p)
 #define FK_LN2 0.69314718055994530942
 
 #define FK_SMX_TILE 64 /* positions per tile: consecutive s of one image, or (2-D) consecutive rows */
-/* 2-D rows of class indices with up to 64 classes go FK_SMX_TILE rows at a time through a class-major */
-/* copy, so that the per-row maths (five logs and exps) runs across rows, one row per vector lane.      */
-#define FK_SMX_ROW_BLOCKS(S, q, eps, C) ((S) == 1 && !(q) && (eps) == 0 && (C) <= 64)
+/* 2-D rows of up to 64 classes go FK_SMX_TILE rows at a time through a class-major copy, so that  */
+/* the per-row maths (logs and exps) runs across rows, one row per vector lane (indices or dense).    */
+#define FK_SMX_ROW_BLOCKS(S, C) ((S) == 1 && (C) <= 64)
 #define FK_SOFTMAX_DEFINE(T, SUF, EXP, LOG, LOG1P)                                                          \
 /* One row with a hard target y: r holds the logits on entry and the gradient (times scale) on exit. */     \
 FK_INLINE T fk_smx_hard_row_##SUF(T *r, int64_t C, int64_t y, T c, T g, T scale) {                          \
@@ -389,99 +391,206 @@ FK_INLINE double fk_smx_cols_##SUF(const T *z, const int64_t *yt, const T *w, in
     return acc;                                                                                              \
 }                                                                                                            \
                                                                                                              \
-/* Positions [b0, b1) of the (N, S) grid, B at a time (one tile: same n, consecutive s).              */   \
+/* A tile of nb positions with dense coefficients (label smoothing, probability targets), vectorised    */   \
+/* across the positions as fk_smx_cols: z and gr hold class k of the tile at k * S (gr may be z); cq,     */ \
+/* with the same layout, the probabilities (NULL: class indices yt, smoothed by eps). tb: C x 64         */  \
+/* scratch (c_k K_k); sc: 10 nb values; av: nb arg-max classes. fk_smx_dense_row's maths, every value    */  \
+/* computed and then selected: the arg-max class exactly (the only one that can have p > 1/2).           */  \
+FK_INLINE double fk_smx_dense_cols_##SUF(const T *z, const T *cq, const int64_t *yt, const T *w, int64_t C,  \
+        int64_t S, int64_t nb, int64_t ignore, T eps, T g, T scale, T *lo, T *gr, T *tb, T *sc, int64_t *yv, \
+        int64_t *av, int *bad, const int G2) {                                                               \
+    T *m = sc, *rest = sc + nb, *za = sc + 2 * nb, *ca = sc + 3 * nb, *wy = sc + 4 * nb, *ls = sc + 5 * nb;  \
+    T *is = sc + 6 * nb, *acc_s = sc + 7 * nb, *acc_l = sc + 8 * nb, *pa = sc + 9 * nb;                      \
+    const T ec = eps / (T)C;                                                                                 \
+    for (int64_t j = 0; j < nb; j++) { m[j] = -INFINITY; av[j] = 0; rest[j] = 0; acc_s[j] = 0; acc_l[j] = 0; } \
+    for (int64_t k = 0; k < C; k++) { /* max and arg-max (the first), as fk_smx_dense_row */                 \
+        const T *zk = z + k * S;                                                                             \
+        _Pragma("omp simd")                                                                                  \
+        for (int64_t j = 0; j < nb; j++) {                                                                   \
+            const int gt = zk[j] > m[j];                                                                     \
+            av[j] = gt ? k : av[j];                                                                          \
+            m[j] = gt ? zk[j] : m[j];                                                                        \
+        }                                                                                                    \
+    }                                                                                                        \
+    for (int64_t j = 0; j < nb; j++) { /* gathered before gr (which may be z, or cq tb) is written */        \
+        const int64_t a = av[j];                                                                             \
+        int ok = 1;                                                                                          \
+        yv[j] = 0;                                                                                           \
+        if (!cq) {                                                                                           \
+            const int64_t yj = yt[j];                                                                        \
+            ok = yj != ignore && yj >= 0 && yj < C;                                                          \
+            if (!ok && yj != ignore) *bad = 1; /* out of range: reported as an error */                      \
+            yv[j] = ok ? yj : -1;                                                                            \
+            wy[j] = ok ? (w ? w[yj] : (T)1) * (1 - eps) : (T)0;                                              \
+        }                                                                                                    \
+        const T wa = w ? w[a] : (T)1;                                                                        \
+        za[j] = z[a * S + j];                                                                                \
+        ca[j] = !ok ? (T)0 : cq ? wa * ((1 - eps) * cq[a * S + j] + ec) : wa * ec + (yv[j] == a ? wy[j] : (T)0); \
+    }                                                                                                        \
+    for (int64_t k = 0; k < C; k++) { /* rest = the sum of exp(z_k - m) over k != arg-max */                 \
+        const T *zk = z + k * S;                                                                             \
+        _Pragma("omp simd")                                                                                  \
+        for (int64_t j = 0; j < nb; j++) rest[j] += av[j] == k ? (T)0 : EXP(zk[j] - m[j]);                   \
+    }                                                                                                        \
+    _Pragma("omp simd")                                                                                      \
+    for (int64_t j = 0; j < nb; j++) {                                                                       \
+        const T s = rest[j] + EXP(za[j] - m[j]);                                                             \
+        ls[j] = LOG(s);                                                                                      \
+        is[j] = 1 / s;                                                                                       \
+    }                                                                                                        \
+    for (int64_t k = 0; k < C; k++) { /* every class but the arg-max: p <= 1/2, 1 - p exact enough */        \
+        const T *zk = z + k * S;                                                                             \
+        const T wk = w ? w[k] : (T)1;                                                                        \
+        T *gk = gr + k * S, *tk = tb + k * FK_SMX_TILE;                                                      \
+        if (cq) { /* the coefficients into tk first (tk may be cq's row), each loop branch-free */           \
+            const T *qk = cq + k * S;                                                                        \
+            _Pragma("omp simd")                                                                              \
+            for (int64_t j = 0; j < nb; j++) tk[j] = wk * ((1 - eps) * qk[j] + ec);                          \
+        } else {                                                                                             \
+            _Pragma("omp simd")                                                                              \
+            for (int64_t j = 0; j < nb; j++) tk[j] = yv[j] < 0 ? (T)0 : wk * ec + (yv[j] == k ? wy[j] : (T)0); \
+        }                                                                                                    \
+        _Pragma("omp simd")                                                                                  \
+        for (int64_t j = 0; j < nb; j++) {                                                                   \
+            const T lp = zk[j] - m[j] - ls[j], p = EXP(zk[j] - m[j]) * is[j], om = 1 - p;                    \
+            const T psi = -p * lp / om, mod = G2 == 1 ? om * om : G2 == 2 ? (T)1 : EXP(g * LOG1P(-p));       \
+            const T c = tk[j], ck = c * mod * (1 + g * psi);                                                 \
+            const int a = av[j] == k;                                                                        \
+            acc_l[j] += a ? (T)0 : c * mod * -lp;                                                            \
+            acc_s[j] += a ? (T)0 : ck;                                                                       \
+            tk[j] = ck;                                                                                      \
+            gk[j] = p;                                                                                       \
+        }                                                                                                    \
+    }                                                                                                        \
+    double acc = 0.0;                                                                                        \
+    _Pragma("omp simd reduction(+:acc)")                                                                     \
+    for (int64_t j = 0; j < nb; j++) { /* the arg-max class, exactly */                                      \
+        const T rj = rest[j], u = rj * is[j], lq = za[j] - m[j] - ls[j];                                     \
+        const T logp = lq > (T)-FK_LN2 ? LOG1P(-u) : lq;                                                     \
+        const T p = EXP(logp), psi = u > 0 ? -p * logp / u : (T)0;                                           \
+        const T mod = g == 0 ? (T)1 : EXP(g * (LOG(rj) - ls[j])), c = ca[j];                                 \
+        const T ck = c * mod * (1 + g * psi);                                                                \
+        const int ok = cq || yv[j] >= 0;                                                                     \
+        const T lj = ok ? acc_l[j] + c * mod * -logp : (T)0;                                                 \
+        acc_s[j] += ck;                                                                                      \
+        ca[j] = ck;                                                                                          \
+        pa[j] = p;                                                                                           \
+        if (lo) lo[j] = lj;                                                                                  \
+        acc += (double)lj;                                                                                   \
+    }                                                                                                        \
+    for (int64_t k = 0; k < C; k++) {                                                                        \
+        T *gk = gr + k * S;                                                                                  \
+        const T *tk = tb + k * FK_SMX_TILE;                                                                  \
+        _Pragma("omp simd")                                                                                  \
+        for (int64_t j = 0; j < nb; j++) { /* an ignored position: exactly 0, even where its logits are NaN */ \
+            const T d = av[j] == k ? pa[j] * acc_s[j] - ca[j] : gk[j] * acc_s[j] - tk[j];                    \
+            gk[j] = cq || yv[j] >= 0 ? d * scale : (T)0;                                                     \
+        }                                                                                                    \
+    }                                                                                                        \
+    return acc;                                                                                              \
+}                                                                                                            \
+/* fk_smx_dense_cols for gamma = 2 (a square), gamma = 0 (no factor) or any other gamma. */                  \
+FK_INLINE double fk_smx_dense_tile_##SUF(const T *z, const T *cq, const int64_t *yt, const T *w, int64_t C,  \
+        int64_t S, int64_t nb, int64_t ignore, T eps, T g, T scale, T *lo, T *gr, T *tb, T *sc, int64_t *yv, \
+        int64_t *av, int *bad) {                                                                             \
+    return g == 2 ? fk_smx_dense_cols_##SUF(z, cq, yt, w, C, S, nb, ignore, eps, g, scale, lo, gr, tb, sc, yv, av, \
+                                            bad, 1)                                                          \
+         : g == 0 ? fk_smx_dense_cols_##SUF(z, cq, yt, w, C, S, nb, ignore, eps, g, scale, lo, gr, tb, sc, yv, av, \
+                                            bad, 2)                                                          \
+                  : fk_smx_dense_cols_##SUF(z, cq, yt, w, C, S, nb, ignore, eps, g, scale, lo, gr, tb, sc, yv, av, \
+                                            bad, 0);                                                         \
+}                                                                                                            \
+                                                                                                             \
+/* Positions [b0, b1) of the (N, S) grid: tiles of 64 consecutive s of one n (N-D), tiles of 64 rows */      \
+/* transposed class-major (2-D rows of up to 64 classes), or one row at a time (wider 2-D rows).     */      \
 FK_CLONES static double fk_smx_part_##SUF(const T *z, const int64_t *y, const T *q, const T *w, int64_t N,   \
         int64_t C, int64_t S, int64_t b0, int64_t b1, int64_t ignore, T eps, T g, T scale, T *loss_out,      \
-        T *grad, T *buf, T *tq, T *cf, T *sc, int64_t *yv, int *bad) {                                       \
+        T *grad, T *buf, T *tb, T *tq, T *cf, T *sc, int64_t *yv, int64_t *av, int *bad) {                   \
     double acc = 0.0;                                                                                        \
-    if (FK_SMX_ROW_BLOCKS(S, q, eps, C)) { /* rows [64 b, 64 b + 64) transposed into buf, class-major */     \
+    const int dense = q || eps != 0;                                                                         \
+    if (FK_SMX_ROW_BLOCKS(S, C)) { /* rows [64 b, 64 b + 64) into buf (and their q into tb), class-major */  \
         for (int64_t b = b0; b < b1; b++) {                                                                  \
             const int64_t r0 = b * FK_SMX_TILE, nb = N - r0 < FK_SMX_TILE ? N - r0 : FK_SMX_TILE;            \
             for (int64_t j = 0; j < nb; j++)                                                                 \
                 for (int64_t k = 0; k < C; k++) buf[k * FK_SMX_TILE + j] = z[(r0 + j) * C + k];              \
-            acc += fk_smx_cols_##SUF(buf, y + r0, w, C, FK_SMX_TILE, nb, ignore, g, scale,                   \
-                                     loss_out ? loss_out + r0 : 0, buf, sc, yv, bad);                        \
+            if (q)                                                                                           \
+                for (int64_t j = 0; j < nb; j++)                                                             \
+                    for (int64_t k = 0; k < C; k++) tb[k * FK_SMX_TILE + j] = q[(r0 + j) * C + k];           \
+            T *lo = loss_out ? loss_out + r0 : 0;                                                            \
+            acc += dense ? fk_smx_dense_tile_##SUF(buf, q ? tb : 0, q ? 0 : y + r0, w, C, FK_SMX_TILE, nb, ignore, \
+                                                   eps, g, scale, lo, buf, tb, sc, yv, av, bad)              \
+                         : fk_smx_cols_##SUF(buf, y + r0, w, C, FK_SMX_TILE, nb, ignore, g, scale, lo, buf, sc, \
+                                             yv, bad);                                                       \
             for (int64_t j = 0; j < nb; j++) /* after the whole tile is read: grad may be z */               \
                 for (int64_t k = 0; k < C; k++) grad[(r0 + j) * C + k] = buf[k * FK_SMX_TILE + j];           \
         }                                                                                                    \
         return acc;                                                                                          \
     }                                                                                                        \
-    const int64_t B = S == 1 ? 1 : FK_SMX_TILE;                                                              \
-    const int64_t tiles_per_n = (S + B - 1) / B;                                                             \
-    for (int64_t b = b0; b < b1; b++) {                                                                      \
-        const int64_t n = b / tiles_per_n, s0 = (b % tiles_per_n) * B;                                       \
-        const int64_t nb = s0 + B < S ? B : S - s0;                                                          \
-        const int64_t base = n * C * S + s0;                                                                 \
-        if (S != 1 && !q && eps == 0) { /* dense (N, C, S) class indices: no transpose */                   \
-            acc += fk_smx_cols_##SUF(z + base, y + n * S + s0, w, C, S, nb, ignore, g, scale,                \
-                                     loss_out ? loss_out + n * S + s0 : 0, grad + base, sc, yv, bad);        \
-            continue;                                                                                        \
+    if (S != 1) { /* (N, C, S): class k of a tile's positions is contiguous, nothing is transposed */        \
+        const int64_t tiles_per_n = (S + FK_SMX_TILE - 1) / FK_SMX_TILE;                                     \
+        for (int64_t b = b0; b < b1; b++) {                                                                  \
+            const int64_t n = b / tiles_per_n, s0 = (b % tiles_per_n) * FK_SMX_TILE;                         \
+            const int64_t nb = s0 + FK_SMX_TILE < S ? FK_SMX_TILE : S - s0;                                  \
+            const int64_t base = n * C * S + s0;                                                             \
+            T *lo = loss_out ? loss_out + n * S + s0 : 0;                                                    \
+            acc += dense ? fk_smx_dense_tile_##SUF(z + base, q ? q + base : 0, q ? 0 : y + n * S + s0, w, C, S, nb, \
+                                                   ignore, eps, g, scale, lo, grad + base, tb, sc, yv, av, bad) \
+                         : fk_smx_cols_##SUF(z + base, y + n * S + s0, w, C, S, nb, ignore, g, scale, lo,    \
+                                             grad + base, sc, yv, bad);                                      \
         }                                                                                                    \
-        T *rows;                                                                                             \
-        if (S == 1) {                                                                                        \
-            rows = grad + base;                                                                              \
-            if (rows != z + base) memcpy(rows, z + base, (size_t)C * sizeof(T));                             \
-        } else {                                                                                             \
-            rows = buf;                                                                                      \
-            for (int64_t k = 0; k < C; k++)                                                                  \
-                for (int64_t j = 0; j < nb; j++) buf[j * C + k] = z[base + k * S + j];                       \
+        return acc;                                                                                          \
+    }                                                                                                        \
+    for (int64_t pos = b0; pos < b1; pos++) { /* 2-D rows of more than 64 classes, one at a time */          \
+        T *r = grad + pos * C;                                                                               \
+        if (r != z + pos * C) memcpy(r, z + pos * C, (size_t)C * sizeof(T));                                 \
+        T loss;                                                                                              \
+        if (q) { /* probability targets, smoothed: c_k = w_k ((1 - eps) q_k + eps / C) */                    \
+            for (int64_t k = 0; k < C; k++) cf[k] = (w ? w[k] : (T)1) * ((1 - eps) * q[pos * C + k] + eps / (T)C); \
+            loss = g == 2 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 1)                                \
+                 : g == 0 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 2)                                \
+                          : fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 0);                               \
+        } else if (y[pos] == ignore || y[pos] < 0 || y[pos] >= C) {                                          \
+            if (y[pos] != ignore) *bad = 1; /* out of range: reported as an error */                         \
+            memset(r, 0, (size_t)C * sizeof(T));                                                             \
+            loss = 0;                                                                                        \
+        } else if (eps == 0) {                                                                               \
+            loss = fk_smx_hard_row_##SUF(r, C, y[pos], w ? w[y[pos]] : (T)1, g, scale);                      \
+        } else { /* smoothed class index: c_k = w_k eps / C + w_y (1 - eps) [k = y] */                       \
+            for (int64_t k = 0; k < C; k++) cf[k] = (w ? w[k] : (T)1) * eps / (T)C;                          \
+            cf[y[pos]] += (w ? w[y[pos]] : (T)1) * (1 - eps);                                                \
+            loss = g == 2 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 1)                                \
+                 : g == 0 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 2)                                \
+                          : fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 0);                               \
         }                                                                                                    \
-        for (int64_t j = 0; j < nb; j++) {                                                                   \
-            T *r = rows + j * C;                                                                             \
-            const int64_t pos = n * S + s0 + j;                                                              \
-            T loss;                                                                                          \
-            if (q) { /* probability targets, smoothed: c_k = w_k ((1 - eps) q_k + eps / C) */                \
-                for (int64_t k = 0; k < C; k++)                                                              \
-                    cf[k] = (w ? w[k] : (T)1) * ((1 - eps) * q[base + k * S + j] + eps / (T)C);              \
-                loss = g == 2 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 1)                            \
-                     : g == 0 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 2)                            \
-                              : fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 0);                           \
-            } else if (y[pos] == ignore || y[pos] < 0 || y[pos] >= C) {                                     \
-                if (y[pos] != ignore) *bad = 1; /* out of range: reported as an error */                     \
-                memset(r, 0, (size_t)C * sizeof(T));                                                         \
-                loss = 0;                                                                                    \
-            } else if (eps == 0) {                                                                           \
-                loss = fk_smx_hard_row_##SUF(r, C, y[pos], w ? w[y[pos]] : (T)1, g, scale);                  \
-            } else { /* smoothed class index: c_k = w_k eps / C + w_y (1 - eps) [k = y] */                   \
-                for (int64_t k = 0; k < C; k++) cf[k] = (w ? w[k] : (T)1) * eps / (T)C;                      \
-                cf[y[pos]] += (w ? w[y[pos]] : (T)1) * (1 - eps);                                            \
-                loss = g == 2 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 1)                            \
-                     : g == 0 ? fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 2)                            \
-                              : fk_smx_dense_row_##SUF(r, tq, cf, C, g, scale, 0);                           \
-            }                                                                                                \
-            if (loss_out) loss_out[pos] = loss;                                                              \
-            acc += (double)loss;                                                                             \
-        }                                                                                                    \
-        if (S != 1)                                                                                          \
-            for (int64_t k = 0; k < C; k++)                                                                  \
-                for (int64_t j = 0; j < nb; j++) grad[base + k * S + j] = buf[j * C + k];                    \
+        if (loss_out) loss_out[pos] = loss;                                                                  \
+        acc += (double)loss;                                                                                 \
     }                                                                                                        \
     return acc;                                                                                              \
 }                                                                                                            \
-                                                                                                             \
 /* y: int64 class indices (N, S) or NULL; q: probabilities (N, C, S) or NULL; w: class weights or NULL.   */ \
 /* grad may equal z (the gradient then overwrites the logits). Returns 0, or an error code.              */ \
 int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w, int64_t N, int64_t C,       \
         int64_t S, int64_t ignore, double eps, double g, double scale, T *loss_out, T *grad, int nthreads,   \
         double *sum_out) {                                                                                   \
     if (C < 1 || N < 0 || S < 1 || (!y && !q)) return 1;                                                    \
-    const int rb = FK_SMX_ROW_BLOCKS(S, q, eps, C);                                                          \
+    const int rb = FK_SMX_ROW_BLOCKS(S, C);                                                                  \
     const int64_t B = S == 1 && !rb ? 1 : FK_SMX_TILE;                                                       \
     const int64_t tiles = rb ? (N + FK_SMX_TILE - 1) / FK_SMX_TILE : N * ((S + B - 1) / B);                  \
     if (nthreads < 1 || N * C * S < 65536) nthreads = 1;                                                     \
     if (nthreads > tiles) nthreads = tiles > 0 ? (int)tiles : 1;                                             \
     double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
-    const size_t per = (size_t)(B * C + 2 * C + 5 * B);                                                      \
+    const size_t per = (size_t)(2 * B * C + 2 * C + 10 * B); /* buf, tb: B x C; tq, cf: C; sc: 10 B */       \
     T *scratch = (T *)malloc((size_t)nthreads * per * sizeof(T));                                            \
-    int64_t *labels = (int64_t *)malloc((size_t)nthreads * (size_t)B * sizeof(int64_t));                     \
+    int64_t *labels = (int64_t *)malloc((size_t)nthreads * (size_t)(2 * B) * sizeof(int64_t)); /* yv, av */  \
     int *bad = (int *)calloc((size_t)nthreads, sizeof(int));                                                 \
     if (!part || !scratch || !labels || !bad) { free(part); free(scratch); free(labels); free(bad); return 2; }\
     _Pragma("omp parallel for num_threads(nthreads) schedule(static, 1)")                                    \
     for (int t = 0; t < nthreads; t++) {                                                                     \
         T *buf = scratch + (size_t)t * per;                                                                  \
+        int64_t *yv = labels + (size_t)t * (size_t)(2 * B);                                                  \
         part[t] = fk_smx_part_##SUF(z, y, q, w, N, C, S, tiles * t / nthreads, tiles * (t + 1) / nthreads,   \
                                     ignore, (T)eps, (T)g, (T)scale, loss_out, grad, buf, buf + B * C,        \
-                                    buf + B * C + C, buf + B * C + 2 * C, labels + (size_t)t * (size_t)B,    \
+                                    buf + 2 * B * C, buf + 2 * B * C + C, buf + 2 * B * C + 2 * C, yv, yv + B, \
                                     &bad[t]);                                                                \
     }                                                                                                        \
     double s = 0.0;                                                                                          \
