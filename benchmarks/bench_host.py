@@ -55,13 +55,16 @@ def main():
     y = (torch.rand(1024, 80, generator=g) < 0.05).float()
     q = torch.rand(1024, 80, generator=g) * y  # IoU-aware scores on the positives
     xd, d = torch.randn(1024, 16, generator=g), torch.rand(1024, generator=g) * 14.9  # DFL, 16 bins
+    xt, yt = torch.randn(16, 80, generator=g), (torch.rand(16, 80, generator=g) < 0.05).float()  # host-bound
     rows = {}
     rows["F.cross_entropy (256 x 10)"] = (F.cross_entropy, x, t)
     rows["BCE-with-logits (1024 x 80)"] = (F.binary_cross_entropy_with_logits, xs, y)
     rows["F.cross_entropy (1024 x 16)"] = (lambda a, b: F.cross_entropy(a, b.long()), xd, d)
+    rows["BCE-with-logits (16 x 80)"] = (F.binary_cross_entropy_with_logits, xt, yt)
     if native.available():
         rows["focalkit softmax, native"] = (fk.softmax_focal_loss, x, t)
         rows["focalkit sigmoid, native"] = (fk.sigmoid_focal_loss, xs, y)
+        rows["focalkit sigmoid (16 x 80), native"] = (fk.sigmoid_focal_loss, xt, yt)
         rows["focalkit varifocal (1024 x 80), native"] = (fk.varifocal_loss, xs, q)
         rows["focalkit DFL (1024 x 16), native"] = (fk.distribution_focal_loss, xd, d)
     out = {}

@@ -164,7 +164,7 @@ def in_unit_interval(name: str, value: Tensor, allow: Optional[float] = None) ->
     if not can_read(value) or value.dtype == torch.bool:
         return
     lo, hi = torch.aminmax(value)
-    if bool(lo >= 0) and bool(hi <= 1):
+    if lo.item() >= 0 and hi.item() <= 1:  # NaN fails here and passes below: it propagates
         return
     outside = ((value < 0) | (value > 1)) if allow is None else (((value < 0) | (value > 1)) & (value != allow))
     if bool(outside.any()):
@@ -177,7 +177,7 @@ def nonnegative(name: str, value: Optional[Tensor]) -> None:
     vectors): every value >= 0 (NaN propagates). Checked where :func:`can_read`."""
     if value is None or not can_read(value):
         return
-    if bool(value.detach().min() < 0):
+    if value.detach().min().item() < 0:  # NaN passes: it propagates
         fail(name, "to hold values >= 0 (weights cannot be negative)", f"a value {value[value < 0][0].item()!r}")
 
 
@@ -189,11 +189,30 @@ def labels_in_range(name: str, labels: Tensor, lo: int, hi: int, ignore: Optiona
     it were a class."""
     if labels.numel() == 0 or not can_read(labels):
         return
+    scan = _label_scan(labels)
+    if scan is not None:  # one pass of the C kernel's scan: no tensor ops (host cost on small inputs)
+        lib, n_threads = scan
+        has_ignore = ignore is not None and -(1 << 63) <= ignore < (1 << 63)
+        i = lib.fk_labels_first_bad(labels.data_ptr(), labels.numel(), lo, hi, ignore if has_ignore else 0,
+                                    int(has_ignore), n_threads)
+        if i >= 0:
+            fail(name, condition, f"a value {labels.reshape(-1)[i].item()}")
+        return
     bad = (labels < lo) | (labels > hi)
     if ignore is not None:
         bad = bad & (labels != ignore)
     if bool(bad.any()):
         fail(name, condition, f"a value {labels[bad][0].item()}")
+
+
+def _label_scan(labels: Tensor) -> Optional[tuple[Any, int]]:
+    """(the C kernel's library, threads) where it can read ``labels`` directly: a contiguous int64 CPU
+    tensor, the kernel built. None elsewhere (the tensor ops then do the same check)."""
+    if labels.dtype != torch.int64 or not labels.is_contiguous() or labels.is_neg():
+        return None
+    from focalkit import _native  # loaded with focalkit.backends; never imported before torch is
+
+    return None if _native.LIB is None else (_native.LIB, torch.get_num_threads())
 
 
 def self_overlapping(t: Tensor) -> bool:

@@ -26,7 +26,8 @@ def denominator(
 ) -> Optional[Tensor]:
     """The number the sum (and gradient) is divided by, as a 0-dim tensor; None for none/sum.
 
-    ``count`` is the mean's denominator: a tensor (weighted counts, never read on the host) or an int.
+    ``count`` is the mean's denominator: a tensor (weighted counts, never read on the host) or a host
+    number (an element count; a weighted count the CPU has read already).
     """
     if normalizer is not None:
         if not isinstance(normalizer, Tensor):  # straight to the loss's dtype: float64 keeps all its digits
@@ -34,6 +35,8 @@ def denominator(
         return normalizer.to(device=like.device, dtype=like.dtype)
     if reduction != "mean":
         return None
+    if type(count) in (int, float) and like.device.type == "cpu":  # a host number, not a traced SymInt: one op
+        return torch.tensor(float(count) or 1.0, dtype=like.dtype)
     den = count if isinstance(count, Tensor) else torch.tensor(float(count), dtype=like.dtype)
     den = den.to(device=like.device, dtype=like.dtype)
     # 0 only when every term is 0 (empty or all ignored): divide by 1 so the mean is 0, not NaN.

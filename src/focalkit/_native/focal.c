@@ -986,7 +986,49 @@ int fk_gbdt_softmax_f64(const double *z, const int64_t *y, const double *c, int6
     return bad ? 3 : 0;
 }
 
-int fk_abi_version(void) { return 16; }
+/* ---- class indices, read once for the Python checks ----------------------------------------------
+ * What `_checks.labels_in_range` and the mean's denominator of the softmax losses read on the CPU, in
+ * one pass each instead of several tensor ops (a call's host cost on small inputs, benchmarks/bench_host). */
+
+/* The position of the first of n indices outside [lo, hi] that is not `ignore` (has_ignore), or -1. */
+int64_t fk_labels_first_bad(const int64_t *y, int64_t n, int64_t lo, int64_t hi, int64_t ignore, int has_ignore,
+                            int nthreads) {
+    int64_t bad = 0;
+    if (nthreads < 1 || n < 65536) nthreads = 1;
+    _Pragma("omp parallel for simd num_threads(nthreads) reduction(+:bad)")
+    for (int64_t i = 0; i < n; i++) bad += (int64_t)(((y[i] < lo) | (y[i] > hi)) & !(has_ignore & (y[i] == ignore)));
+    if (!bad) return -1;
+    for (int64_t i = 0; i < n; i++)
+        if ((y[i] < lo || y[i] > hi) && !(has_ignore && y[i] == ignore)) return i;
+    return -1; /* not reached */
+}
+
+/* F.cross_entropy's mean denominator over n indices: how many lie in [0, C) and are not `ignore`
+ * (has_ignore), or with w (C float32 or float64 values, w_f64) their summed weight w[y], as one count
+ * per class summed in class order (exact counts; the same sum for every thread count). -1 if the counts
+ * cannot be allocated. */
+double fk_labels_weight(const int64_t *y, const void *w, int w_f64, int64_t n, int64_t C, int64_t ignore,
+                        int has_ignore, int nthreads) {
+    if (nthreads < 1 || n < 65536) nthreads = 1;
+    if (!w) {
+        int64_t count = 0;
+        _Pragma("omp parallel for simd num_threads(nthreads) reduction(+:count)")
+        for (int64_t i = 0; i < n; i++)
+            count += (int64_t)((y[i] >= 0) & (y[i] < C) & !(has_ignore & (y[i] == ignore)));
+        return (double)count;
+    }
+    int64_t *hist = (int64_t *)calloc((size_t)C, sizeof(int64_t));
+    if (!hist) return -1.0;
+    for (int64_t i = 0; i < n; i++)
+        if (y[i] >= 0 && y[i] < C && !(has_ignore && y[i] == ignore)) hist[y[i]]++;
+    double sum = 0.0;
+    for (int64_t k = 0; k < C; k++)
+        if (hist[k]) sum += (double)hist[k] * (w_f64 ? ((const double *)w)[k] : (double)((const float *)w)[k]);
+    free(hist);
+    return sum;
+}
+
+int fk_abi_version(void) { return 17; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }

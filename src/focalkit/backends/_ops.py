@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from focalkit import _checks, _reduce
+from focalkit import _checks, _native, _reduce
 from focalkit.backends import eager
 from focalkit.backends.eager import compute_dtype, scale_saved
 
@@ -104,6 +104,8 @@ def raw(t: Optional[Tensor], dtype: Optional[torch.dtype] = None) -> Optional[Te
     """A contiguous tensor whose memory holds its values (neg / conj views resolved), for a raw pointer."""
     if t is None:
         return None
+    if (dtype is None or t.dtype == dtype) and t.is_contiguous() and not t.is_neg() and not t.is_conj():
+        return t.detach()  # already so: no op beyond the detach (host cost on small inputs)
     t = t.detach()
     if dtype is not None:
         t = t.to(dtype)
@@ -202,6 +204,25 @@ def sigmoid(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, alpha: 
     return _call(op, run, logits, targets, args, aux)
 
 
+def _host_class_index_count(targets: Tensor, ignore_index: int, weight: Optional[Tensor], n_cls: int) -> Optional[float]:
+    """:func:`focalkit._reduce.class_index_count` as a host number, read by the C kernel's scan in one
+    pass where reading is free (CPU, nothing tracing, the kernel built); None elsewhere. The targets have
+    passed the range check then (``_checks.labels_in_range`` reads wherever this does), so the positions
+    counted are those not ignored."""
+    if not (_checks.can_read(targets) and targets.dtype == torch.int64 and targets.is_contiguous()
+            and not targets.is_neg() and _native.LIB is not None
+            and (weight is None or _checks.can_read(weight))):  # not a torch.func wrapper, say
+        return None
+    w = None if weight is None else raw(weight)
+    if w is not None and w.dtype not in (torch.float32, torch.float64):
+        return None
+    has_ignore = -(1 << 63) <= ignore_index < (1 << 63)  # else no int64 index can equal it
+    count = _native.LIB.fk_labels_weight(targets.data_ptr(), None if w is None else w.data_ptr(),
+                                         int(w is not None and w.dtype == torch.float64), targets.numel(), n_cls,
+                                         ignore_index if has_ignore else 0, int(has_ignore), torch.get_num_threads())
+    return None if count < 0 else count
+
+
 def softmax_denominator(logits: Tensor, targets: Tensor, weight: Optional[Tensor], ignore_index: int,
                         reduction: str, normalizer: Any) -> Optional[Tensor]:
     like = torch.empty((), dtype=compute_dtype(logits.dtype), device=logits.device)
@@ -211,7 +232,9 @@ def softmax_denominator(logits: Tensor, targets: Tensor, weight: Optional[Tensor
             count = logits.numel() // logits.shape[1] if logits.shape[1] else logits.shape[0]
         else:
             w = None if weight is None else weight.detach().to(like.dtype)
-            count = _reduce.class_index_count(targets, ignore_index, w)
+            count = _host_class_index_count(targets, ignore_index, w, logits.shape[1])
+            if count is None:
+                count = _reduce.class_index_count(targets, ignore_index, w)
     den = _reduce.denominator(reduction, normalizer, count, like)
     return None if den is None else den.detach()
 

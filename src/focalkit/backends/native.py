@@ -91,7 +91,8 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     ys = targets.detach().reshape(rows) if sparse else targets.detach().reshape(rows, n_cls)
     ws = None if weight is None else weight.detach().expand(logits.shape).reshape(rows, n_cls)
     apos, aneg, pw = raw(apos), raw(aneg), raw(pw)
-    scale = 1.0 if den is None else 1.0 / float(den)
+    den_v = None if den is None else float(den)  # read once
+    scale = 1.0 if den_v is None else 1.0 / den_v
     store = reduction == "none" and den is None
     loss_out = torch.empty((rows, n_cls), dtype=dtype) if store else None
     # The gradient goes to the logits' own storage (inplace), or to one new buffer.
@@ -103,10 +104,11 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     total = 0.0
     for a in range(0, rows, per):
         b = min(rows, a + per)
-        x = raw(xs[a:b], ct)
-        y = None if sparse else raw(ys[a:b], ct)
-        labels = raw(ys[a:b], torch.int64) if sparse else None
-        w = None if ws is None else raw(ws[a:b], ct)
+        whole = b - a == rows  # one block (float32 / float64): no slices
+        x = raw(xs if whole else xs[a:b], ct)
+        y = None if sparse else raw(ys if whole else ys[a:b], ct)
+        labels = raw(ys if whole else ys[a:b], torch.int64) if sparse else None
+        w = None if ws is None else raw(ws if whole else ws[a:b], ct)
         g = torch.empty(x.shape, dtype=ct) if half else grad
         lo = (torch.empty(x.shape, dtype=ct) if half else loss_out) if store else None
         soft_form = form if form and y is not None and _has_soft_targets(y, ct) else 0
@@ -123,10 +125,10 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
             grad[a:b].copy_(g)
             if store:
                 loss_out[a:b].copy_(lo)
-    grad = grad.view(logits.shape)
+    grad = grad if grad.shape == logits.shape else grad.view(logits.shape)
     if loss_out is not None:
         return loss_out.view(logits.shape), grad
-    value = total if den is None else total / float(den)
+    value = total if den_v is None else total / den_v
     return torch.tensor(value, dtype=_reduce.out_dtype(dtype, True)), grad
 
 
@@ -183,7 +185,8 @@ def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gam
         y, q = None, raw(targets)
     else:
         y, q = raw(targets, torch.int64), None
-    scale = 1.0 if den is None else 1.0 / float(den)
+    den_v = None if den is None else float(den)  # read once
+    scale = 1.0 if den_v is None else 1.0 / den_v
     store = reduction == "none" and den is None
     loss_out = torch.empty(logits.shape[:1] + logits.shape[2:], dtype=ct) if store else None
     # The gradient goes to the logits' own storage (inplace), or to one new buffer.
@@ -204,7 +207,7 @@ def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gam
             grad[a:b].copy_(g32)
     if loss_out is not None:
         return loss_out.to(dtype), grad
-    value = total if den is None else total / float(den)
+    value = total if den_v is None else total / den_v
     return torch.tensor(value, dtype=_reduce.out_dtype(dtype, True)), grad
 
 
