@@ -191,10 +191,8 @@ def labels_in_range(name: str, labels: Tensor, lo: int, hi: int, ignore: Optiona
         return
     scan = _label_scan(labels)
     if scan is not None:  # one pass of the C kernel's scan: no tensor ops (host cost on small inputs)
-        lib, n_threads = scan
-        has_ignore = ignore is not None and -(1 << 63) <= ignore < (1 << 63)
-        i = lib.fk_labels_first_bad(labels.data_ptr(), labels.numel(), lo, hi, ignore if has_ignore else 0,
-                                    int(has_ignore), n_threads)
+        lib, ignore_arg, n_threads = scan
+        i = lib.fk_labels_first_bad(labels.data_ptr(), labels.numel(), lo, hi, *ignore_arg(ignore), n_threads)
         if i >= 0:
             fail(name, condition, f"a value {labels.reshape(-1)[i].item()}")
         return
@@ -205,14 +203,15 @@ def labels_in_range(name: str, labels: Tensor, lo: int, hi: int, ignore: Optiona
         fail(name, condition, f"a value {labels[bad][0].item()}")
 
 
-def _label_scan(labels: Tensor) -> Optional[tuple[Any, int]]:
-    """(the C kernel's library, threads) where it can read ``labels`` directly: a contiguous int64 CPU
-    tensor, the kernel built. None elsewhere (the tensor ops then do the same check)."""
+def _label_scan(labels: Tensor) -> Optional[tuple[Any, Any, int]]:
+    """(the C kernel's library, its ``ignore_arg``, threads) where it can read ``labels`` directly: a
+    contiguous int64 tensor (the caller has asked :func:`can_read`), the kernel built. None elsewhere (the
+    tensor ops then do the same work). Also what the softmax mean's count on the native path asks."""
     if labels.dtype != torch.int64 or not labels.is_contiguous() or labels.is_neg():
         return None
     from focalkit import _native  # loaded with focalkit.backends; never imported before torch is
 
-    return None if _native.LIB is None else (_native.LIB, torch.get_num_threads())
+    return None if _native.LIB is None else (_native.LIB, _native.ignore_arg, torch.get_num_threads())
 
 
 def self_overlapping(t: Tensor) -> bool:

@@ -64,6 +64,14 @@ LIB, ERROR = load()
 BINARY_DERS = None if LIB is None else LIB.fk_gbdt_binary_ders_f64  # CatBoost's blocks
 
 
+def ignore_arg(ignore: Optional[int]) -> tuple[int, int]:
+    """``(ignore, has_ignore)`` for the class-index scans (``fk_labels_*``): an ignore index that no
+    int64 can equal (None, or beyond its range) ignores nothing."""
+    if ignore is None or not -(1 << 63) <= ignore < (1 << 63):
+        return 0, 0
+    return ignore, 1
+
+
 def threads() -> int:
     """OpenMP threads for a call: torch's setting where torch is loaded, else the machine's cores."""
     import os

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from focalkit import _checks, _native, _reduce
+from focalkit import _checks, _reduce
 from focalkit.backends import eager
 from focalkit.backends.eager import compute_dtype, scale_saved
 
@@ -206,20 +206,19 @@ def sigmoid(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, alpha: 
 
 def _host_class_index_count(targets: Tensor, ignore_index: int, weight: Optional[Tensor], n_cls: int) -> Optional[float]:
     """:func:`focalkit._reduce.class_index_count` as a host number, read by the C kernel's scan in one
-    pass where reading is free (CPU, nothing tracing, the kernel built); None elsewhere. The targets have
-    passed the range check then (``_checks.labels_in_range`` reads wherever this does), so the positions
-    counted are those not ignored."""
-    if not (_checks.can_read(targets) and targets.dtype == torch.int64 and targets.is_contiguous()
-            and not targets.is_neg() and _native.LIB is not None
-            and (weight is None or _checks.can_read(weight))):  # not a torch.func wrapper, say
+    pass where ``_checks.labels_in_range`` scans too (so the targets have passed the range check, and the
+    positions counted are those not ignored); None elsewhere. ``weight``: None, or C values of the
+    compute dtype (float32 / float64)."""
+    if not _checks.can_read(targets) or (weight is not None and not _checks.can_read(weight)):
+        return None  # traced, on a device, or a torch.func wrapper
+    scan = _checks._label_scan(targets)
+    if scan is None:
         return None
+    lib, ignore_arg, n_threads = scan
     w = None if weight is None else raw(weight)
-    if w is not None and w.dtype not in (torch.float32, torch.float64):
-        return None
-    has_ignore = -(1 << 63) <= ignore_index < (1 << 63)  # else no int64 index can equal it
-    count = _native.LIB.fk_labels_weight(targets.data_ptr(), None if w is None else w.data_ptr(),
-                                         int(w is not None and w.dtype == torch.float64), targets.numel(), n_cls,
-                                         ignore_index if has_ignore else 0, int(has_ignore), torch.get_num_threads())
+    count = lib.fk_labels_weight(targets.data_ptr(), None if w is None else w.data_ptr(),
+                                 int(w is not None and w.dtype == torch.float64), targets.numel(), n_cls,
+                                 *ignore_arg(ignore_index), n_threads)
     return None if count < 0 else count
 
 
