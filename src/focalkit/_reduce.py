@@ -12,6 +12,7 @@ then 0 (not PyTorch's NaN), and stays connected to the graph.
 
 from __future__ import annotations
 
+import ctypes
 from typing import Literal, Optional, Union
 
 import torch
@@ -48,14 +49,20 @@ def host_denominator(reduction: str, normalizer: Normalizer, count: int, dtype: 
     given, an empty mean divided by 1, None for none / sum), rounded to ``dtype`` as the tensor is,
     without tensor ops for a number."""
     if isinstance(normalizer, Tensor):
-        den = float(normalizer.to(dtype))
+        den = float(normalizer.detach().to(dtype))
     elif normalizer is not None:
         den = float(normalizer)
     elif reduction == "mean":
         den = float(count) or 1.0
     else:
         return None
-    return torch.tensor(den, dtype=dtype).item() if dtype != torch.float64 else den
+    return den if dtype == torch.float64 else round_float32(den)
+
+
+def round_float32(value: float) -> float:
+    """``value`` rounded to float32 as a tensor's conversion rounds it (to nearest, ties to even; inf
+    beyond its range, NaN kept), with no tensor op for a host number."""
+    return ctypes.c_float(value).value
 
 
 def reduce(loss: Tensor, grad: Tensor, reduction: str, den: Optional[Tensor]) -> tuple[Tensor, Tensor]:

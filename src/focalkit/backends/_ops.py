@@ -158,10 +158,31 @@ def define(name: str, kind: str, impl: Callable[..., tuple[Tensor, Tensor]], dev
     return op
 
 
-def _class_vector(value: Any, n_cls: int, default: float, like: Tensor) -> Tensor:
+def _class_vector(value: Any, n_cls: int, default: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     if isinstance(value, Tensor):
-        return value.detach().to(dtype=like.dtype, device=like.device).reshape(-1).expand(n_cls).contiguous()
-    return torch.full((n_cls,), default if value is None else float(value), dtype=like.dtype, device=like.device)
+        return value.detach().to(dtype=dtype, device=device).reshape(-1).expand(n_cls).contiguous()
+    return torch.full((n_cls,), default if value is None else float(value), dtype=dtype, device=device)
+
+
+def class_vectors(alpha: Any, pos_weight: Optional[Tensor], n_cls: int, dtype: torch.dtype,
+                  device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """The sigmoid kernels' per-class ``(alpha, 1 - alpha, pos_weight)``, C values each (1 without alpha)."""
+    apos = _class_vector(alpha, n_cls, 1.0, dtype, device)
+    aneg = 1.0 - apos if alpha is not None else torch.ones_like(apos)
+    return apos, aneg, _class_vector(pos_weight, n_cls, 1.0, dtype, device)
+
+
+def per_class(alpha: Any, pos_weight: Optional[Tensor]) -> bool:
+    """Whether the class values differ by class (else one value serves every class)."""
+    return isinstance(alpha, Tensor) or (pos_weight is not None and pos_weight.numel() > 1)
+
+
+def host_path(logits: Tensor) -> bool:
+    """Whether a CPU kernel runs here and now, on real memory: not traced (``torch.compile``, ``make_fx``,
+    fake tensors), not under a ``torch.func`` transform. Its numbers (the denominator, one class value)
+    then reach the kernel as host numbers with no tensor op to make them, and the arguments the loss has
+    validated are not validated again by the registered op's checks (which guard ``torch.ops`` calls)."""
+    return _checks.can_read(logits) and not _checks.transforming()
 
 
 def class_vector_layout(value: Optional[Tensor], n_cls: int) -> bool:
@@ -185,22 +206,31 @@ def _call(op: Any, run: eager.Run, logits: Tensor, targets: Tensor, args: tuple,
 
 def sigmoid(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, alpha: Any, gamma: float,
             weight: Optional[Tensor], pos_weight: Optional[Tensor], soft_target: str, reduction: str,
-            normalizer: Any, inplace_grad: bool = False, sparse: bool = False) -> Tensor:
-    like = torch.empty((), dtype=compute_dtype(logits.dtype), device=logits.device)
-    n_cls = logits.shape[-1] if logits.dim() else 1
-    apos = _class_vector(alpha, n_cls, 1.0, like)
-    aneg = 1.0 - apos if alpha is not None else torch.ones_like(apos)
-    pw = _class_vector(pos_weight, n_cls, 1.0, like)
-    per_class = isinstance(alpha, Tensor) or (pos_weight is not None and pos_weight.numel() > 1)
-    den = _reduce.denominator(reduction, normalizer, logits.numel(), like)
-    den = None if den is None else den.detach()
-    args = (weight, apos, aneg, pw, alpha is not None, per_class, SOFT_FORMS.index(soft_target), float(gamma), reduction, den)
+            normalizer: Any, inplace_grad: bool = False, sparse: bool = False,
+            host_impl: Optional[Callable] = None) -> Tensor:
+    """The loss through ``op`` (traced) or ``impl`` (its body, here and now). ``host_impl``: the CPU
+    kernel's call with host numbers (:func:`host_path`): ``host_impl(logits, targets, weight, alpha,
+    pos_weight, form, gamma, reduction, den, inplace=)`` with ``den`` a float or None."""
+    ct = compute_dtype(logits.dtype)
+    form = SOFT_FORMS.index(soft_target)
     ref = eager.sigmoid_reference(alpha=alpha, gamma=gamma, soft_target=soft_target, reduction=reduction,
                                   normalizer=normalizer, sparse=sparse)
+    aux = eager.sigmoid_aux(targets, weight, pos_weight, alpha, normalizer)
+    if host_impl is not None and host_path(logits):
+        den_v = _reduce.host_denominator(reduction, normalizer, logits.numel(), ct)
+        run = eager.Run("sigmoid_focal_loss", lambda lg, tg, *_: host_impl(
+            lg, tg, weight, alpha, pos_weight, form, float(gamma), reduction, den_v, inplace=inplace_grad),
+            ref, None, inplace_grad)
+        return eager.apply(run, logits, *aux)
+    like = torch.empty((), dtype=ct, device=logits.device)
+    n_cls = logits.shape[-1] if logits.dim() else 1
+    apos, aneg, pw = class_vectors(alpha, pos_weight, n_cls, ct, logits.device)
+    den = _reduce.denominator(reduction, normalizer, logits.numel(), like)
+    den = None if den is None else den.detach()
+    args = (weight, apos, aneg, pw, alpha is not None, per_class(alpha, pos_weight), form, float(gamma), reduction, den)
     compute = (lambda lg, tg, *_: impl(lg, tg, *args, inplace=True)) if inplace_grad \
         else (lambda lg, tg, *_: impl(lg, tg, *args))
     run = eager.Run("sigmoid_focal_loss", compute, ref, None, inplace_grad)
-    aux = eager.sigmoid_aux(targets, weight, pos_weight, alpha, normalizer)
     return _call(op, run, logits, targets, args, aux)
 
 
@@ -222,31 +252,46 @@ def _host_class_index_count(targets: Tensor, ignore_index: int, weight: Optional
     return None if count < 0 else count
 
 
+def _softmax_count(logits: Tensor, targets: Tensor, weight: Optional[Tensor], ignore_index: int, reduction: str,
+                   normalizer: Any, dtype: torch.dtype) -> Any:
+    """The mean's denominator before its rule (:mod:`focalkit._reduce`): a host number where it is one
+    or the C scan reads it, else a tensor; None where no mean is taken (only counted where it is used)."""
+    if reduction != "mean" or normalizer is not None:
+        return None
+    if targets.is_floating_point():
+        return logits.numel() // logits.shape[1] if logits.shape[1] else logits.shape[0]
+    w = None if weight is None else weight.detach().to(dtype)
+    count = _host_class_index_count(targets, ignore_index, w, logits.shape[1])
+    return _reduce.class_index_count(targets, ignore_index, w) if count is None else count
+
+
 def softmax_denominator(logits: Tensor, targets: Tensor, weight: Optional[Tensor], ignore_index: int,
                         reduction: str, normalizer: Any) -> Optional[Tensor]:
     like = torch.empty((), dtype=compute_dtype(logits.dtype), device=logits.device)
-    count: Any = None  # the mean's denominator, only counted where it is used
-    if reduction == "mean" and normalizer is None:
-        if targets.is_floating_point():
-            count = logits.numel() // logits.shape[1] if logits.shape[1] else logits.shape[0]
-        else:
-            w = None if weight is None else weight.detach().to(like.dtype)
-            count = _host_class_index_count(targets, ignore_index, w, logits.shape[1])
-            if count is None:
-                count = _reduce.class_index_count(targets, ignore_index, w)
+    count = _softmax_count(logits, targets, weight, ignore_index, reduction, normalizer, like.dtype)
     den = _reduce.denominator(reduction, normalizer, count, like)
     return None if den is None else den.detach()
 
 
 def softmax(op: Any, impl: Callable, logits: Tensor, targets: Tensor, *, gamma: float, weight: Optional[Tensor],
             ignore_index: int, label_smoothing: float, reduction: str, normalizer: Any,
-            inplace_grad: bool = False) -> Tensor:
-    den = softmax_denominator(logits, targets, weight, ignore_index, reduction, normalizer)
+            inplace_grad: bool = False, host_impl: Optional[Callable] = None) -> Tensor:
+    """As :func:`sigmoid`; ``host_impl`` takes the op's arguments with ``den`` a float or None."""
     w = None if weight is None else weight.detach()
-    args = (w, float(gamma), ignore_index, float(label_smoothing), reduction, den)
     ref = eager.softmax_reference(gamma=gamma, ignore_index=ignore_index, label_smoothing=label_smoothing,
                                   reduction=reduction, normalizer=normalizer)
+    aux = (targets, weight, eager.tensor_or_none(normalizer))
+    if host_impl is not None and host_path(logits):
+        ct = compute_dtype(logits.dtype)
+        count = _softmax_count(logits, targets, weight, ignore_index, reduction, normalizer, ct)
+        den_v = _reduce.host_denominator(reduction, normalizer, None if count is None else float(count), ct)
+        host_args = (w, float(gamma), ignore_index, float(label_smoothing), reduction, den_v)
+        run = eager.Run("softmax_focal_loss", lambda lg, tg, *_: host_impl(lg, tg, *host_args, inplace=inplace_grad),
+                        ref, 1, inplace_grad)
+        return eager.apply(run, logits, *aux)
+    den = softmax_denominator(logits, targets, weight, ignore_index, reduction, normalizer)
+    args = (w, float(gamma), ignore_index, float(label_smoothing), reduction, den)
     compute = (lambda lg, tg, *_: impl(lg, tg, *args, inplace=True)) if inplace_grad \
         else (lambda lg, tg, *_: impl(lg, tg, *args))
     run = eager.Run("softmax_focal_loss", compute, ref, 1, inplace_grad)
-    return _call(op, run, logits, targets, args, (targets, weight, eager.tensor_or_none(normalizer)))
+    return _call(op, run, logits, targets, args, aux)

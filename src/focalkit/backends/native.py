@@ -72,6 +72,22 @@ def unsupported(logits: Tensor, pos_weight: Optional[Tensor]) -> Optional[str]:
     return None
 
 
+def _inverse(den: Optional[float]) -> float:
+    """The kernels' scale, 1 / denominator (1 without one): inf where a normalizer rounded to 0 in the
+    compute dtype (below float32's range), as eager's division by it."""
+    return 1.0 if den is None else (1.0 / den if den else math.inf)
+
+
+def _reduced(total: float, den: Optional[float], dtype: torch.dtype) -> Tensor:
+    """The reduced loss, ``total / den`` (``total`` without one) with IEEE's x / 0, as a 0-dim tensor of
+    the loss's dtype."""
+    if den is None or den:
+        value = total if den is None else total / den
+    else:  # x / 0 as IEEE (eager's float32 division by a normalizer that rounded to 0)
+        value = math.nan if total == 0 or total != total else math.copysign(math.inf, total)
+    return torch.scalar_tensor(value, dtype=_reduce.out_dtype(dtype, True))
+
+
 def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apos: Tensor, aneg: Tensor, pw: Tensor,
                   has_alpha: bool, per_class: bool, form: int, gamma: float, reduction: str,
                   den: Optional[Tensor], inplace: bool = False) -> tuple[Tensor, Tensor]:
@@ -81,6 +97,35 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     _ops.check_sigmoid_args("native_sigmoid_focal", logits, targets, weight, apos, aneg, pw, form, reduction, den)
     if logits.device.type != "cpu":
         raise ValueError(f"focalkit::native_sigmoid_focal: expected CPU tensors, got logits on {logits.device}")
+    apos, aneg, pw = raw(apos), raw(aneg), raw(pw)
+    return _sigmoid_run(logits, targets, weight, (apos.data_ptr(), aneg.data_ptr(), pw.data_ptr()), per_class,
+                        form, gamma, reduction, None if den is None else float(den), inplace)
+
+
+def _sigmoid_host(logits: Tensor, targets: Tensor, weight: Optional[Tensor], alpha: Any, pos_weight: Optional[Tensor],
+                  form: int, gamma: float, reduction: str, den: Optional[float],
+                  inplace: bool = False) -> tuple[Tensor, Tensor]:
+    """:func:`_sigmoid_impl` where the kernel runs here and now (``_ops.host_path``), on the arguments the
+    loss has validated: one class value for every class of dense targets is three host numbers, not three
+    tensors (the sparse loop reads C values of each, as per-class values do)."""
+    ct = compute_dtype(logits.dtype)
+    if _ops.per_class(alpha, pos_weight) or targets.shape != logits.shape:
+        vectors = _ops.class_vectors(alpha, pos_weight, logits.shape[-1], ct, logits.device)
+        return _sigmoid_run(logits, targets, weight, tuple(v.data_ptr() for v in vectors), True, form, gamma,
+                            reduction, den, inplace)
+    c_type = ctypes.c_double if ct == torch.float64 else ctypes.c_float
+    apos = c_type(1.0 if alpha is None else float(alpha))  # rounded to the compute dtype, as a tensor of it
+    aneg = c_type(1.0 - apos.value if alpha is not None else 1.0)  # exact in double, then rounded once: as in ct
+    pw = c_type(1.0 if pos_weight is None else float(pos_weight))
+    return _sigmoid_run(logits, targets, weight, tuple(ctypes.addressof(v) for v in (apos, aneg, pw)), False, form,
+                        gamma, reduction, den, inplace)
+
+
+def _sigmoid_run(logits: Tensor, targets: Tensor, weight: Optional[Tensor], classes: tuple[int, int, int],
+                 per_class: bool, form: int, gamma: float, reduction: str, den_v: Optional[float],
+                 inplace: bool = False) -> tuple[Tensor, Tensor]:
+    """The kernel's call: ``classes`` the addresses of alpha, 1 - alpha and pos_weight (C values each,
+    or one with ``per_class`` False), kept alive by the caller; ``den_v`` the denominator or None."""
     lib = _require()
     dtype = logits.dtype
     ct = compute_dtype(dtype)
@@ -90,14 +135,12 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     xs = raw(logits).reshape(rows, n_cls)
     ys = targets.detach().reshape(rows) if sparse else targets.detach().reshape(rows, n_cls)
     ws = None if weight is None else weight.detach().expand(logits.shape).reshape(rows, n_cls)
-    apos, aneg, pw = raw(apos), raw(aneg), raw(pw)
-    den_v = None if den is None else float(den)  # read once
-    scale = 1.0 if den_v is None else 1.0 / den_v
-    store = reduction == "none" and den is None
+    scale = _inverse(den_v)
+    store = reduction == "none" and den_v is None
     loss_out = torch.empty((rows, n_cls), dtype=dtype) if store else None
     # The gradient goes to the logits' own storage (inplace), or to one new buffer.
     grad = xs if inplace and xs.data_ptr() == logits.data_ptr() and not logits.is_neg() \
-        else torch.empty((rows, n_cls), dtype=dtype)
+        else torch.empty_like(xs, memory_format=torch.contiguous_format)
     half = dtype != ct  # float16 / bfloat16: blocks of rows through float32, accumulated in float64
     per = max(1, _HALF_BLOCK // max(1, n_cls)) if half else max(1, rows)
     fn = lib.fk_sigmoid_focal_f64 if ct == torch.float64 else lib.fk_sigmoid_focal_f32
@@ -113,9 +156,8 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
         lo = (torch.empty(x.shape, dtype=ct) if half else loss_out) if store else None
         soft_form = form if form and y is not None and _has_soft_targets(y, ct) else 0
         acc = ctypes.c_double(0.0)
-        rc = fn(x.data_ptr(), _ptr(y), _ptr(labels), _ptr(w), apos.data_ptr(), aneg.data_ptr(), pw.data_ptr(),
-                x.numel(), n_cls, int(per_class), soft_form, float(gamma), scale, _ptr(lo), g.data_ptr(),
-                torch.get_num_threads(), ctypes.byref(acc))
+        rc = fn(x.data_ptr(), _ptr(y), _ptr(labels), _ptr(w), *classes, x.numel(), n_cls, int(per_class),
+                soft_form, float(gamma), scale, _ptr(lo), g.data_ptr(), torch.get_num_threads(), ctypes.byref(acc))
         if rc == 3:  # reached only where the Python checks could not read the labels (torch.compile)
             raise ValueError(f"Expected `targets` as class indices to lie in [0, {n_cls}] ({n_cls} = background)")
         if rc != 0:  # pragma: no cover - guarded by the checks above
@@ -128,8 +170,7 @@ def _sigmoid_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], apo
     grad = grad if grad.shape == logits.shape else grad.view(logits.shape)
     if loss_out is not None:
         return loss_out.view(logits.shape), grad
-    value = total if den_v is None else total / den_v
-    return torch.tensor(value, dtype=_reduce.out_dtype(dtype, True)), grad
+    return _reduced(total, den_v, dtype), grad
 
 
 sigmoid_op = _ops.define("native_sigmoid_focal", "sigmoid", _sigmoid_impl, "cpu")
@@ -137,7 +178,7 @@ sigmoid_op = _ops.define("native_sigmoid_focal", "sigmoid", _sigmoid_impl, "cpu"
 
 def sigmoid_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
     """See :func:`focalkit.sigmoid_focal_loss` (dense or sparse targets)."""
-    return _ops.sigmoid(sigmoid_op, _sigmoid_impl, logits, targets, **kwargs)
+    return _ops.sigmoid(sigmoid_op, _sigmoid_impl, logits, targets, host_impl=_sigmoid_host, **kwargs)
 
 
 # ---- softmax focal loss -------------------------------------------------------------------------
@@ -176,6 +217,15 @@ def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gam
     _ops.check_softmax_args("native_softmax_focal", logits, targets, weight, reduction, den)
     if logits.device.type != "cpu":
         raise ValueError(f"focalkit::native_softmax_focal: expected CPU tensors, got logits on {logits.device}")
+    return _softmax_run(logits, targets, weight, gamma, ignore_index, label_smoothing, reduction,
+                        None if den is None else float(den), inplace)
+
+
+def _softmax_run(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gamma: float, ignore_index: int,
+                 label_smoothing: float, reduction: str, den_v: Optional[float],
+                 inplace: bool = False) -> tuple[Tensor, Tensor]:
+    """The kernel's call, ``den_v`` the denominator or None: the registered op's body after its checks,
+    and the call where the kernel runs here and now (``_ops.host_path``), on the loss's validated arguments."""
     _require()
     dtype = logits.dtype
     ct = compute_dtype(dtype)
@@ -185,13 +235,12 @@ def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gam
         y, q = None, raw(targets)
     else:
         y, q = raw(targets, torch.int64), None
-    den_v = None if den is None else float(den)  # read once
-    scale = 1.0 if den_v is None else 1.0 / den_v
-    store = reduction == "none" and den is None
+    scale = _inverse(den_v)
+    store = reduction == "none" and den_v is None
     loss_out = torch.empty(logits.shape[:1] + logits.shape[2:], dtype=ct) if store else None
     # The gradient goes to the logits' own storage (inplace), or to one new buffer.
     direct = dtype == ct and logits.is_contiguous() and not logits.is_neg()
-    grad = logits.detach() if inplace and direct else torch.empty(logits.shape, dtype=dtype)
+    grad = logits.detach() if inplace and direct else torch.empty_like(logits, memory_format=torch.contiguous_format)
     x = logits.detach() if direct else raw(logits)
     if dtype == ct:
         total = _softmax_call(ct, x, y, None if q is None else q.to(ct), w, ignore_index, label_smoothing,
@@ -207,8 +256,7 @@ def _softmax_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], gam
             grad[a:b].copy_(g32)
     if loss_out is not None:
         return loss_out.to(dtype), grad
-    value = total if den_v is None else total / den_v
-    return torch.tensor(value, dtype=_reduce.out_dtype(dtype, True)), grad
+    return _reduced(total, den_v, dtype), grad
 
 
 softmax_op = _ops.define("native_softmax_focal", "softmax", _softmax_impl, "cpu")
@@ -216,7 +264,7 @@ softmax_op = _ops.define("native_softmax_focal", "softmax", _softmax_impl, "cpu"
 
 def softmax_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
     """See :func:`focalkit.softmax_focal_loss`."""
-    return _ops.softmax(softmax_op, _softmax_impl, logits, targets, **kwargs)
+    return _ops.softmax(softmax_op, _softmax_impl, logits, targets, host_impl=_softmax_run, **kwargs)
 
 
 # ---- Varifocal and Distribution Focal Loss ------------------------------------------------------
@@ -224,9 +272,7 @@ def softmax_focal(logits: Tensor, targets: Tensor, **kwargs: Any) -> Tensor:
 def _scale_and_store(reduction: str, normalizer: Any, count: int, ct: torch.dtype) -> tuple[float, Optional[float], bool]:
     """(1 / denominator, the denominator or None, whether each element's loss is stored)."""
     den = _reduce.host_denominator(reduction, normalizer, count, ct)
-    if den is None:
-        return 1.0, None, reduction == "none"
-    return (1.0 / den if den else math.inf), den, False  # a normalizer below float32's range: inf, as eager
+    return _inverse(den), den, den is None and reduction == "none"
 
 
 def _finish_cpu(rc: int, total: float, den: Optional[float], loss_out: Optional[Tensor], dtype: torch.dtype) -> Tensor:
@@ -234,11 +280,7 @@ def _finish_cpu(rc: int, total: float, den: Optional[float], loss_out: Optional[
         raise RuntimeError(f"focalkit native kernel failed with code {rc}")
     if loss_out is not None:
         return loss_out.to(dtype)
-    if den is None or den:
-        value = total if den is None else total / den
-    else:  # x / 0 as IEEE (eager's float32 division by a normalizer that rounded to 0)
-        value = math.nan if total == 0 or total != total else math.copysign(math.inf, total)
-    return torch.tensor(value, dtype=_reduce.out_dtype(dtype, True))
+    return _reduced(total, den, dtype)
 
 
 def _varifocal_impl(logits: Tensor, targets: Tensor, weight: Optional[Tensor], labels: Optional[Tensor],
