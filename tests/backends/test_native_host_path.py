@@ -61,6 +61,26 @@ def test_sigmoid_host_numbers_equal_the_registered_op(dtype, alpha, pos_weight, 
     _same_bits(grad, op_grad if go is None else op_grad * go)
 
 
+@pytest.mark.parametrize("view", ["neg", "transposed", "expanded"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_sigmoid_class_values_of_any_layout(view, sparse):
+    """Per-class alpha and pos_weight as views whose memory is not their values in order (a neg view's
+    memory holds their negation): the host path reads their values, as the contiguous copies give."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(9, 4, generator=g) * 3
+    y = torch.randint(0, 5, (9,), generator=g) if sparse else (torch.rand(9, 4, generator=g) < 0.3).float()
+    a, pw = torch.rand(4, generator=g), torch.rand(1, 4, generator=g) + 0.5
+    views = {"neg": lambda t: torch._neg_view(-t), "transposed": lambda t: t.reshape(-1, 1).t().reshape(t.shape),
+             "expanded": lambda t: t.reshape(-1)[:1].expand(t.shape)}
+    for alpha, pos_weight in ((views[view](a), views[view](pw)), (views[view](a), None), (None, views[view](pw))):
+        kw = dict(gamma=2.0, backend="native")
+        got = _loss_and_grad(fk.sigmoid_focal_loss, x, y, alpha=alpha, pos_weight=pos_weight, **kw)
+        plain = [None if t is None else torch.resolve_neg(t).clone() for t in (alpha, pos_weight)]
+        want = _loss_and_grad(fk.sigmoid_focal_loss, x, y, alpha=plain[0], pos_weight=plain[1], **kw)
+        for a_, b_ in zip(got, want):
+            _same_bits(a_, b_)
+
+
 @pytest.mark.parametrize("dtype,weight,targets,reduction,normalizer", _cases(
     [torch.float32, D, torch.bfloat16], [None, "float64"], ["indices", "ignored", "probabilities", "smoothed"],
     ["mean", "sum", "none"], [None, 3.7]))

@@ -110,9 +110,9 @@ def _sigmoid_host(logits: Tensor, targets: Tensor, weight: Optional[Tensor], alp
     tensors (the sparse loop reads C values of each, as per-class values do)."""
     ct = compute_dtype(logits.dtype)
     if _ops.per_class(alpha, pos_weight) or targets.shape != logits.shape:
-        vectors = _ops.class_vectors(alpha, pos_weight, logits.shape[-1], ct, logits.device)
+        vectors = [raw(v) for v in _ops.class_vectors(alpha, pos_weight, logits.shape[-1], ct, logits.device)]
         return _sigmoid_run(logits, targets, weight, tuple(v.data_ptr() for v in vectors), True, form, gamma,
-                            reduction, den, inplace)
+                            reduction, den, inplace)  # raw: a neg view's memory does not hold its values
     c_type = ctypes.c_double if ct == torch.float64 else ctypes.c_float
     apos = c_type(1.0 if alpha is None else float(alpha))  # rounded to the compute dtype, as a tensor of it
     aneg = c_type(1.0 - apos.value if alpha is not None else 1.0)  # exact in double, then rounded once: as in ct
