@@ -22,6 +22,14 @@ CASES = [
     # (id, callable, exception, argument named, value shown)
     ("gamma<0", lambda: sigmoid_focal_loss(X, Y, gamma=-1.0), ValueError, "gamma", "-1.0"),
     ("gamma nan", lambda: softmax_focal_loss(X, T, gamma=float("nan")), ValueError, "gamma", "nan"),
+    ("gamma int beyond float", lambda: sigmoid_focal_loss(X, Y, gamma=10 ** 400), ValueError, "gamma", "1000"),
+    ("ignore_index int beyond float", lambda: sigmoid_focal_loss(X, Y, ignore_index=-(10 ** 400)), ValueError,
+     "ignore_index", "-1000"),
+    ("weight negative beside NaN", lambda: softmax_focal_loss(X, T, weight=torch.tensor([float("nan"), -1.0, 1.0])),
+     ValueError, "weight", "-1.0"),
+    ("weight negative beside NaN, bfloat16", lambda: softmax_focal_loss(
+        X.bfloat16(), T, weight=torch.tensor([float("nan"), -1.0, 1.0], dtype=torch.bfloat16)),
+     ValueError, "weight", "-1.0"),
     ("gamma str", lambda: sigmoid_focal_loss(X, Y, gamma="2"), TypeError, "gamma", "'2'"),
     ("alpha>1", lambda: sigmoid_focal_loss(X, Y, alpha=1.5), ValueError, "alpha", "1.5"),
     ("alpha<0", lambda: sigmoid_focal_loss(X, Y, alpha=-1), ValueError, "alpha", "-1"),

@@ -2,7 +2,10 @@
 ``_checks.labels_in_range`` and the softmax mean's denominator read on the CPU in one pass. Each must say
 and count exactly what the tensor ops they replace do: the same message naming the first bad value,
 and ``_reduce.class_index_count``'s value, with ``ignore_index`` inside or outside the class range,
-weights of both float dtypes, every position ignored, and inputs large enough to take two threads."""
+weights of both float dtypes, every position ignored, and inputs large enough to take two threads.
+Also the scan of float values in a range (``fk_range_first_bad``) that ``_checks.in_unit_interval``
+and ``_checks.nonnegative`` read: the same message as the tensor ops, NaN passing, an ``allow`` value
+rounded as torch rounds it."""
 
 from __future__ import annotations
 
@@ -113,3 +116,81 @@ def test_native_mean_with_weights_matches_eager(ignore):
     got = fk.softmax_focal_loss(logits, targets, weight=w, ignore_index=ignore, backend="native")
     want = fk.softmax_focal_loss(logits, targets, weight=w, ignore_index=ignore, backend="eager")
     torch.testing.assert_close(got, want, rtol=TOL[torch.float64][0], atol=0)
+
+
+
+def _unit_message(value, allow=None):
+    try:
+        _checks.in_unit_interval("targets", value, allow)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _weight_message(value):
+    try:
+        _checks.nonnegative("weight", value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+F32_EDGE = 16777217  # 2**24 + 1: no float32 holds it; a float32 tensor compares with 2**24
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("values,allow", [
+    ([0.0, 1.0, 0.5, -0.0], None),
+    ([0.0, 1.5, -2.0], None),  # 1.5 first: the first bad value in memory order is named
+    ([0.2, float("nan"), 1.0], None),  # NaN passes: it propagates
+    ([0.2, float("nan"), -1e-30], None),
+    ([1.0 + 2 ** -23, 0.0], None),
+    ([float("inf"), 0.0], None),
+    ([-float("inf"), 0.0], None),
+    ([0.0, -100.0, 1.0], -100),
+    ([0.0, -100.0, 2.0], -100),
+    ([-1.0, 0.5], 2),
+    ([float(1 << 24), 0.5], F32_EDGE),  # allowed in float32 (rounded as torch rounds it), not in float64
+    ([3.0, 0.5], 3.0000001),
+])
+def test_range_scan_says_what_the_tensor_ops_say(monkeypatch, dtype, values, allow):
+    value = torch.tensor(values, dtype=dtype)
+    assert _checks._first_outside(value, 0.0, 1.0, allow) is not None
+    fast = _unit_message(value, allow), _weight_message(value)
+    monkeypatch.setattr(_checks, "_first_outside", lambda *args: None)
+    assert fast == (_unit_message(value, allow), _weight_message(value))
+
+
+def test_range_scan_names_the_first_bad_value_on_two_threads(monkeypatch):
+    torch.manual_seed(0)
+    value = torch.rand(4, 256, 256)  # 262,144 values: past the one-thread size
+    value[value < 0.01] = -100.0
+    value[2, 100, 7], value[3, 0, 0] = 1.25, -0.5
+    weight = value.abs()
+    weight[3, 200, 1] = -7.0
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for allow in (-100, None):
+            fast = _unit_message(value, allow), _weight_message(weight)
+            monkeypatch.setattr(_checks, "_first_outside", lambda *args: None)
+            assert fast == (_unit_message(value, allow), _weight_message(weight))
+            monkeypatch.undo()
+            assert "a value 1.25" in fast[0] if allow is not None else "a value -100.0" in fast[0]
+            assert "a value -7.0" in fast[1]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_range_scan_is_used_where_it_can_read_and_the_ops_elsewhere():
+    assert _checks._first_outside(torch.tensor([0.0, 1.0]), 0.0, 1.0, None) == -1
+    assert _checks._first_outside(torch.tensor([0.0, 1.0], dtype=torch.float16), 0.0, 1.0, None) is None
+    assert _checks._first_outside(torch.tensor([[0.0, 1.0], [1.0, 0.0]]).t(), 0.0, 1.0, None) is None
+    for targets in (torch.tensor([[0.0, 5.0], [1.0, 0.0]]).t(), torch.tensor([[0.0, 5.0]], dtype=torch.bfloat16),
+                    torch.tensor([[0.0, 5.0]])):
+        with pytest.raises(ValueError, match="a value 5.0"):
+            fk.sigmoid_focal_loss(torch.randn(targets.shape).to(targets.dtype), targets)
+    for weight in (torch.tensor([[1.0, 9.0], [-5.0, 9.0]])[:, 0], torch.tensor([1.0, -5.0], dtype=torch.float64),
+                   torch.tensor([1.0, -5.0])):
+        with pytest.raises(ValueError, match="a value -5.0"):
+            fk.softmax_focal_loss(torch.randn(3, 2, dtype=weight.dtype), torch.tensor([0, 1, 1]), weight=weight)

@@ -9,6 +9,7 @@ imported, or by :func:`bind_torch`, which every torch module of focalkit calls (
 
 from __future__ import annotations
 
+import ctypes
 import math
 import numbers
 import sys
@@ -63,7 +64,10 @@ def number(name: str, value: Any, *, lo: Optional[float] = None, hi: Optional[fl
         value = float(value)
     if not is_number(value):
         fail(name, "to be a real number", value, TypeError)
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond any float: not finite either
+        fail(name, "to be finite", value)
     # comparisons, not math.isfinite: they also trace on torch.compile(dynamic=True)'s symbolic floats
     if not -math.inf < value < math.inf:
         fail(name, "to be finite", value)
@@ -159,9 +163,16 @@ def can_read(value: Tensor) -> bool:
 
 
 def in_unit_interval(name: str, value: Tensor, allow: Optional[float] = None) -> None:
-    """Values in [0, 1] (NaN passes: it propagates); only checked where :func:`can_read`. One pass
-    (``aminmax``) in the common case. ``allow``: one more value that is accepted (an ignore index)."""
+    """Values in [0, 1] (NaN passes: it propagates); only checked where :func:`can_read`. One pass: the
+    C kernel's scan (contiguous float32 / float64), else ``aminmax`` in the common case. ``allow``: one
+    more value that is accepted (an ignore index)."""
     if not can_read(value) or value.dtype == torch.bool:
+        return
+    i = _first_outside(value, 0.0, 1.0, allow)
+    if i is not None:  # one pass of the C kernel's scan: no tensor ops (host cost on small inputs)
+        if i >= 0:
+            fail(name, "to hold values in [0, 1]" + ("" if allow is None else f" or {allow:g}"),
+                 f"a value {value.reshape(-1)[i].item()!r}")
         return
     lo, hi = torch.aminmax(value)
     if lo.item() >= 0 and hi.item() <= 1:  # NaN fails here and passes below: it propagates
@@ -177,8 +188,16 @@ def nonnegative(name: str, value: Optional[Tensor]) -> None:
     vectors): every value >= 0 (NaN propagates). Checked where :func:`can_read`."""
     if value is None or not can_read(value):
         return
-    if value.detach().min().item() < 0:  # NaN passes: it propagates
-        fail(name, "to hold values >= 0 (weights cannot be negative)", f"a value {value[value < 0][0].item()!r}")
+    i = _first_outside(value, 0.0, math.inf, None)
+    if i is not None:  # one pass of the C kernel's scan: no tensor ops (host cost on small inputs)
+        if i >= 0:
+            fail(name, "to hold values >= 0 (weights cannot be negative)", f"a value {value.reshape(-1)[i].item()!r}")
+        return
+    if value.detach().min().item() >= 0:  # NaN fails here (a NaN minimum hides a negative) and passes below
+        return
+    negative = value.detach() < 0
+    if bool(negative.any()):
+        fail(name, "to hold values >= 0 (weights cannot be negative)", f"a value {value[negative][0].item()!r}")
 
 
 def labels_in_range(name: str, labels: Tensor, lo: int, hi: int, ignore: Optional[int], condition: str) -> None:
@@ -212,6 +231,31 @@ def _label_scan(labels: Tensor) -> Optional[tuple[Any, Any, int]]:
     from focalkit import _native  # loaded with focalkit.backends; never imported before torch is
 
     return None if _native.LIB is None else (_native.LIB, _native.ignore_arg, torch.get_num_threads())
+
+
+def _first_outside(value: Tensor, lo: float, hi: float, allow: Optional[float]) -> Optional[int]:
+    """The C kernel's scan (``fk_range_first_bad``) where it can read ``value`` directly (a contiguous
+    float32 / float64 tensor; the caller has asked :func:`can_read`; the kernel built): the position of
+    the first value outside [lo, hi] that is not ``allow``, or -1 (NaN is not outside). None elsewhere (the
+    tensor ops then do the same work). The bounds are rounded to float32 for float32 values, as a tensor
+    comparison with a Python number rounds them."""
+    if value.dtype not in (torch.float32, torch.float64) or not value.is_contiguous() or value.is_neg():
+        return None
+    from focalkit import _native  # loaded with focalkit.backends; never imported before torch is
+
+    if _native.LIB is None:
+        return None
+    f64 = value.dtype == torch.float64
+    fn = _native.LIB.fk_range_first_bad_f64 if f64 else _native.LIB.fk_range_first_bad_f32
+    lo, hi, a = (v if f64 else round_float32(v) for v in (lo, hi, 0.0 if allow is None else float(allow)))
+    return fn(value.data_ptr(), value.numel(), lo, hi, a, allow is not None, torch.get_num_threads())
+
+
+def round_float32(value: float) -> float:
+    """``value`` rounded to float32 as a tensor's conversion rounds it (to nearest, ties to even; inf
+    beyond its range, NaN kept), with no tensor op for a host number: the host denominator of float32
+    losses, and the ``allow`` value a float32 tensor is compared with."""
+    return ctypes.c_float(value).value
 
 
 def self_overlapping(t: Tensor) -> bool:

@@ -12,11 +12,12 @@ then 0 (not PyTorch's NaN), and stays connected to the graph.
 
 from __future__ import annotations
 
-import ctypes
 from typing import Literal, Optional, Union
 
 import torch
 from torch import Tensor
+
+from focalkit import _checks
 
 Reduction = Literal["none", "mean", "sum"]
 Normalizer = Union[float, int, Tensor, None]
@@ -56,13 +57,7 @@ def host_denominator(reduction: str, normalizer: Normalizer, count: int, dtype: 
         den = float(count) or 1.0
     else:
         return None
-    return den if dtype == torch.float64 else round_float32(den)
-
-
-def round_float32(value: float) -> float:
-    """``value`` rounded to float32 as a tensor's conversion rounds it (to nearest, ties to even; inf
-    beyond its range, NaN kept), with no tensor op for a host number."""
-    return ctypes.c_float(value).value
+    return den if dtype == torch.float64 else _checks.round_float32(den)
 
 
 def reduce(loss: Tensor, grad: Tensor, reduction: str, den: Optional[Tensor]) -> tuple[Tensor, Tensor]:

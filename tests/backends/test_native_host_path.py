@@ -158,6 +158,6 @@ def test_round_float32_is_the_tensor_conversion():
              float("nan"), 1 / 3, 0.1, 1.0 + 2 ** -30]
     values = torch.cat([wide, -wide, torch.tensor(edges, dtype=D)])
     want = values.to(torch.float32).to(D)
-    got = torch.tensor([fk._reduce.round_float32(v) for v in values.tolist()], dtype=D)
+    got = torch.tensor([fk._checks.round_float32(v) for v in values.tolist()], dtype=D)
     assert torch.equal(got.view(torch.int64)[~want.isnan()], want.view(torch.int64)[~want.isnan()])
     assert torch.equal(got.isnan(), want.isnan())

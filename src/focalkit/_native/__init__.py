@@ -12,7 +12,7 @@ import importlib.util
 from pathlib import Path
 from typing import Optional
 
-ABI_VERSION = 17
+ABI_VERSION = 18
 _SIGNATURES = {  # symbol: argument types -> result type
     "fk_sigmoid_focal_f32": "vp vp vp vp vp vp vp i64 i64 i32 i32 dbl dbl vp vp i32 pdbl -> i32",
     "fk_sigmoid_focal_f64": "vp vp vp vp vp vp vp i64 i64 i32 i32 dbl dbl vp vp i32 pdbl -> i32",
@@ -29,6 +29,8 @@ _SIGNATURES = {  # symbol: argument types -> result type
     "fk_gbdt_binary_ders_f64": "vp vp i32 vp i64 dbl dbl dbl dbl vp -> i32",
     "fk_labels_first_bad": "vp i64 i64 i64 i64 i32 i32 -> i64",
     "fk_labels_weight": "vp vp i32 i64 i64 i64 i32 i32 -> dbl",
+    "fk_range_first_bad_f32": "vp i64 dbl dbl dbl i32 i32 -> i64",
+    "fk_range_first_bad_f64": "vp i64 dbl dbl dbl i32 i32 -> i64",
 }
 _TYPES = {"vp": ctypes.c_void_p, "i64": ctypes.c_int64, "i32": ctypes.c_int, "dbl": ctypes.c_double,
           "pdbl": ctypes.POINTER(ctypes.c_double)}

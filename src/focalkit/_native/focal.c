@@ -1028,7 +1028,28 @@ double fk_labels_weight(const int64_t *y, const void *w, int w_f64, int64_t n, i
     return sum;
 }
 
-int fk_abi_version(void) { return 17; }
+/* ---- float values in a range, read once for the Python checks -----------------------------------
+ * What `_checks.in_unit_interval` (targets in [0, 1]) and `_checks.nonnegative` (weights >= 0) read on
+ * the CPU for float32 / float64 tensors: the position of the first of n values outside [lo, hi] that is
+ * not `allow` (has_allow), or -1. NaN is not outside: it propagates. lo, hi and allow are given rounded
+ * to T (as a tensor's comparison with a Python number rounds it), or as infinities. */
+#define FK_RANGE_SCAN(T, SUF)                                                                                \
+int64_t fk_range_first_bad_##SUF(const T *y, int64_t n, double lo, double hi, double allow, int has_allow,   \
+                                 int nthreads) {                                                             \
+    int64_t bad = 0;                                                                                         \
+    const T l = (T)lo, h = (T)hi, a = (T)allow;                                                              \
+    if (nthreads < 1 || n < 65536) nthreads = 1;                                                             \
+    _Pragma("omp parallel for simd num_threads(nthreads) reduction(+:bad)")                                  \
+    for (int64_t i = 0; i < n; i++) bad += (int64_t)(((y[i] < l) | (y[i] > h)) & !(has_allow & (y[i] == a))); \
+    if (!bad) return -1;                                                                                     \
+    for (int64_t i = 0; i < n; i++)                                                                          \
+        if ((y[i] < l || y[i] > h) && !(has_allow && y[i] == a)) return i;                                   \
+    return -1; /* not reached */                                                                             \
+}
+FK_RANGE_SCAN(float, f32)
+FK_RANGE_SCAN(double, f64)
+
+int fk_abi_version(void) { return 18; }
 
 /* Built by setuptools as an extension module but loaded with ctypes, never imported. */
 void *PyInit__focal_native(void) { return 0; }
