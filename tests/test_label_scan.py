@@ -194,3 +194,66 @@ def test_range_scan_is_used_where_it_can_read_and_the_ops_elsewhere():
                    torch.tensor([1.0, -5.0])):
         with pytest.raises(ValueError, match="a value -5.0"):
             fk.softmax_focal_loss(torch.randn(3, 2, dtype=weight.dtype), torch.tensor([0, 1, 1]), weight=weight)
+
+
+I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _first_bad_ref(y, lo, hi, ignore):
+    bad = (y < lo) | (y > hi)
+    if ignore is not None:
+        bad &= y != ignore
+    idx = bad.nonzero()
+    return int(idx[0]) if len(idx) else -1
+
+
+@pytest.mark.parametrize("n", [1, 7, 33, 70, 65537])
+def test_vectorised_scans_equal_the_tensor_ops_at_every_length_and_extreme(n):
+    """The C passes compare as one unsigned range test and OR / sum 0-1 lanes (so that they vectorise):
+    the same first bad position and count as the tensor ops, for lengths around the vector width and
+    past the one-thread size, int64 extremes, an ignore index inside, at and outside the range, an empty
+    range (lo > hi) and no class at all."""
+    from focalkit import _native
+    lib = _native.LIB
+    g = torch.Generator().manual_seed(n)
+    pool = torch.tensor([I64_MIN, I64_MIN + 1, -101, -100, -1, 0, 1, 2, 4, 5, 6, 254, 255, I64_MAX - 1, I64_MAX])
+    for trial in range(12):
+        y = torch.randint(0, 6, (n,), generator=g)
+        if trial % 3:  # a few values from the pool, at random places (most of the tensor stays in range)
+            k = max(1, n // 50)
+            y[torch.randint(0, n, (k,), generator=g)] = pool[torch.randint(0, len(pool), (k,), generator=g)]
+        for lo, hi in ((0, 5), (0, 4), (1, 2), (0, 0), (3, 2), (I64_MIN, I64_MAX), (I64_MIN, 0), (-100, 254)):
+            for ignore in (None, -100, 0, 5, 255, I64_MIN, I64_MAX):
+                want = _first_bad_ref(y, lo, hi, ignore)
+                got = lib.fk_labels_first_bad(y.data_ptr(), n, lo, hi, *_native.ignore_arg(ignore), 2)
+                assert got == want, (trial, lo, hi, ignore)
+        for C in (0, 1, 5, 6, 255):
+            for ignore in (None, -100, 0, 4, I64_MAX):
+                want = int(((y >= 0) & (y < C) & (y != ignore if ignore is not None else True)).sum())
+                got = lib.fk_labels_weight(y.data_ptr(), None, 0, n, C, *_native.ignore_arg(ignore), 2)
+                assert got == want, (trial, C, ignore)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [1, 7, 33, 70, 65537])
+def test_vectorised_range_scan_at_every_length(dtype, n):
+    from focalkit import _native
+    fn = _native.LIB.fk_range_first_bad_f64 if dtype == torch.float64 else _native.LIB.fk_range_first_bad_f32
+    g = torch.Generator().manual_seed(n)
+    pool = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0, -1e-45, 1.0000001, 2.0, -100.0, 3e38],
+                        dtype=dtype)
+    inf = float("inf")
+    for trial in range(12):
+        y = torch.rand(n, generator=g, dtype=dtype)
+        if trial % 3:
+            k = max(1, n // 50)
+            y[torch.randint(0, n, (k,), generator=g)] = pool[torch.randint(0, len(pool), (k,), generator=g)]
+        for lo, hi in ((0.0, 1.0), (0.0, inf), (-inf, inf), (0.5, 0.25)):
+            for allow in (None, -100.0, 2.0, inf):
+                bad = (y < lo) | (y > hi)
+                if allow is not None:
+                    bad &= y != allow
+                idx = bad.nonzero()
+                want = int(idx[0]) if len(idx) else -1
+                got = fn(y.data_ptr(), n, lo, hi, 0.0 if allow is None else allow, allow is not None, 2)
+                assert got == want, (trial, lo, hi, allow)
