@@ -168,19 +168,9 @@ def in_unit_interval(name: str, value: Tensor, allow: Optional[float] = None) ->
     more value that is accepted (an ignore index)."""
     if not can_read(value) or value.dtype == torch.bool:
         return
-    i = _first_outside(value, 0.0, 1.0, allow)
-    if i is not None:  # one pass of the C kernel's scan: no tensor ops (host cost on small inputs)
-        if i >= 0:
-            fail(name, "to hold values in [0, 1]" + ("" if allow is None else f" or {allow:g}"),
-                 f"a value {value.reshape(-1)[i].item()!r}")
-        return
-    lo, hi = torch.aminmax(value)
-    if lo.item() >= 0 and hi.item() <= 1:  # NaN fails here and passes below: it propagates
-        return
-    outside = ((value < 0) | (value > 1)) if allow is None else (((value < 0) | (value > 1)) & (value != allow))
-    if bool(outside.any()):
-        fail(name, "to hold values in [0, 1]" + ("" if allow is None else f" or {allow:g}"),
-             f"a value {value[outside][0].item()!r}")
+    bad = _outside_value(value, 0.0, 1.0, allow)
+    if bad is not None:
+        fail(name, "to hold values in [0, 1]" + ("" if allow is None else f" or {allow:g}"), f"a value {bad!r}")
 
 
 def nonnegative(name: str, value: Optional[Tensor]) -> None:
@@ -188,16 +178,28 @@ def nonnegative(name: str, value: Optional[Tensor]) -> None:
     vectors): every value >= 0 (NaN propagates). Checked where :func:`can_read`."""
     if value is None or not can_read(value):
         return
-    i = _first_outside(value, 0.0, math.inf, None)
-    if i is not None:  # one pass of the C kernel's scan: no tensor ops (host cost on small inputs)
-        if i >= 0:
-            fail(name, "to hold values >= 0 (weights cannot be negative)", f"a value {value.reshape(-1)[i].item()!r}")
-        return
-    if value.detach().min().item() >= 0:  # NaN fails here (a NaN minimum hides a negative) and passes below
-        return
-    negative = value.detach() < 0
-    if bool(negative.any()):
-        fail(name, "to hold values >= 0 (weights cannot be negative)", f"a value {value[negative][0].item()!r}")
+    bad = _outside_value(value, 0.0, math.inf, None)
+    if bad is not None:
+        fail(name, "to hold values >= 0 (weights cannot be negative)", f"a value {bad!r}")
+
+
+def _outside_value(value: Tensor, lo: float, hi: float, allow: Optional[float]) -> Any:
+    """The first value of ``value`` (in memory order, which the caller has asked :func:`can_read` of)
+    outside [lo, hi] that is not ``allow``, or None. NaN is not outside: it propagates. One pass of the
+    C kernel's scan where it can read the tensor, else ``aminmax`` in the common case."""
+    if value.dtype == torch.bool:  # always in [0, 1]
+        return None
+    i = _first_outside(value, lo, hi, allow)
+    if i is not None:  # no tensor ops (host cost on small inputs)
+        return None if i < 0 else value.reshape(-1)[i].item()
+    v = value.detach()
+    v_lo, v_hi = torch.aminmax(v)
+    if v_lo.item() >= lo and v_hi.item() <= hi:  # NaN fails here (it hides what else is there) ...
+        return None
+    outside = (v < lo) | (v > hi)  # ... and is not outside here
+    if allow is not None:
+        outside &= v != allow
+    return v[outside][0].item() if bool(outside.any()) else None
 
 
 def labels_in_range(name: str, labels: Tensor, lo: int, hi: int, ignore: Optional[int], condition: str) -> None:
@@ -228,9 +230,15 @@ def _label_scan(labels: Tensor) -> Optional[tuple[Any, Any, int]]:
     tensor ops then do the same work). Also what the softmax mean's count on the native path asks."""
     if labels.dtype != torch.int64 or not labels.is_contiguous() or labels.is_neg():
         return None
+    native = _native()
+    return None if native is None else (native.LIB, native.ignore_arg, torch.get_num_threads())
+
+
+def _native() -> Any:
+    """``focalkit._native`` where its C library is loaded, else None (the tensor ops do the work)."""
     from focalkit import _native  # loaded with focalkit.backends; never imported before torch is
 
-    return None if _native.LIB is None else (_native.LIB, _native.ignore_arg, torch.get_num_threads())
+    return None if _native.LIB is None else _native
 
 
 def _first_outside(value: Tensor, lo: float, hi: float, allow: Optional[float]) -> Optional[int]:
@@ -241,12 +249,11 @@ def _first_outside(value: Tensor, lo: float, hi: float, allow: Optional[float]) 
     comparison with a Python number rounds them."""
     if value.dtype not in (torch.float32, torch.float64) or not value.is_contiguous() or value.is_neg():
         return None
-    from focalkit import _native  # loaded with focalkit.backends; never imported before torch is
-
-    if _native.LIB is None:
+    native = _native()
+    if native is None:
         return None
     f64 = value.dtype == torch.float64
-    fn = _native.LIB.fk_range_first_bad_f64 if f64 else _native.LIB.fk_range_first_bad_f32
+    fn = native.LIB.fk_range_first_bad_f64 if f64 else native.LIB.fk_range_first_bad_f32
     lo, hi, a = (v if f64 else round_float32(v) for v in (lo, hi, 0.0 if allow is None else float(allow)))
     return fn(value.data_ptr(), value.numel(), lo, hi, a, allow is not None, torch.get_num_threads())
 
