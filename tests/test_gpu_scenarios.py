@@ -220,6 +220,30 @@ def test_at_most_four_launches_and_one_logits_of_extra_memory_per_step():
         assert extra <= x.numel() * x.element_size() + 2 ** 20, (name, extra / (x.numel() * x.element_size()))
 
 
+@gpu
+@needs_gpu
+def test_three_launches_where_the_forward_is_one_program():
+    """Small inputs, whose step is the host's: the forward's one program finishes the reduction (no
+    ``finish_kernel``), so a step is the forward, autograd's seed and the backward."""
+    g = torch.Generator(device="cuda").manual_seed(0)
+    cases = [("softmax 256 x 10", torch.randn(256, 10, device="cuda", generator=g),
+              torch.randint(0, 10, (256,), device="cuda", generator=g), fk.softmax_focal_loss),
+             ("sigmoid 16 x 64", torch.randn(16, 64, device="cuda", generator=g),
+              (torch.rand(16, 64, device="cuda", generator=g) < 0.1).float(), fk.sigmoid_focal_loss),
+             ("dfl 64 x 16", torch.randn(64, 16, device="cuda", generator=g),
+              torch.rand(64, device="cuda", generator=g) * 14.9, fk.distribution_focal_loss)]
+    for name, x, t, loss_fn in cases:
+        x.requires_grad_()
+
+        def step():
+            x.grad = None
+            loss_fn(x, t).backward()
+
+        step()
+        torch.cuda.synchronize()
+        assert _launches(step) == 3, name
+
+
 def test_presets_against_their_peers_on_the_device():
     """torchvision (on GPU machines) and kornia (a wheel there; in the test extra here), where they import."""
     peers = [m for m in ("torchvision", "kornia") if importlib.util.find_spec(m) is not None]

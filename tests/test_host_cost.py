@@ -37,6 +37,13 @@ def aten_ops(fn, x, *args, **kwargs) -> collections.Counter:
 X = torch.randn(64, 10)
 T = torch.randint(0, 10, (64,))
 Y = (torch.rand(64, 10) < 0.2).float()
+# inputs over several programs of the Triton kernels (here, where the grid holds at most 4: 600 rows of
+# 10 classes = 3 programs of the loop over few classes; 6,000 sigmoid elements = 4 programs): the forward
+# then leaves its partial sums to the finishing kernel. The 64-row inputs above are one program each, whose
+# forward finishes the reduction itself: one launch fewer.
+XB = torch.randn(600, 10)
+TB = torch.randint(0, 10, (600,))
+YB = (torch.rand(600, 10) < 0.2).float()
 
 
 def _scalar(loss):
@@ -55,29 +62,35 @@ def gpu_path(monkeypatch):
     return launches
 
 
-@pytest.mark.parametrize("reduction,launches", [("mean", 3), ("sum", 3), ("none", 2)])
-def test_triton_softmax_ops_and_launches_per_step(gpu_path, reduction, launches):
+LAUNCHES = [("mean", True, 2), ("sum", True, 2), ("none", True, 2),
+            ("mean", False, 3), ("sum", False, 3), ("none", False, 2)]
+
+
+@pytest.mark.parametrize("reduction,one_program,launches", LAUNCHES)
+def test_triton_softmax_ops_and_launches_per_step(gpu_path, reduction, one_program, launches):
     f = lambda a, b: _scalar(fk.softmax_focal_loss(a, b, reduction=reduction, backend="triton"))
-    ops = aten_ops(f, X, T)
-    assert len(gpu_path) == launches
+    ops = aten_ops(f, *((X, T) if one_program else (XB, TB)))
+    assert len(gpu_path) == launches, gpu_path
     assert sum(ops.values()) <= 12, ops  # allocations, detaches, the seed of backward; no compute
     assert not {k for k in ops if any(s in k for s in ("lt.", "gt.", "any", "where", "_to_copy", "item"))}, ops
 
 
-@pytest.mark.parametrize("reduction,launches", [("mean", 3), ("sum", 3), ("none", 2)])
-def test_triton_sigmoid_ops_and_launches_per_step(gpu_path, reduction, launches):
+@pytest.mark.parametrize("reduction,one_program,launches", LAUNCHES)
+def test_triton_sigmoid_ops_and_launches_per_step(gpu_path, reduction, one_program, launches):
     f = lambda a, b: _scalar(fk.sigmoid_focal_loss(a, b, reduction=reduction, backend="triton"))
-    ops = aten_ops(f, X, Y)
-    assert len(gpu_path) == launches
+    ops = aten_ops(f, *((X, Y) if one_program else (XB, YB)))
+    assert len(gpu_path) == launches, gpu_path
     assert sum(ops.values()) <= 10, ops
     assert not {k for k in ops if any(s in k for s in ("full", "rsub", "stack", "where", "_to_copy"))}, ops
 
 
 def test_triton_alpha_tensor_and_normalizer_add_only_their_own_ops(gpu_path):
     a = torch.full((10,), 0.3)
-    ops = aten_ops(lambda x, y: fk.sigmoid_focal_loss(x, y, alpha=a, reduction="sum", normalizer=torch.tensor(4.0),
-                                                      backend="triton"), X, Y)
-    assert len(gpu_path) == 3 and sum(ops.values()) <= 20, ops
+    for x, y, launches in ((X, Y, 2), (XB, YB, 3)):
+        gpu_path.clear()
+        ops = aten_ops(lambda x, y: fk.sigmoid_focal_loss(x, y, alpha=a, reduction="sum",
+                                                          normalizer=torch.tensor(4.0), backend="triton"), x, y)
+        assert len(gpu_path) == launches and sum(ops.values()) <= 20, ops
 
 
 @pytest.mark.skipif(not native.available(), reason="the native kernel is built in CI")
@@ -103,17 +116,20 @@ def test_native_ops_per_step():
 
 
 Q = torch.rand(64, 10) * Y  # IoU-aware scores on the positives
-DIST = torch.rand(64) * 8.9  # DFL distances over 10 bins
+DIST = torch.rand(64) * 8.9  # DFL distances over 10 bins (64 rows: one program of the 128-row tile)
+QB = torch.rand(600, 10) * YB
+DISTB = torch.rand(600) * 8.9
 
 
-@pytest.mark.parametrize("reduction,launches", [("mean", 3), ("sum", 3), ("none", 2)])
-def test_triton_varifocal_and_dfl_ops_and_launches_per_step(gpu_path, reduction, launches):
+@pytest.mark.parametrize("reduction,one_program,launches", LAUNCHES)
+def test_triton_varifocal_and_dfl_ops_and_launches_per_step(gpu_path, reduction, one_program, launches):
     """Varifocal and DFL launch as the sigmoid and softmax kernels do, with no compute op on the host."""
-    for f, t in ((lambda a, b: _scalar(fk.varifocal_loss(a, b, reduction=reduction, backend="triton")), Q),
-                 (lambda a, b: _scalar(fk.distribution_focal_loss(a, b, reduction=reduction, backend="triton")), DIST)):
+    x, q, d = (X, Q, DIST) if one_program else (XB, QB, DISTB)
+    for f, t in ((lambda a, b: _scalar(fk.varifocal_loss(a, b, reduction=reduction, backend="triton")), q),
+                 (lambda a, b: _scalar(fk.distribution_focal_loss(a, b, reduction=reduction, backend="triton")), d)):
         gpu_path.clear()
-        ops = aten_ops(f, X, t)
-        assert len(gpu_path) == launches
+        ops = aten_ops(f, x, t)
+        assert len(gpu_path) == launches, gpu_path
         assert sum(ops.values()) <= 10, ops
         assert not {k for k in ops if any(s in k for s in ("full", "rsub", "where", "_to_copy", "item", "scatter",
                                                            "softmax", "exp."))}, ops

@@ -243,3 +243,39 @@ def test_sparse_class_indices_equal_eager(form, dtype, shape):
                     reduction="sum")):
         _same(fk.sigmoid_focal_loss, x, lab, go if kw.get("reduction") == "none" else None, soft_target=form,
               gamma=1.5, **kw)
+
+
+@pytest.mark.parametrize("case", ["sigmoid mean", "sigmoid sum", "sigmoid normalizer", "sigmoid normalizer tensor",
+                                  "softmax mean, weights and ignored", "softmax probabilities", "varifocal", "dfl",
+                                  "softmax all ignored"])
+def test_one_program_forward_finishes_as_the_finishing_kernel(monkeypatch, case):
+    """A forward whose grid is one program (small inputs) finishes the reduction itself, one launch
+    fewer; its loss and gradient are the bits of the forward + ``finish_kernel`` pair, for every
+    denominator: none (sum), a number, a tensor, the kernel's weighted count (0 when all is ignored)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 7, generator=g) * 3
+    if case.startswith("sigmoid"):
+        y = (torch.rand(40, 7, generator=g) < 0.3).float()
+        kw = {"sigmoid mean": {}, "sigmoid sum": dict(reduction="sum"), "sigmoid normalizer": dict(normalizer=3.5),
+              "sigmoid normalizer tensor": dict(normalizer=torch.tensor(6.0))}[case]
+        fn = fk.sigmoid_focal_loss
+    elif case.startswith("softmax"):
+        fn = fk.softmax_focal_loss
+        if case == "softmax probabilities":
+            y, kw = torch.softmax(torch.randn(40, 7, generator=g), 1), dict(gamma=1.5)
+        else:
+            y = torch.randint(0, 7, (40,), generator=g)
+            y[::3] = -100
+            if case == "softmax all ignored":
+                y[:] = -100
+            kw = dict(weight=torch.rand(7, generator=g) + 0.5)
+    elif case == "varifocal":
+        fn, y, kw = fk.varifocal_loss, torch.rand(40, 7, generator=g) * (torch.rand(40, 7, generator=g) < 0.3), {}
+    else:
+        fn, y, kw = fk.distribution_focal_loss, torch.rand(40, generator=g) * 5.9, {}
+    got = _run(fn, _on(x), _on(y), "triton", **_on(kw))
+    monkeypatch.setattr(tb, "ONE_PROGRAM_FINISH", False)
+    want = _run(fn, _on(x), _on(y), "triton", **_on(kw))
+    assert got[0].dtype == want[0].dtype == torch.float32 and got[0].shape == want[0].shape == ()
+    for a, b in zip(got, want):
+        assert torch.equal(a.cpu(), b.cpu()), (a, b)

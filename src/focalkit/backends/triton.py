@@ -5,10 +5,12 @@ which is how CI tests it on a machine without a GPU). float16 / bfloat16 / float
 computed in float32; the loss and the gradient are stored in the logits' dtype; float64 stays on the
 eager backend.
 
-A forward + backward is three launches (two with ``reduction="none"``):
+A forward + backward is three launches (two with ``reduction="none"``, and two where the forward's
+grid is one program):
 
 1. the forward kernel: the loss, or one partial sum per program (and, for class indices, the
-   counted weight of the mean's denominator);
+   counted weight of the mean's denominator); a grid of one program (small inputs, where the host's
+   cost per launch decides) finishes the reduction itself, as ``finish_kernel`` would;
 2. ``finish_kernel``: the partials summed in a fixed order (deterministic), divided by the
    denominator, stored in the output; ``1 / denominator`` kept on the device for the backward;
 3. the backward kernel: the gradient recomputed from the inputs, times ``grad_output`` and
@@ -104,6 +106,7 @@ SIGMOID_BLOCK = 1024  # elements per program and loop step (num_warps=8: 4 per t
 SIGMOID_WARPS = 8
 PROGRAMS_PER_SM = 32  # the persistent sigmoid grid: at most this many programs per multiprocessor
 FINISH_BLOCK = 1024
+ONE_PROGRAM_FINISH = True  # a forward over one program finishes its reduction (False: tests compare the two)
 SOFT_FORMS = _ops.SOFT_FORMS  # "linear", "pt", "signed", "bce", "quality": FORM 0..4
 
 
@@ -192,6 +195,13 @@ class Spec(NamedTuple):
     num_warps: int
 
 
+def _FWD_OUT(x: torch.dtype) -> tuple:
+    """A forward kernel's output pointers: each loss (``x``), the partial sums or the reduced loss, 1 /
+    denominator, and the denominator tensor a one-program grid reads (float32)."""
+    f32 = torch.float32
+    return (("loss_ptr", x), ("part_ptr", f32), ("inv_ptr", f32), ("den_ptr", f32))
+
+
 def specialisations() -> Iterator[Spec]:
     """Every specialisation a launcher in this module can request (read by the ahead-of-time compile
     test): each constexpr combination with each pointer dtype."""
@@ -201,8 +211,7 @@ def specialisations() -> Iterator[Spec]:
                 for w in _ptr_dtypes(x):
                     ptrs = (("x_ptr", x), ("y_ptr", y), ("cls_ptr", torch.float32), ("w_ptr", w))
                     yield Spec("sigmoid.sigmoid_fwd_kernel", (("FORM", form), ("BLOCK", SIGMOID_BLOCK)),
-                               ptrs + (("loss_ptr", x), ("part_ptr", torch.float32), ("inv_ptr", torch.float32)),
-                               SIGMOID_WARPS)
+                               ptrs + _FWD_OUT(x), SIGMOID_WARPS)
                     yield Spec("sigmoid.sigmoid_bwd_kernel", (("FORM", form), ("BLOCK", SIGMOID_BLOCK)),
                                ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), SIGMOID_WARPS)
         yield Spec("common.finish_kernel", (("BLOCK", FINISH_BLOCK),),
@@ -212,16 +221,14 @@ def specialisations() -> Iterator[Spec]:
             for lab in _ptr_dtypes(x):
                 for w in _ptr_dtypes(x):
                     ptrs = (("x_ptr", x), ("q_ptr", q), ("lab_ptr", lab), ("w_ptr", w))
-                    yield Spec("quality.vfl_fwd_kernel", (("BLOCK", SIGMOID_BLOCK),),
-                               ptrs + (("loss_ptr", x), ("part_ptr", torch.float32), ("inv_ptr", torch.float32)),
+                    yield Spec("quality.vfl_fwd_kernel", (("BLOCK", SIGMOID_BLOCK),), ptrs + _FWD_OUT(x),
                                SIGMOID_WARPS)
                     yield Spec("quality.vfl_bwd_kernel", (("BLOCK", SIGMOID_BLOCK),),
                                ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), SIGMOID_WARPS)
         for t in DFL_TILES:
             ptrs = (("z_ptr", x), ("y_ptr", torch.float32), ("w_ptr", torch.float32))
             blocks = (("BLOCK_P", t.block_p), ("BLOCK_C", t.block_c))
-            yield Spec("quality.dfl_fwd_kernel", blocks,
-                       ptrs + (("loss_ptr", x), ("part_ptr", torch.float32), ("inv_ptr", torch.float32)), t.num_warps)
+            yield Spec("quality.dfl_fwd_kernel", blocks, ptrs + _FWD_OUT(x), t.num_warps)
             yield Spec("quality.dfl_bwd_kernel", blocks,
                        ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), t.num_warps)
         for t in ROW_TILES + SPATIAL_TILES + (ROW_LOOP,):
@@ -231,8 +238,8 @@ def specialisations() -> Iterator[Spec]:
                     tile = (("SPATIAL", t.spatial), ("ONE_TILE", t.one_tile), ("DENSE", dense), ("HAS_Q", has_q))
                     blocks = (("BLOCK_P", t.block_p), ("BLOCK_C", t.block_c))
                     yield Spec("softmax.softmax_fwd_kernel", tile + blocks,
-                               ptrs + (("loss_ptr", x), ("part_ptr", torch.float32), ("cnt_ptr", torch.float32),
-                                       ("inv_ptr", torch.float32), ("st_ptr", torch.float32)), t.num_warps)
+                               ptrs + _FWD_OUT(x) + (("cnt_ptr", torch.float32), ("st_ptr", torch.float32)),
+                               t.num_warps)
                     yield Spec("softmax.softmax_bwd_kernel", tile + blocks,
                                ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("st_ptr", torch.float32),
                                        ("grad_ptr", x)), t.num_warps)
@@ -283,6 +290,36 @@ def _finish(k_common: Any, partials: Tensor, counts: Optional[Tensor], den_mode:
                                            partials if den is None else den, out, inv, partials.numel(),
                                            float(den_value), den_mode), dict(BLOCK=FINISH_BLOCK), 4)
     return out, inv
+
+
+class _Reduced(NamedTuple):
+    """A forward launch's reduction arguments: where the loss goes, and how it is finished."""
+
+    loss: Tensor      # each element's loss (``store``), else a dummy
+    part: Tensor      # the partial sums, or (one program) the reduced loss, a 0-dim float32 tensor
+    inv: Tensor       # 1 / denominator (written by the forward with ``store`` or one program)
+    den: Tensor       # the denominator tensor (``den_mode`` 2), else a dummy
+    den_mode: int     # -1: partials for ``finish_kernel``; 0 .. 3: this launch finishes (``common.finish``)
+    den_value: float
+    finish: tuple     # (den_mode, den_value, den) for ``finish_kernel`` where it runs, else ()
+
+
+def _reduced(store: bool, loss_shape: Any, loss_dtype: torch.dtype, programs: int, dev: torch.device,
+             reduction: str, normalizer: Any, count: Optional[int]) -> _Reduced:
+    """The buffers and reduction arguments of a forward launch over ``programs`` programs: a grid of one
+    program finishes the reduction itself (one launch fewer; the same float64 sum and division as
+    ``finish_kernel``, so the same bits)."""
+    f32 = torch.float32
+    dummy = _dummy(dev, f32)
+    if store:
+        inv = torch.empty(1, dtype=f32, device=dev)
+        return _Reduced(torch.empty(loss_shape, dtype=loss_dtype, device=dev), inv, inv, dummy, -1, 1.0, ())
+    mode, value, den = _denominator(reduction, normalizer, count)
+    if programs == 1 and ONE_PROGRAM_FINISH and _reduce.out_dtype(loss_dtype, True) == f32:
+        return _Reduced(_dummy(dev, loss_dtype), torch.empty((), dtype=f32, device=dev),
+                        torch.empty(1, dtype=f32, device=dev), dummy if den is None else den, mode, value, ())
+    return _Reduced(_dummy(dev, loss_dtype), torch.empty(max(programs, 1), dtype=f32, device=dev), dummy, dummy, -1,
+                    1.0, (mode, value, den))
 
 
 def _denominator(reduction: str, normalizer: Any, count: Optional[int]) -> tuple[int, float, Optional[Tensor]]:
@@ -366,24 +403,21 @@ def _sig_args(a: _Sig) -> tuple:
 
 def _ew_forward(kernel: Any, tensors: tuple, meta: tuple, floats: tuple, consts: dict, reduction: str,
                 normalizer: Any) -> tuple[Tensor, Tensor]:
-    """An elementwise family's forward (sigmoid, Varifocal): ``kernel(*tensors, loss, part, inv, n, *meta,
-    store, *floats, **consts)`` over a persistent grid, then the finishing kernel unless it stores each
-    element's loss. Returns (loss, 1 / denominator)."""
+    """An elementwise family's forward (sigmoid, Varifocal): ``kernel(*tensors, loss, part, inv, den, n, *meta,
+    store, den_mode, *floats, den_value, **consts)`` over a persistent grid, then the finishing kernel
+    unless it stores each element's loss or its grid is one program. Returns (loss, 1 / denominator)."""
     x = tensors[0]
     n, dev = x.numel(), x.device
     store = reduction == "none" and normalizer is None
     grid = _grid(n, SIGMOID_BLOCK, dev)
+    r = _reduced(store, x.shape, x.dtype, grid, dev, reduction, normalizer, n)
+    _launch(kernel, (grid,), (*tensors, r.loss, r.part, r.inv, r.den, n, *meta, int(store), r.den_mode, *floats,
+                              r.den_value), consts, SIGMOID_WARPS)
     if store:
-        loss = torch.empty_like(x)
-        part = inv = torch.empty(1, dtype=torch.float32, device=dev)
-    else:
-        part = torch.empty(grid, dtype=torch.float32, device=dev)
-        loss, inv = _dummy(dev, x.dtype), _dummy(dev, torch.float32)
-    _launch(kernel, (grid,), (*tensors, loss, part, inv, n, *meta, int(store), *floats), consts, SIGMOID_WARPS)
-    if store:
-        return loss, inv
-    mode, value, den = _denominator(reduction, normalizer, n)
-    return _finish(_kernels()[0], part, None, mode, value, den, _reduce.out_dtype(x.dtype, True))
+        return r.loss, r.inv
+    if not r.finish:
+        return r.part, r.inv
+    return _finish(_kernels()[0], r.part, None, *r.finish, _reduce.out_dtype(x.dtype, True))
 
 
 def _ew_backward(kernel: Any, tensors: tuple, meta: tuple, floats: tuple, consts: dict, inv: Tensor,
@@ -535,30 +569,27 @@ def _softmax_forward(a: _Smx, reduction: str, normalizer: Any) -> tuple[Tensor, 
     positions = a.n * a.s
     store = reduction == "none" and normalizer is None
     grid = _smx_grid(a)
-    programs = math.prod(grid)
-    if store:
-        loss = torch.empty(positions, dtype=a.z.dtype, device=dev)
-        part = cnt = inv = torch.empty(1, dtype=torch.float32, device=dev)
-    else:
-        part = torch.empty(max(programs, 1), dtype=torch.float32, device=dev)
-        cnt = torch.empty(max(programs, 1), dtype=torch.float32, device=dev)
-        loss = _dummy(dev, a.z.dtype)
-        inv = torch.empty(1, dtype=torch.float32, device=dev)
+    launch = bool(positions and a.n_cls)
+    r = _reduced(store, positions, a.z.dtype, math.prod(grid) if launch else 0, dev, reduction, normalizer,
+                 positions if a.has_q else None)
+    cnt = r.part if store or not r.finish else torch.empty_like(r.part)
     keep = not a.tile.one_tile and a.tile.block_c > 1  # the loop over few classes recomputes its statistics
-    st = torch.empty((5 if a.dense else 3) * max(positions, 1), dtype=torch.float32, device=dev) if keep else inv
-    if positions and a.n_cls:
-        _launch(k_smx.softmax_fwd_kernel, grid, (a.z, a.y, a.q, a.w, loss, part, cnt, inv, st, positions, a.n_cls,
-                                                 a.s, a.ignore, a.eps, a.gamma, a.has_w, int(store)),
+    st = torch.empty((5 if a.dense else 3) * max(positions, 1), dtype=torch.float32, device=dev) if keep else r.inv
+    if launch:
+        _launch(k_smx.softmax_fwd_kernel, grid, (a.z, a.y, a.q, a.w, r.loss, r.part, cnt, r.inv, st, r.den, positions,
+                                                 a.n_cls, a.s, a.ignore, a.eps, a.gamma, a.has_w, int(store),
+                                                 r.den_mode, r.den_value),
                 _smx_const(a), a.tile.num_warps)
     elif store:
-        inv.fill_(1.0)
+        r.inv.fill_(1.0)
     else:
-        part.zero_()
+        r.part.zero_()
         cnt.zero_()
     if store:
-        return loss.view(a.z.shape[:1] + a.z.shape[2:]), inv, st
-    mode, value, den = _denominator(reduction, normalizer, positions if a.has_q else None)
-    out, inv = _finish(k_common, part, cnt, mode, value, den, _reduce.out_dtype(a.z.dtype, True))
+        return r.loss.view(a.z.shape[:1] + a.z.shape[2:]), r.inv, st
+    if not r.finish:
+        return r.part, r.inv, st
+    out, inv = _finish(k_common, r.part, cnt, *r.finish, _reduce.out_dtype(a.z.dtype, True))
     return out, inv, st
 
 
@@ -667,7 +698,8 @@ def _vfl_backward(a: _Vfl, inv: Tensor, grad_out: Optional[Tensor]) -> Tensor:
 
 def varifocal_loss(logits: Tensor, targets: Tensor, *, alpha: float, gamma: float, iou_weighted: bool,
                    weight: Optional[Tensor], labels: Optional[Tensor], reduction: str, normalizer: Any) -> Tensor:
-    """See :func:`focalkit.varifocal_loss`: three launches per forward + backward, as the sigmoid's."""
+    """See :func:`focalkit.varifocal_loss`: three launches per forward + backward (two for one program),
+    as the sigmoid's."""
     ref = eager.varifocal_reference(alpha=alpha, gamma=gamma, iou_weighted=iou_weighted, reduction=reduction,
                                     normalizer=normalizer)
     a = _vfl_prepare(logits, targets, weight, labels, alpha, gamma, iou_weighted)
@@ -699,30 +731,28 @@ def _dfl_prepare(logits: Tensor, targets: Tensor, weight: Optional[Tensor]) -> _
     return _Dfl(z, raw(targets, torch.float32), w, int(weight is not None), dfl_tile(z.shape[1]))
 
 
-def _dfl_launch(kernel: Any, a: _Dfl, ptrs: tuple, flag: int) -> None:
-    """``kernel(z, y, w, *ptrs, P, C, has_w, flag)`` over tiles of rows (nothing to launch for no rows)."""
+def _dfl_launch(kernel: Any, a: _Dfl, ptrs: tuple, flags: tuple) -> None:
+    """``kernel(z, y, w, *ptrs, P, C, has_w, *flags)`` over tiles of rows (nothing to launch for no rows)."""
     n_rows, n_bins = a.z.shape
     if n_rows:
-        _launch(kernel, (-(-n_rows // a.tile.block_p),), (a.z, a.y, a.w, *ptrs, n_rows, n_bins, a.has_w, flag),
+        _launch(kernel, (-(-n_rows // a.tile.block_p),), (a.z, a.y, a.w, *ptrs, n_rows, n_bins, a.has_w, *flags),
                 dict(BLOCK_P=a.tile.block_p, BLOCK_C=a.tile.block_c), a.tile.num_warps)
 
 
 def _dfl_forward(a: _Dfl, reduction: str, normalizer: Any) -> tuple[Tensor, Tensor]:
-    """(loss, 1 / denominator): one launch, and the finishing kernel unless each row's loss is stored."""
+    """(loss, 1 / denominator): one launch, and the finishing kernel unless each row's loss is stored or
+    the grid is one program."""
     dev, n_rows = a.z.device, a.z.shape[0]
     store = reduction == "none" and normalizer is None
-    f32 = dict(dtype=torch.float32, device=dev)
-    if store:  # no rows: no launch, so 1 / denominator = 1 and a sum of 0 come from here
-        loss = torch.empty(n_rows, dtype=a.z.dtype, device=dev)
-        part = inv = torch.empty(1, **f32) if n_rows else torch.ones(1, **f32)
-    else:
-        part = torch.empty(-(-n_rows // a.tile.block_p), **f32) if n_rows else torch.zeros(1, **f32)
-        loss, inv = _dummy(dev, a.z.dtype), _dummy(dev, torch.float32)
-    _dfl_launch(_kernels()[3].dfl_fwd_kernel, a, (loss, part, inv), int(store))
+    r = _reduced(store, n_rows, a.z.dtype, -(-n_rows // a.tile.block_p), dev, reduction, normalizer, n_rows)
+    if not n_rows:  # no rows: no launch, so 1 / denominator = 1 and a sum of 0 come from here
+        (r.inv if store else r.part).fill_(1.0 if store else 0.0)
+    _dfl_launch(_kernels()[3].dfl_fwd_kernel, a, (r.loss, r.part, r.inv, r.den), (int(store), r.den_mode, r.den_value))
     if store:
-        return loss, inv
-    mode, value, den = _denominator(reduction, normalizer, n_rows)
-    return _finish(_kernels()[0], part, None, mode, value, den, _reduce.out_dtype(a.z.dtype, True))
+        return r.loss, r.inv
+    if not r.finish:
+        return r.part, r.inv
+    return _finish(_kernels()[0], r.part, None, *r.finish, _reduce.out_dtype(a.z.dtype, True))
 
 
 def _dfl_backward(a: _Dfl, inv: Tensor, grad_out: Optional[Tensor]) -> Tensor:
@@ -731,13 +761,14 @@ def _dfl_backward(a: _Dfl, inv: Tensor, grad_out: Optional[Tensor]) -> Tensor:
         return _dfl_backward(a, inv, None) * (go.unsqueeze(1) if go.dim() else go)
     grad = torch.empty_like(a.z)
     go, go_mode, inv = _grad_out(grad_out, a.z, inv)
-    _dfl_launch(_kernels()[3].dfl_bwd_kernel, a, (go, inv, grad), go_mode)
+    _dfl_launch(_kernels()[3].dfl_bwd_kernel, a, (go, inv, grad), (go_mode,))
     return grad
 
 
 def distribution_focal_loss(logits: Tensor, targets: Tensor, *, weight: Optional[Tensor], reduction: str,
                             normalizer: Any) -> Tensor:
-    """See :func:`focalkit.distribution_focal_loss`: tiles of rows x bins, three launches per step."""
+    """See :func:`focalkit.distribution_focal_loss`: tiles of rows x bins, three launches per step (two
+    for one program)."""
     ref = eager.dfl_reference(reduction=reduction, normalizer=normalizer)
     a = _dfl_prepare(logits, targets, weight)
     meta = tuple(a)[3:]

@@ -21,14 +21,31 @@ def expm1(x):
     return tl.where(u == 1.0, x, tl.where(u == float("inf"), u, mid))
 
 
+@triton.jit
+def finish(total, count, den_ptr, den_value, den_mode, out_ptr, inv_ptr):
+    """The reduction's last step, from the float64 sum of the loss (and of the counted weight): the sum
+    divided by the denominator, stored in the output's dtype; ``1 / denominator`` stored (float32) for the
+    backward kernel.
+
+    ``den_mode``: 0 none (a sum), 1 ``den_value``, 2 the 1-element tensor at ``den_ptr``, 3 ``count`` (a
+    weighted count; 0, when every position is ignored, divides by 1). A forward kernel whose grid is one
+    program calls this itself (no second launch); otherwise :func:`finish_kernel` does, over the partials."""
+    den = tl.full((), 1.0, tl.float64)
+    if den_mode == 1:
+        den = tl.full((), 1.0, tl.float64) * den_value
+    if den_mode == 2:
+        den = tl.load(den_ptr).to(tl.float64)
+    if den_mode == 3:
+        den = tl.where(count == 0.0, 1.0, count)
+    tl.store(out_ptr, (total / den).to(tl.float32).to(out_ptr.dtype.element_ty))
+    tl.store(inv_ptr, (1.0 / den).to(tl.float32))
+
+
 @triton.jit(do_not_specialize=["n_part", "den_mode"])
 def finish_kernel(part_ptr, cnt_ptr, den_ptr, out_ptr, inv_ptr, n_part, den_value, den_mode,
                   BLOCK: tl.constexpr):
-    """One program: the loss partials summed in a fixed order (float64), divided by the denominator,
-    stored in the output's dtype; ``1 / denominator`` stored (float32) for the backward kernel.
-
-    ``den_mode``: 0 none (a sum), 1 ``den_value``, 2 the 1-element tensor at ``den_ptr``, 3 the sum of
-    the count partials (a weighted count; 0, when every position is ignored, divides by 1)."""
+    """One program: the loss partials summed in a fixed order (float64), then :func:`finish`
+    (``den_mode`` 3 sums the count partials too)."""
     offs = tl.arange(0, BLOCK)
     acc = tl.zeros([BLOCK], tl.float64)
     cacc = tl.zeros([BLOCK], tl.float64)
@@ -37,14 +54,4 @@ def finish_kernel(part_ptr, cnt_ptr, den_ptr, out_ptr, inv_ptr, n_part, den_valu
         acc += tl.load(part_ptr + start + offs, mask=m, other=0.0).to(tl.float64)
         if den_mode == 3:
             cacc += tl.load(cnt_ptr + start + offs, mask=m, other=0.0).to(tl.float64)
-    total = tl.sum(acc, axis=0)
-    den = tl.full((), 1.0, tl.float64)
-    if den_mode == 1:
-        den = tl.full((), 1.0, tl.float64) * den_value
-    if den_mode == 2:
-        den = tl.load(den_ptr).to(tl.float64)
-    if den_mode == 3:
-        c = tl.sum(cacc, axis=0)
-        den = tl.where(c == 0.0, 1.0, c)
-    tl.store(out_ptr, (total / den).to(tl.float32).to(out_ptr.dtype.element_ty))
-    tl.store(inv_ptr, (1.0 / den).to(tl.float32))
+    finish(tl.sum(acc, axis=0), tl.sum(cacc, axis=0), den_ptr, den_value, den_mode, out_ptr, inv_ptr)

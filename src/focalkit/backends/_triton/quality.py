@@ -1,5 +1,6 @@
 """Varifocal Loss (elementwise) and Distribution Focal Loss (rows of bins): forward kernels (the loss,
-or per-program partial sums finished by ``common.finish_kernel``) and backward kernels that recompute
+or per-program partial sums finished by ``common.finish_kernel``, or for a grid of one program the
+reduced loss itself) and backward kernels that recompute
 the gradient and store it once, times ``grad_output`` and ``1 / denominator``, as the sigmoid and
 softmax kernels do (no gradient-sized buffer between forward and backward). The maths is
 :mod:`focalkit.core.quality`'s ``varifocal`` and ``distribution_focal``, in float32.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from focalkit.backends._triton.common import log1p
+from focalkit.backends._triton.common import finish, log1p
 
 
 @triton.jit
@@ -59,10 +60,11 @@ def _vfl_element(x_ptr, q_ptr, lab_ptr, w_ptr, offs, mask, C, has_lab, w_mode, w
     return loss, grad
 
 
-@triton.jit(do_not_specialize=["C", "has_lab", "w_mode", "w_rs", "w_cs", "iou", "store"])
-def vfl_fwd_kernel(x_ptr, q_ptr, lab_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, n, C, has_lab, w_mode, w_rs, w_cs, iou,
-                   store, alpha, gamma, BLOCK: tl.constexpr):
-    """``store``: each element's loss, and 1 at ``inv_ptr``; else one partial sum per program."""
+@triton.jit(do_not_specialize=["C", "has_lab", "w_mode", "w_rs", "w_cs", "iou", "store", "den_mode"])
+def vfl_fwd_kernel(x_ptr, q_ptr, lab_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, den_ptr, n, C, has_lab, w_mode, w_rs,
+                   w_cs, iou, store, den_mode, alpha, gamma, den_value, BLOCK: tl.constexpr):
+    """``store``: each element's loss, and 1 at ``inv_ptr``; else one partial sum per program (``den_mode``
+    -1) or, for a grid of one program, the reduced loss (``common.finish``), as ``sigmoid_fwd_kernel``."""
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     ar = tl.arange(0, BLOCK)
@@ -79,8 +81,11 @@ def vfl_fwd_kernel(x_ptr, q_ptr, lab_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, n,
     if store != 0:
         if pid == 0:
             tl.store(inv_ptr, 1.0)
-    else:
+    elif den_mode < 0:
         tl.store(part_ptr + pid, tl.sum(acc, axis=0))
+    else:
+        finish(tl.sum(acc, axis=0).to(tl.float64), tl.zeros((), tl.float64), den_ptr, den_value, den_mode, part_ptr,
+               inv_ptr)
 
 
 @triton.jit(do_not_specialize=["C", "has_lab", "w_mode", "w_rs", "w_cs", "iou", "go_mode"])
@@ -142,17 +147,21 @@ def _dfl_tile(z_ptr, y_ptr, w_ptr, P, C, has_w, BLOCK_P: tl.constexpr, BLOCK_C: 
     return rows, rmask, offs, mask, ez / s[:, None], loss * wt, two_hot, nan, wt
 
 
-@triton.jit(do_not_specialize=["has_w", "store"])
-def dfl_fwd_kernel(z_ptr, y_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, P, C, has_w, store, BLOCK_P: tl.constexpr,
-                   BLOCK_C: tl.constexpr):
-    """``store``: each row's loss, and 1 at ``inv_ptr``; else one partial sum per program."""
+@triton.jit(do_not_specialize=["has_w", "store", "den_mode"])
+def dfl_fwd_kernel(z_ptr, y_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, den_ptr, P, C, has_w, store, den_mode, den_value,
+                   BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """``store``: each row's loss, and 1 at ``inv_ptr``; else one partial sum per program (``den_mode``
+    -1) or, for a grid of one program, the reduced loss (``common.finish``)."""
     rows, rmask, _, _, _, loss, _, _, _ = _dfl_tile(z_ptr, y_ptr, w_ptr, P, C, has_w, BLOCK_P, BLOCK_C)
     if store != 0:
         tl.store(loss_ptr + rows, loss.to(loss_ptr.dtype.element_ty), mask=rmask)
         if tl.program_id(0) == 0:
             tl.store(inv_ptr, 1.0)
-    else:
+    elif den_mode < 0:
         tl.store(part_ptr + tl.program_id(0), tl.sum(tl.where(rmask, loss, 0.0), axis=0))
+    else:
+        total = tl.sum(tl.where(rmask, loss, 0.0), axis=0).to(tl.float64)
+        finish(total, tl.zeros((), tl.float64), den_ptr, den_value, den_mode, part_ptr, inv_ptr)
 
 
 @triton.jit(do_not_specialize=["has_w", "go_mode"])
