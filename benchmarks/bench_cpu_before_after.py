@@ -1,6 +1,6 @@
 """The CPU keeps its speed: focalkit's native path at a git ref ("before") and in the working tree
-("after"), forward + backward, timed in alternating fresh processes in one run, each the best of 5
-batches of steps (float32; sigmoid N x 80 at 8M elements, softmax 65,536 x 1000, few classes, and tiny
+("after"), forward + backward, timed in alternating fresh processes in one run (before first in even
+rounds, after first in odd ones), each the best of 5 batches of steps (float32; sigmoid N x 80 at 8M elements, softmax 65,536 x 1000, few classes, and tiny
 inputs for the host cost).
 
     python benchmarks/bench_cpu_before_after.py [--ref 2902b1b] [--rounds 5] [--same-build] [--only TEXT,...]
@@ -122,9 +122,10 @@ def main():
                 subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=wt, check=True,
                                capture_output=True)
             res = {"before": [], "after": []}
-            for _ in range(args.rounds):  # alternating fresh processes
-                res["before"].append(run(wt / "src", sos[0], only, args.threads))
-                res["after"].append(run(ROOT / "src", sos[0], only, args.threads))
+            trees = {"before": wt / "src", "after": ROOT / "src"}
+            for i in range(args.rounds):  # alternating fresh processes, in alternating order: the second
+                for side in ("before", "after") if i % 2 == 0 else ("after", "before"):  # of a pair read up
+                    res[side].append(run(trees[side], sos[0], only, args.threads))  # to 10 % slower here
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(wt)], check=False)
     med = {k: {c: sorted(r[c] for r in v)[len(v) // 2] for c in v[0]} for k, v in res.items()}

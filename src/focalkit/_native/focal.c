@@ -587,7 +587,7 @@ int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w,
     if (nthreads < 1 || N * C * S < 65536) nthreads = 1;                                                     \
     if (nthreads > tiles) nthreads = tiles > 0 ? (int)tiles : 1;                                             \
     double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
-    const size_t per = (size_t)(3 * B * C + 2 * C + 10 * B); /* buf, tb, eb: B x C; tq, cf: C; sc: 10 B */  \
+    const size_t per = (size_t)(3 * B * C + 2 * C + 10 * B); /* buf, tb: B x C; tq, cf: C; sc: 10 B; eb: B x C */ \
     T *scratch = (T *)malloc((size_t)nthreads * per * sizeof(T));                                            \
     int64_t *labels = (int64_t *)malloc((size_t)nthreads * (size_t)(2 * B) * sizeof(int64_t)); /* yv, av */  \
     int *bad = (int *)calloc((size_t)nthreads, sizeof(int));                                                 \
@@ -598,8 +598,8 @@ int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w,
         int64_t *yv = labels + (size_t)t * (size_t)(2 * B);                                                  \
         part[t] = fk_smx_part_##SUF(z, y, q, w, N, C, S, tiles * t / nthreads, tiles * (t + 1) / nthreads,   \
                                     ignore, (T)eps, (T)g, (T)scale, loss_out, grad, buf, buf + B * C,        \
-                                    buf + 2 * B * C, buf + 3 * B * C, buf + 3 * B * C + C,                   \
-                                    buf + 3 * B * C + 2 * C, yv, yv + B, &bad[t]);                           \
+                                    buf + 2 * B * C + 2 * C + 10 * B, buf + 2 * B * C, buf + 2 * B * C + C,  \
+                                    buf + 2 * B * C + 2 * C, yv, yv + B, &bad[t]);                           \
     }                                                                                                        \
     double s = 0.0;                                                                                          \
     int any_bad = 0;                                                                                         \
