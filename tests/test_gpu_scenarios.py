@@ -172,6 +172,19 @@ def test_torch_compile_inductor_dynamic_on_cuda(dynamic):
         torch.testing.assert_close(x.grad, xe.grad, rtol=1e-5, atol=1e-6)
 
 
+def _step_launches(loss_fn, x, t) -> int:
+    """Kernel launches of one forward + backward of ``loss_fn(x, t)`` after a first (compiling) one."""
+    x.requires_grad_()
+
+    def step():
+        x.grad = None
+        loss_fn(x, t).backward()
+
+    step()
+    torch.cuda.synchronize()
+    return _launches(step)
+
+
 def _launches(fn) -> int:
     from torch.profiler import ProfilerActivity, profile
 
@@ -201,15 +214,7 @@ def test_at_most_four_launches_and_one_logits_of_extra_memory_per_step():
              ("dfl", torch.randn(16384, 16, device="cuda", generator=g),
               torch.rand(16384, device="cuda", generator=g) * 14.9, fk.distribution_focal_loss)]
     for name, x, t, loss_fn in cases:
-        x.requires_grad_()
-
-        def step():
-            x.grad = None
-            loss_fn(x, t).backward()
-
-        step()
-        torch.cuda.synchronize()
-        assert _launches(step) <= 4, name
+        assert _step_launches(loss_fn, x, t) <= 4, name
         x.grad = None
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -233,15 +238,7 @@ def test_three_launches_where_the_forward_is_one_program():
              ("dfl 64 x 16", torch.randn(64, 16, device="cuda", generator=g),
               torch.rand(64, device="cuda", generator=g) * 14.9, fk.distribution_focal_loss)]
     for name, x, t, loss_fn in cases:
-        x.requires_grad_()
-
-        def step():
-            x.grad = None
-            loss_fn(x, t).backward()
-
-        step()
-        torch.cuda.synchronize()
-        assert _launches(step) == 3, name
+        assert _step_launches(loss_fn, x, t) == 3, name
 
 
 def test_presets_against_their_peers_on_the_device():
