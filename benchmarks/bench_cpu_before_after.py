@@ -7,7 +7,9 @@ inputs for the host cost).
                                                 [--threads N]
 
 ``--only``: the rows whose name holds one of the comma-separated texts; ``--threads``: torch's (and the
-C kernel's) thread count in the timed processes (default: torch's own).
+C kernel's) thread count in the timed processes (default: torch's own). ``--kernel``: the softmax C
+kernel alone, both builds loaded in one process and called alternately on the same buffers (for a change
+to the C code: no spread between processes, no Python around the call).
 
 The ref's source is checked out into a temporary worktree; where its C kernel is the same it runs
 with this tree's compiled kernel, else its own is built there (``--same-build``: use this tree's
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,6 +88,59 @@ for name, make in cases.items():
 print(json.dumps(out))
 """
 
+# --kernel: both C libraries in one process, the softmax kernel called through its C ABI on the same
+# buffers, the two alternating call by call (no process-to-process spread; no Python around the call)
+KERNEL_CHILD = r"""
+import ctypes, json, sys, time, torch
+torch.manual_seed(0)
+libs = {}
+for side, path in json.loads(sys.argv[1]).items():
+    lib = ctypes.CDLL(path)
+    f = lib.fk_softmax_focal_f32
+    f.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 4 + [ctypes.c_double] * 3 + [ctypes.c_void_p] * 2 + [
+        ctypes.c_int, ctypes.POINTER(ctypes.c_double)]
+    f.restype = ctypes.c_int
+    libs[side] = f
+cases = {  # name: (N, C, S, class indices?, label smoothing, gamma)
+    "class indices 262144 x 10": (262144, 10, 1, True, 0.0, 2.0),
+    "class indices (4, 19, 128 x 128)": (4, 19, 16384, True, 0.0, 2.0),
+    "label smoothing 0.1, 262144 x 10": (262144, 10, 1, True, 0.1, 2.0),
+    "label smoothing 0.1, (4, 19, 128 x 128)": (4, 19, 16384, True, 0.1, 2.0),
+    "label smoothing 0.1, (4, 19, 128 x 128), gamma=1.5": (4, 19, 16384, True, 0.1, 1.5),
+    "probabilities, 262144 x 10": (262144, 10, 1, False, 0.0, 2.0),
+    "probabilities, 262144 x 16, gamma=0": (262144, 16, 1, False, 0.0, 0.0),
+}
+out = {}
+for name, (n, c, s, idx, eps, g) in cases.items():
+    z = torch.randn(n, c, s)
+    y = torch.randint(0, c, (n, s)) if idx else None
+    q = None if idx else torch.softmax(torch.randn(n, c, s), 1)
+    grad = torch.empty_like(z)
+    acc = ctypes.c_double()
+    args = (z.data_ptr(), None if y is None else y.data_ptr(), None if q is None else q.data_ptr(), None, n, c, s, -100,
+            eps, g, 1.0 / (n * s), None, grad.data_ptr(), 1, ctypes.byref(acc))
+    times = {side: [] for side in libs}
+    for i in range(23):
+        for side, f in (libs.items() if i % 2 == 0 else reversed(list(libs.items()))):
+            t0 = time.perf_counter()
+            rc = f(*args)
+            dt = (time.perf_counter() - t0) * 1e3
+            assert rc == 0, rc
+            if i >= 3:
+                times[side].append(dt)
+    out[name] = {side: sorted(v)[len(v) // 2] for side, v in times.items()}
+print(json.dumps(out))
+"""
+
+
+def kernel_ab(before_so: Path, after_so: Path) -> dict:
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    r = subprocess.run([sys.executable, "-c", KERNEL_CHILD, json.dumps({"before": str(before_so), "after": str(after_so)})],
+                       capture_output=True, text=True, env=env)
+    if r.returncode:
+        raise SystemExit(r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
 
 def run(src: Path, so: Path, only: list, threads: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(src), TRITON_INTERPRET="0")
@@ -104,6 +160,9 @@ def main():
                          "guards): compare the Python paths on this tree's kernel anyway")
     ap.add_argument("--only", default="", help="comma-separated texts: the rows whose name holds one")
     ap.add_argument("--threads", type=int, default=0, help="threads in the timed processes (0: torch's default)")
+    ap.add_argument("--kernel", action="store_true",
+                    help="time the softmax C kernel alone instead: both builds in one process, call by call "
+                         "(one thread; writes results/kernel_before_after.json)")
     args = ap.parse_args()
     only = [s for s in args.only.split(",") if s]
     sos = list((ROOT / "src" / "focalkit").glob("_focal_native*.so"))
@@ -121,8 +180,21 @@ def main():
             else:  # the ref's own kernel, built in its worktree with the same compiler and flags
                 subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=wt, check=True,
                                capture_output=True)
+            # the working tree's sources are timed from a copy beside the ref's, so that both sides run from
+            # the same kind of place (this VM timed the same files 5 to 20 % slower from the repository)
+            after = Path(tmp) / "after" / "src"
+            shutil.copytree(ROOT / "src", after, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            if args.kernel:
+                ab = kernel_ab(next((wt / "src" / "focalkit").glob("_focal_native*.so")), sos[0])
+                (ROOT / "benchmarks" / "results" / "kernel_before_after.json").write_text(
+                    json.dumps({"ref": args.ref, "median_ms": ab}, indent=2) + "\n")
+                print(f"| softmax C kernel, loss and gradient (ms, median of 20 calls, alternating, 1 thread) "
+                      f"| before ({args.ref}) | after | after / before |\n|---|---|---|---|")
+                for c, v in ab.items():
+                    print(f"| {c} | {v['before']:.3f} | {v['after']:.3f} | {v['after'] / v['before']:.2f} |")
+                return
             res = {"before": [], "after": []}
-            trees = {"before": wt / "src", "after": ROOT / "src"}
+            trees = {"before": wt / "src", "after": after}
             for i in range(args.rounds):  # alternating fresh processes, in alternating order: the second
                 for side in ("before", "after") if i % 2 == 0 else ("after", "before"):  # of a pair read up
                     res[side].append(run(trees[side], sos[0], only, args.threads))  # to 10 % slower here

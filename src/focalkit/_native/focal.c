@@ -394,12 +394,11 @@ FK_INLINE double fk_smx_cols_##SUF(const T *z, const int64_t *yt, const T *w, in
 /* A tile of nb positions with dense coefficients (label smoothing, probability targets), vectorised    */   \
 /* across the positions as fk_smx_cols: z and gr hold class k of the tile at k * S (gr may be z); cq,     */ \
 /* with the same layout, the probabilities (NULL: class indices yt, smoothed by eps). tb: C x 64         */  \
-/* scratch (c_k K_k); eb: C x 64 scratch (each exp(z_k - m), computed once); sc: 10 nb values; av: nb    */  \
-/* arg-max classes. fk_smx_dense_row's maths, every value                                                */  \
+/* scratch (c_k K_k); sc: 10 nb values; av: nb arg-max classes. fk_smx_dense_row's maths, every value    */  \
 /* computed and then selected: the arg-max class exactly (the only one that can have p > 1/2).           */  \
 FK_INLINE double fk_smx_dense_cols_##SUF(const T *z, const T *cq, const int64_t *yt, const T *w, int64_t C,  \
-        int64_t S, int64_t nb, int64_t ignore, T eps, T g, T scale, T *lo, T *gr, T *tb, T *eb, T *sc,        \
-        int64_t *yv, int64_t *av, int *bad, const int G2) {                                                  \
+        int64_t S, int64_t nb, int64_t ignore, T eps, T g, T scale, T *lo, T *gr, T *tb, T *sc, int64_t *yv, \
+        int64_t *av, int *bad, const int G2) {                                                               \
     T *m = sc, *rest = sc + nb, *za = sc + 2 * nb, *ca = sc + 3 * nb, *wy = sc + 4 * nb, *ls = sc + 5 * nb;  \
     T *is = sc + 6 * nb, *acc_s = sc + 7 * nb, *acc_l = sc + 8 * nb, *pa = sc + 9 * nb;                      \
     const T ec = eps / (T)C;                                                                                 \
@@ -428,15 +427,10 @@ FK_INLINE double fk_smx_dense_cols_##SUF(const T *z, const T *cq, const int64_t 
         za[j] = z[a * S + j];                                                                                \
         ca[j] = !ok ? (T)0 : cq ? wa * ((1 - eps) * cq[a * S + j] + ec) : wa * ec + (yv[j] == a ? wy[j] : (T)0); \
     }                                                                                                        \
-    for (int64_t k = 0; k < C; k++) { /* rest = the sum of exp(z_k - m) over k != arg-max; each exp kept */  \
+    for (int64_t k = 0; k < C; k++) { /* rest = the sum of exp(z_k - m) over k != arg-max */                 \
         const T *zk = z + k * S;                                                                             \
-        T *ek = eb + k * FK_SMX_TILE;                                                                        \
         _Pragma("omp simd")                                                                                  \
-        for (int64_t j = 0; j < nb; j++) {                                                                   \
-            const T e = EXP(zk[j] - m[j]);                                                                   \
-            ek[j] = e;                                                                                       \
-            rest[j] += av[j] == k ? (T)0 : e;                                                                \
-        }                                                                                                    \
+        for (int64_t j = 0; j < nb; j++) rest[j] += av[j] == k ? (T)0 : EXP(zk[j] - m[j]);                   \
     }                                                                                                        \
     _Pragma("omp simd")                                                                                      \
     for (int64_t j = 0; j < nb; j++) {                                                                       \
@@ -448,7 +442,6 @@ FK_INLINE double fk_smx_dense_cols_##SUF(const T *z, const T *cq, const int64_t 
         const T *zk = z + k * S;                                                                             \
         const T wk = w ? w[k] : (T)1;                                                                        \
         T *gk = gr + k * S, *tk = tb + k * FK_SMX_TILE;                                                      \
-        const T *ek = eb + k * FK_SMX_TILE;                                                                  \
         if (cq) { /* the coefficients into tk first (tk may be cq's row), each loop branch-free */           \
             const T *qk = cq + k * S;                                                                        \
             _Pragma("omp simd")                                                                              \
@@ -459,7 +452,7 @@ FK_INLINE double fk_smx_dense_cols_##SUF(const T *z, const T *cq, const int64_t 
         }                                                                                                    \
         _Pragma("omp simd")                                                                                  \
         for (int64_t j = 0; j < nb; j++) {                                                                   \
-            const T lp = zk[j] - m[j] - ls[j], p = ek[j] * is[j], om = 1 - p;                                \
+            const T lp = zk[j] - m[j] - ls[j], p = EXP(zk[j] - m[j]) * is[j], om = 1 - p;                    \
             const T psi = -p * lp / om, mod = G2 == 1 ? om * om : G2 == 2 ? (T)1 : EXP(g * LOG1P(-p));       \
             const T c = tk[j], ck = c * mod * (1 + g * psi);                                                 \
             const int a = av[j] == k;                                                                        \
@@ -498,13 +491,13 @@ FK_INLINE double fk_smx_dense_cols_##SUF(const T *z, const T *cq, const int64_t 
 }                                                                                                            \
 /* fk_smx_dense_cols for gamma = 2 (a square), gamma = 0 (no factor) or any other gamma. */                  \
 FK_INLINE double fk_smx_dense_tile_##SUF(const T *z, const T *cq, const int64_t *yt, const T *w, int64_t C,  \
-        int64_t S, int64_t nb, int64_t ignore, T eps, T g, T scale, T *lo, T *gr, T *tb, T *eb, T *sc,        \
-        int64_t *yv, int64_t *av, int *bad) {                                                                \
-    return g == 2 ? fk_smx_dense_cols_##SUF(z, cq, yt, w, C, S, nb, ignore, eps, g, scale, lo, gr, tb, eb, sc, yv, av, \
+        int64_t S, int64_t nb, int64_t ignore, T eps, T g, T scale, T *lo, T *gr, T *tb, T *sc, int64_t *yv, \
+        int64_t *av, int *bad) {                                                                             \
+    return g == 2 ? fk_smx_dense_cols_##SUF(z, cq, yt, w, C, S, nb, ignore, eps, g, scale, lo, gr, tb, sc, yv, av, \
                                             bad, 1)                                                          \
-         : g == 0 ? fk_smx_dense_cols_##SUF(z, cq, yt, w, C, S, nb, ignore, eps, g, scale, lo, gr, tb, eb, sc, yv, av, \
+         : g == 0 ? fk_smx_dense_cols_##SUF(z, cq, yt, w, C, S, nb, ignore, eps, g, scale, lo, gr, tb, sc, yv, av, \
                                             bad, 2)                                                          \
-                  : fk_smx_dense_cols_##SUF(z, cq, yt, w, C, S, nb, ignore, eps, g, scale, lo, gr, tb, eb, sc, yv, av, \
+                  : fk_smx_dense_cols_##SUF(z, cq, yt, w, C, S, nb, ignore, eps, g, scale, lo, gr, tb, sc, yv, av, \
                                             bad, 0);                                                         \
 }                                                                                                            \
                                                                                                              \
@@ -512,7 +505,7 @@ FK_INLINE double fk_smx_dense_tile_##SUF(const T *z, const T *cq, const int64_t 
 /* transposed class-major (2-D rows of up to 64 classes), or one row at a time (wider 2-D rows).     */      \
 FK_CLONES static double fk_smx_part_##SUF(const T *z, const int64_t *y, const T *q, const T *w, int64_t N,   \
         int64_t C, int64_t S, int64_t b0, int64_t b1, int64_t ignore, T eps, T g, T scale, T *loss_out,      \
-        T *grad, T *buf, T *tb, T *eb, T *tq, T *cf, T *sc, int64_t *yv, int64_t *av, int *bad) {            \
+        T *grad, T *buf, T *tb, T *tq, T *cf, T *sc, int64_t *yv, int64_t *av, int *bad) {                   \
     double acc = 0.0;                                                                                        \
     const int dense = q || eps != 0;                                                                         \
     if (FK_SMX_ROW_BLOCKS(S, C)) { /* rows [64 b, 64 b + 64) into buf (and their q into tb), class-major */  \
@@ -525,7 +518,7 @@ FK_CLONES static double fk_smx_part_##SUF(const T *z, const int64_t *y, const T 
                     for (int64_t k = 0; k < C; k++) tb[k * FK_SMX_TILE + j] = q[(r0 + j) * C + k];           \
             T *lo = loss_out ? loss_out + r0 : 0;                                                            \
             acc += dense ? fk_smx_dense_tile_##SUF(buf, q ? tb : 0, q ? 0 : y + r0, w, C, FK_SMX_TILE, nb, ignore, \
-                                                   eps, g, scale, lo, buf, tb, eb, sc, yv, av, bad)          \
+                                                   eps, g, scale, lo, buf, tb, sc, yv, av, bad)              \
                          : fk_smx_cols_##SUF(buf, y + r0, w, C, FK_SMX_TILE, nb, ignore, g, scale, lo, buf, sc, \
                                              yv, bad);                                                       \
             for (int64_t j = 0; j < nb; j++) /* after the whole tile is read: grad may be z */               \
@@ -541,8 +534,7 @@ FK_CLONES static double fk_smx_part_##SUF(const T *z, const int64_t *y, const T 
             const int64_t base = n * C * S + s0;                                                             \
             T *lo = loss_out ? loss_out + n * S + s0 : 0;                                                    \
             acc += dense ? fk_smx_dense_tile_##SUF(z + base, q ? q + base : 0, q ? 0 : y + n * S + s0, w, C, S, nb, \
-                                                   ignore, eps, g, scale, lo, grad + base, tb, eb, sc, yv, av, \
-                                                   bad)                                                      \
+                                                   ignore, eps, g, scale, lo, grad + base, tb, sc, yv, av, bad) \
                          : fk_smx_cols_##SUF(z + base, y + n * S + s0, w, C, S, nb, ignore, g, scale, lo,    \
                                              grad + base, sc, yv, bad);                                      \
         }                                                                                                    \
@@ -587,7 +579,7 @@ int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w,
     if (nthreads < 1 || N * C * S < 65536) nthreads = 1;                                                     \
     if (nthreads > tiles) nthreads = tiles > 0 ? (int)tiles : 1;                                             \
     double *part = (double *)calloc((size_t)nthreads, sizeof(double));                                      \
-    const size_t per = (size_t)(3 * B * C + 2 * C + 10 * B); /* buf, tb: B x C; tq, cf: C; sc: 10 B; eb: B x C */ \
+    const size_t per = (size_t)(2 * B * C + 2 * C + 10 * B); /* buf, tb: B x C; tq, cf: C; sc: 10 B */       \
     T *scratch = (T *)malloc((size_t)nthreads * per * sizeof(T));                                            \
     int64_t *labels = (int64_t *)malloc((size_t)nthreads * (size_t)(2 * B) * sizeof(int64_t)); /* yv, av */  \
     int *bad = (int *)calloc((size_t)nthreads, sizeof(int));                                                 \
@@ -598,8 +590,8 @@ int fk_softmax_focal_##SUF(const T *z, const int64_t *y, const T *q, const T *w,
         int64_t *yv = labels + (size_t)t * (size_t)(2 * B);                                                  \
         part[t] = fk_smx_part_##SUF(z, y, q, w, N, C, S, tiles * t / nthreads, tiles * (t + 1) / nthreads,   \
                                     ignore, (T)eps, (T)g, (T)scale, loss_out, grad, buf, buf + B * C,        \
-                                    buf + 2 * B * C + 2 * C + 10 * B, buf + 2 * B * C, buf + 2 * B * C + C,  \
-                                    buf + 2 * B * C + 2 * C, yv, yv + B, &bad[t]);                           \
+                                    buf + 2 * B * C, buf + 2 * B * C + C, buf + 2 * B * C + 2 * C, yv, yv + B, \
+                                    &bad[t]);                                                                \
     }                                                                                                        \
     double s = 0.0;                                                                                          \
     int any_bad = 0;                                                                                         \
