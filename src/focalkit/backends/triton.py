@@ -195,7 +195,7 @@ class Spec(NamedTuple):
     num_warps: int
 
 
-def _FWD_OUT(x: torch.dtype) -> tuple:
+def _fwd_out(x: torch.dtype) -> tuple:
     """A forward kernel's output pointers: each loss (``x``), the partial sums or the reduced loss, 1 /
     denominator, and the denominator tensor a one-program grid reads (float32)."""
     f32 = torch.float32
@@ -211,7 +211,7 @@ def specialisations() -> Iterator[Spec]:
                 for w in _ptr_dtypes(x):
                     ptrs = (("x_ptr", x), ("y_ptr", y), ("cls_ptr", torch.float32), ("w_ptr", w))
                     yield Spec("sigmoid.sigmoid_fwd_kernel", (("FORM", form), ("BLOCK", SIGMOID_BLOCK)),
-                               ptrs + _FWD_OUT(x), SIGMOID_WARPS)
+                               ptrs + _fwd_out(x), SIGMOID_WARPS)
                     yield Spec("sigmoid.sigmoid_bwd_kernel", (("FORM", form), ("BLOCK", SIGMOID_BLOCK)),
                                ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), SIGMOID_WARPS)
         yield Spec("common.finish_kernel", (("BLOCK", FINISH_BLOCK),),
@@ -221,14 +221,14 @@ def specialisations() -> Iterator[Spec]:
             for lab in _ptr_dtypes(x):
                 for w in _ptr_dtypes(x):
                     ptrs = (("x_ptr", x), ("q_ptr", q), ("lab_ptr", lab), ("w_ptr", w))
-                    yield Spec("quality.vfl_fwd_kernel", (("BLOCK", SIGMOID_BLOCK),), ptrs + _FWD_OUT(x),
+                    yield Spec("quality.vfl_fwd_kernel", (("BLOCK", SIGMOID_BLOCK),), ptrs + _fwd_out(x),
                                SIGMOID_WARPS)
                     yield Spec("quality.vfl_bwd_kernel", (("BLOCK", SIGMOID_BLOCK),),
                                ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), SIGMOID_WARPS)
         for t in DFL_TILES:
             ptrs = (("z_ptr", x), ("y_ptr", torch.float32), ("w_ptr", torch.float32))
             blocks = (("BLOCK_P", t.block_p), ("BLOCK_C", t.block_c))
-            yield Spec("quality.dfl_fwd_kernel", blocks, ptrs + _FWD_OUT(x), t.num_warps)
+            yield Spec("quality.dfl_fwd_kernel", blocks, ptrs + _fwd_out(x), t.num_warps)
             yield Spec("quality.dfl_bwd_kernel", blocks,
                        ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), t.num_warps)
         for t in ROW_TILES + SPATIAL_TILES + (ROW_LOOP,):
@@ -238,7 +238,7 @@ def specialisations() -> Iterator[Spec]:
                     tile = (("SPATIAL", t.spatial), ("ONE_TILE", t.one_tile), ("DENSE", dense), ("HAS_Q", has_q))
                     blocks = (("BLOCK_P", t.block_p), ("BLOCK_C", t.block_c))
                     yield Spec("softmax.softmax_fwd_kernel", tile + blocks,
-                               ptrs + _FWD_OUT(x) + (("cnt_ptr", torch.float32), ("st_ptr", torch.float32)),
+                               ptrs + _fwd_out(x) + (("cnt_ptr", torch.float32), ("st_ptr", torch.float32)),
                                t.num_warps)
                     yield Spec("softmax.softmax_bwd_kernel", tile + blocks,
                                ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("st_ptr", torch.float32),
@@ -282,16 +282,6 @@ def _launch(fn: Any, grid: tuple, args: tuple, consts: dict, num_warps: int) -> 
     fn[grid](*args, num_warps=num_warps, **consts)
 
 
-def _finish(k_common: Any, partials: Tensor, counts: Optional[Tensor], den_mode: int, den_value: float,
-            den: Optional[Tensor], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    out = torch.empty((), dtype=dtype, device=partials.device)
-    inv = torch.empty(1, dtype=torch.float32, device=partials.device)
-    _launch(k_common.finish_kernel, (1,), (partials, partials if counts is None else counts,
-                                           partials if den is None else den, out, inv, partials.numel(),
-                                           float(den_value), den_mode), dict(BLOCK=FINISH_BLOCK), 4)
-    return out, inv
-
-
 class _Reduced(NamedTuple):
     """A forward launch's reduction arguments: where the loss goes, and how it is finished."""
 
@@ -320,6 +310,21 @@ def _reduced(store: bool, loss_shape: Any, loss_dtype: torch.dtype, programs: in
                         torch.empty(1, dtype=f32, device=dev), dummy if den is None else den, mode, value, ())
     return _Reduced(_dummy(dev, loss_dtype), torch.empty(max(programs, 1), dtype=f32, device=dev), dummy, dummy, -1,
                     1.0, (mode, value, den))
+
+
+def _reduced_out(r: _Reduced, counts: Optional[Tensor], loss_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(reduced loss, 1 / denominator) after a forward launch that did not store each loss: the one
+    program's own result, or ``finish_kernel`` over the partials (and ``counts``, for class indices)."""
+    if not r.finish:
+        return r.part, r.inv
+    mode, value, den = r.finish
+    part, dev = r.part, r.part.device
+    out = torch.empty((), dtype=_reduce.out_dtype(loss_dtype, True), device=dev)
+    inv = torch.empty(1, dtype=torch.float32, device=dev)
+    args = (part, part if counts is None else counts, part if den is None else den, out, inv, part.numel(),
+            float(value), mode)
+    _launch(_kernels()[0].finish_kernel, (1,), args, dict(BLOCK=FINISH_BLOCK), 4)
+    return out, inv
 
 
 def _denominator(reduction: str, normalizer: Any, count: Optional[int]) -> tuple[int, float, Optional[Tensor]]:
@@ -413,11 +418,7 @@ def _ew_forward(kernel: Any, tensors: tuple, meta: tuple, floats: tuple, consts:
     r = _reduced(store, x.shape, x.dtype, grid, dev, reduction, normalizer, n)
     _launch(kernel, (grid,), (*tensors, r.loss, r.part, r.inv, r.den, n, *meta, int(store), r.den_mode, *floats,
                               r.den_value), consts, SIGMOID_WARPS)
-    if store:
-        return r.loss, r.inv
-    if not r.finish:
-        return r.part, r.inv
-    return _finish(_kernels()[0], r.part, None, *r.finish, _reduce.out_dtype(x.dtype, True))
+    return (r.loss, r.inv) if store else _reduced_out(r, None, x.dtype)
 
 
 def _ew_backward(kernel: Any, tensors: tuple, meta: tuple, floats: tuple, consts: dict, inv: Tensor,
@@ -564,7 +565,7 @@ def _smx_const(a: _Smx) -> dict:
 
 def _softmax_forward(a: _Smx, reduction: str, normalizer: Any) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, 1 / denominator, per-position statistics of the chunked kernels)."""
-    k_common, _, k_smx = _kernels()[:3]
+    k_smx = _kernels()[2]
     dev = a.z.device
     positions = a.n * a.s
     store = reduction == "none" and normalizer is None
@@ -587,10 +588,7 @@ def _softmax_forward(a: _Smx, reduction: str, normalizer: Any) -> tuple[Tensor, 
         cnt.zero_()
     if store:
         return r.loss.view(a.z.shape[:1] + a.z.shape[2:]), r.inv, st
-    if not r.finish:
-        return r.part, r.inv, st
-    out, inv = _finish(k_common, r.part, cnt, *r.finish, _reduce.out_dtype(a.z.dtype, True))
-    return out, inv, st
+    return (*_reduced_out(r, cnt, a.z.dtype), st)
 
 
 def _softmax_backward(a: _Smx, inv: Tensor, st: Tensor, grad_out: Optional[Tensor],
@@ -746,13 +744,12 @@ def _dfl_forward(a: _Dfl, reduction: str, normalizer: Any) -> tuple[Tensor, Tens
     store = reduction == "none" and normalizer is None
     r = _reduced(store, n_rows, a.z.dtype, -(-n_rows // a.tile.block_p), dev, reduction, normalizer, n_rows)
     if not n_rows:  # no rows: no launch, so 1 / denominator = 1 and a sum of 0 come from here
-        (r.inv if store else r.part).fill_(1.0 if store else 0.0)
+        if store:
+            r.inv.fill_(1.0)
+        else:
+            r.part.zero_()
     _dfl_launch(_kernels()[3].dfl_fwd_kernel, a, (r.loss, r.part, r.inv, r.den), (int(store), r.den_mode, r.den_value))
-    if store:
-        return r.loss, r.inv
-    if not r.finish:
-        return r.part, r.inv
-    return _finish(_kernels()[0], r.part, None, *r.finish, _reduce.out_dtype(a.z.dtype, True))
+    return (r.loss, r.inv) if store else _reduced_out(r, None, a.z.dtype)
 
 
 def _dfl_backward(a: _Dfl, inv: Tensor, grad_out: Optional[Tensor]) -> Tensor:
