@@ -241,6 +241,72 @@ def test_three_launches_where_the_forward_is_one_program():
         assert _step_launches(loss_fn, x, t) == 3, name
 
 
+@gpu
+@needs_gpu
+def test_last_program_finish_on_cuda(monkeypatch):
+    """``LAST_PROGRAM_FINISH`` on a GPU, where programs run at once: over thousands of programs the last
+    one's sum (an acquire-release ticket) gives the loss and gradient of the forward + ``finish_kernel``
+    pair within a few float32 ulp, the same bits on every one of 20 runs (a partial read before its store
+    would vary), no ``finish_kernel`` launched, and the same values from a CUDA-graph replay."""
+    from focalkit.backends import triton as tb
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    cases = [("sigmoid 2M", torch.randn(25600, 80, device="cuda", generator=g),
+              (torch.rand(25600, 80, device="cuda", generator=g) < 0.05).float(), fk.sigmoid_focal_loss),
+             ("softmax 16384 x 100", torch.randn(16384, 100, device="cuda", generator=g),
+              torch.randint(0, 100, (16384,), device="cuda", generator=g), fk.softmax_focal_loss),
+             ("softmax 4096 x 19, weights", torch.randn(4096, 19, device="cuda", generator=g),
+              torch.randint(0, 19, (4096,), device="cuda", generator=g),
+              lambda a, b: fk.softmax_focal_loss(a, b, weight=torch.linspace(0.5, 2, 19, device="cuda"))),
+             ("softmax-nd", torch.randn(4, 19, 64, 64, device="cuda", generator=g),
+              torch.randint(0, 19, (4, 64, 64), device="cuda", generator=g), fk.softmax_focal_loss),
+             ("varifocal", torch.randn(25600, 80, device="cuda", generator=g),
+              torch.rand(25600, 80, device="cuda", generator=g) * (torch.rand(25600, 80, device="cuda", generator=g)
+                                                                   < 0.05), fk.varifocal_loss),
+             ("dfl", torch.randn(16384, 16, device="cuda", generator=g),
+              torch.rand(16384, device="cuda", generator=g) * 14.9, fk.distribution_focal_loss)]
+
+    def run(loss_fn, x, t):
+        x = x.detach().requires_grad_()
+        loss = loss_fn(x, t)
+        loss.backward()
+        return loss.detach(), x.grad
+
+    for name, x, t, loss_fn in cases:
+        monkeypatch.setattr(tb, "LAST_PROGRAM_FINISH", False)
+        want = run(loss_fn, x, t)
+        monkeypatch.setattr(tb, "LAST_PROGRAM_FINISH", True)
+        runs = [run(loss_fn, x, t) for _ in range(20)]
+        for got in runs:
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b, rtol=2 ** -21, atol=0, msg=name)
+            for a, b in zip(got, runs[0]):
+                assert torch.equal(a, b), name
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run(loss_fn, x, t)
+            torch.cuda.synchronize()
+        kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        assert not any("finish_kernel" in k for k in kernels), (name, kernels)
+        static_x = x.detach().clone().requires_grad_()
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            loss_fn(static_x, t).backward()
+        torch.cuda.current_stream().wait_stream(s)
+        static_x.grad = None
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_loss = loss_fn(static_x, t)
+            static_loss.backward()
+        for _ in range(3):
+            static_x.grad.zero_()
+            graph.replay()
+            torch.testing.assert_close(static_loss.detach(), want[0], rtol=2 ** -21, atol=0, msg=name)
+            torch.testing.assert_close(static_x.grad, want[1], rtol=2 ** -21, atol=0, msg=name)
+
+
 def test_presets_against_their_peers_on_the_device():
     """torchvision (on GPU machines) and kornia (a wheel there; in the test extra here), where they import."""
     peers = [m for m in ("torchvision", "kornia") if importlib.util.find_spec(m) is not None]

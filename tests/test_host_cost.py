@@ -93,6 +93,25 @@ def test_triton_alpha_tensor_and_normalizer_add_only_their_own_ops(gpu_path):
         assert len(gpu_path) == launches and sum(ops.values()) <= 20, ops
 
 
+@pytest.mark.parametrize("family", ["softmax", "sigmoid", "varifocal", "dfl"])
+def test_last_program_finish_takes_the_finishing_launch_off_several_programs(gpu_path, monkeypatch, family):
+    """``LAST_PROGRAM_FINISH``: over several programs the forward's last program finishes (an atomic
+    ticket): 2 Triton launches per step, not 3, for one torch op more or less (the ticket's zeros in
+    place of the finishing kernel's output and partials)."""
+    x, t = {"softmax": (XB, TB), "sigmoid": (XB, YB), "varifocal": (XB, QB), "dfl": (XB, DISTB)}[family]
+    fn = {"softmax": fk.softmax_focal_loss, "sigmoid": fk.sigmoid_focal_loss, "varifocal": fk.varifocal_loss,
+          "dfl": fk.distribution_focal_loss}[family]
+    f = lambda a, b: fn(a, b, backend="triton")
+    before = aten_ops(f, x, t)
+    assert len(gpu_path) == 3
+    gpu_path.clear()
+    monkeypatch.setattr(tb, "LAST_PROGRAM_FINISH", True)
+    after = aten_ops(f, x, t)
+    assert len(gpu_path) == 2 and all(k.__name__ != "finish_kernel" for k in gpu_path), gpu_path
+    assert abs(sum(after.values()) - sum(before.values())) <= 1, (before, after)
+    assert any(k.startswith("aten.zero") for k in after), after  # the ticket starts at 0 on every call
+
+
 @pytest.mark.skipif(not native.available(), reason="the native kernel is built in CI")
 def test_native_ops_per_step():
     """On the CPU the class indices are read by the C kernel's scan (the range check and the mean's

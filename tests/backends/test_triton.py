@@ -245,6 +245,31 @@ def test_sparse_class_indices_equal_eager(form, dtype, shape):
               gamma=1.5, **kw)
 
 
+def _finishing_case(case: str, rows: int, seed: int) -> tuple:
+    """(loss, logits, targets, keyword arguments) of a reduction test: ``rows`` rows of 7 classes."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, 7, generator=g) * 3
+    if case.startswith("sigmoid"):
+        y = (torch.rand(rows, 7, generator=g) < 0.3).float()
+        kw = {"sigmoid mean": {}, "sigmoid sum": dict(reduction="sum"), "sigmoid normalizer": dict(normalizer=3.5),
+              "sigmoid normalizer tensor": dict(normalizer=torch.tensor(6.0))}[case]
+        return fk.sigmoid_focal_loss, x, y, kw
+    if case == "softmax N-D":  # a 2-D grid: 5 tiles of 64 positions x 2 images
+        x, y = torch.randn(2, 7, 300, generator=g), torch.randint(0, 7, (2, 300), generator=g)
+        return fk.softmax_focal_loss, x, y, dict(weight=torch.rand(7, generator=g) + 0.5)
+    if case == "softmax probabilities":
+        return fk.softmax_focal_loss, x, torch.softmax(torch.randn(rows, 7, generator=g), 1), dict(gamma=1.5)
+    if case.startswith("softmax"):
+        y = torch.randint(0, 7, (rows,), generator=g)
+        y[::3] = -100
+        if case == "softmax all ignored":
+            y[:] = -100
+        return fk.softmax_focal_loss, x, y, dict(weight=torch.rand(7, generator=g) + 0.5)
+    if case == "varifocal":
+        return fk.varifocal_loss, x, torch.rand(rows, 7, generator=g) * (torch.rand(rows, 7, generator=g) < 0.3), {}
+    return fk.distribution_focal_loss, x, torch.rand(rows, generator=g) * 5.9, {}
+
+
 @pytest.mark.parametrize("case", ["sigmoid mean", "sigmoid sum", "sigmoid normalizer", "sigmoid normalizer tensor",
                                   "softmax mean, weights and ignored", "softmax probabilities", "varifocal", "dfl",
                                   "softmax all ignored"])
@@ -252,30 +277,61 @@ def test_one_program_forward_finishes_as_the_finishing_kernel(monkeypatch, case)
     """A forward whose grid is one program (small inputs) finishes the reduction itself, one launch
     fewer; its loss and gradient are the bits of the forward + ``finish_kernel`` pair, for every
     denominator: none (sum), a number, a tensor, the kernel's weighted count (0 when all is ignored)."""
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(40, 7, generator=g) * 3
-    if case.startswith("sigmoid"):
-        y = (torch.rand(40, 7, generator=g) < 0.3).float()
-        kw = {"sigmoid mean": {}, "sigmoid sum": dict(reduction="sum"), "sigmoid normalizer": dict(normalizer=3.5),
-              "sigmoid normalizer tensor": dict(normalizer=torch.tensor(6.0))}[case]
-        fn = fk.sigmoid_focal_loss
-    elif case.startswith("softmax"):
-        fn = fk.softmax_focal_loss
-        if case == "softmax probabilities":
-            y, kw = torch.softmax(torch.randn(40, 7, generator=g), 1), dict(gamma=1.5)
-        else:
-            y = torch.randint(0, 7, (40,), generator=g)
-            y[::3] = -100
-            if case == "softmax all ignored":
-                y[:] = -100
-            kw = dict(weight=torch.rand(7, generator=g) + 0.5)
-    elif case == "varifocal":
-        fn, y, kw = fk.varifocal_loss, torch.rand(40, 7, generator=g) * (torch.rand(40, 7, generator=g) < 0.3), {}
-    else:
-        fn, y, kw = fk.distribution_focal_loss, torch.rand(40, generator=g) * 5.9, {}
+    fn, x, y, kw = _finishing_case(case, 40, 3)
     got = _run(fn, _on(x), _on(y), "triton", **_on(kw))
     monkeypatch.setattr(tb, "ONE_PROGRAM_FINISH", False)
     want = _run(fn, _on(x), _on(y), "triton", **_on(kw))
     assert got[0].dtype == want[0].dtype == torch.float32 and got[0].shape == want[0].shape == ()
     for a, b in zip(got, want):
         assert torch.equal(a.cpu(), b.cpu()), (a, b)
+
+
+@pytest.mark.parametrize("case", ["sigmoid mean", "sigmoid normalizer tensor", "softmax mean, weights and ignored",
+                                  "softmax probabilities", "softmax N-D", "softmax all ignored", "varifocal", "dfl"])
+def test_last_program_of_several_finishes_as_the_finishing_kernel(monkeypatch, case):
+    """``LAST_PROGRAM_FINISH``: over several programs the forward's last program (an atomic ticket) sums
+    the partials in ``finish_kernel``'s order and finishes, one launch fewer. Loss and gradient equal the
+    forward + ``finish_kernel`` pair's: the same bits in the interpreter (programs run in turn there), and
+    on a GPU within a few float32 ulp (the last program's float64 sum is the same sum in another kernel's
+    layout), every run the same (no program reads a partial before it is stored)."""
+    fn, x, y, kw = _finishing_case(case, 600, 4)  # several programs: 3 of the row loop, 4 of the sigmoid grid
+    launches = []
+    real = tb._launch
+    monkeypatch.setattr(tb, "_launch", lambda fn_, *a: (launches.append(fn_), real(fn_, *a)))
+    want = _run(fn, _on(x), _on(y), "triton", **_on(kw))
+    names = lambda: [getattr(k, "__name__", "") for k in launches]
+    assert names().count("finish_kernel") == 1  # several programs: the finishing kernel ran
+    monkeypatch.setattr(tb, "LAST_PROGRAM_FINISH", True)
+    launches.clear()
+    runs = [_run(fn, _on(x), _on(y), "triton", **_on(kw)) for _ in range(1 if DEV == "cpu" else 5)]
+    assert len(launches) == 2 * len(runs) and "finish_kernel" not in names(), names()
+    for got in runs:
+        assert got[0].dtype == want[0].dtype == torch.float32 and got[0].shape == want[0].shape == ()
+        for a, b in zip(got, want):
+            if DEV == "cpu":
+                assert torch.equal(a.cpu(), b.cpu()), (a, b)
+            else:
+                torch.testing.assert_close(a.cpu(), b.cpu(), rtol=2 ** -21, atol=0)
+        for a, b in zip(got, runs[0]):
+            assert torch.equal(a.cpu(), b.cpu())
+
+
+def test_a_tuning_file_replaces_the_tables_and_the_finishing_switch(tmp_path):
+    """``FOCALKIT_TRITON_TUNING`` (read at import, for a GPU run's sweep): the tables and
+    ``last_program_finish`` come from the file; without it, the defaults of ``backends/triton.py``."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "tuning.json"
+    path.write_text(json.dumps({"sigmoid": [2048, 4, 16], "row_loop": [128, 2, 24], "last_program_finish": True}))
+    code = ("from focalkit.backends import triton as tb; "
+            "print(tb.SIGMOID_BLOCK, tb.SIGMOID_WARPS, tb.PROGRAMS_PER_SM, tb.ROW_LOOP.block_p, tb.ROW_LOOP.num_warps, "
+            "tb.ROW_LOOP_MAX_C, tb.LAST_PROGRAM_FINISH)")
+    for env, want in (({"FOCALKIT_TRITON_TUNING": str(path)}, "2048 4 16 128 2 24 True"),
+                      ({}, f"{tb.SIGMOID_BLOCK} {tb.SIGMOID_WARPS} {tb.PROGRAMS_PER_SM} {tb.ROW_LOOP.block_p} "
+                           f"{tb.ROW_LOOP.num_warps} {tb.ROW_LOOP_MAX_C} False")):
+        full = {k: v for k, v in os.environ.items() if k != "FOCALKIT_TRITON_TUNING"} | env
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full, timeout=300)
+        assert r.stdout.split("\n")[-2] == want, r.stdout + r.stderr[-2000:]

@@ -5,8 +5,9 @@ kernels elsewhere in CI accepts what a GPU rejects (a plain float module global 
 one); this test does not.
 
 Also checked here: every launch the test suite makes requests a listed specialisation
-(``test_launches_are_listed``), and the forward / backward kernels load 16 bytes per thread where the
-tensors are aligned (``ld.global.v4`` in the PTX)."""
+(``test_launches_are_listed``), the forward / backward kernels load 16 bytes per thread where the
+tensors are aligned (``ld.global.v4`` in the PTX), and the forwards' last-program ticket is an
+acquire-release atomic at GPU scope after a barrier that follows the partials' stores."""
 
 from __future__ import annotations
 
@@ -156,7 +157,7 @@ def test_aligned_loads_are_16_bytes_wide(kernel, tmp_path):
             c = dict(spec.constexprs)
             if spec.kernel == {kernel!r} and dict(spec.pointers).get("x_ptr", dict(spec.pointers).get("z_ptr")) \\
                     == torch.float32 and c.get("FORM", 1) == 1 and c.get("SPATIAL", True) and c.get("ONE_TILE", True) \\
-                    and not c.get("DENSE", False):
+                    and not c.get("DENSE", False) and not c.get("LAST", False):
                 print(aot.resources(aot.compile_spec(spec, 90, aligned=True), {str(tmp_path)!r}))
                 break
     """)
@@ -165,6 +166,32 @@ def test_aligned_loads_are_16_bytes_wide(kernel, tmp_path):
     res = eval(r.stdout.strip().splitlines()[-1], {})  # a dict literal
     assert res["max_vector_load"] == 4, res
     assert res.get("LOCAL", 0) == 0 and res["spill_stores"] == 0, res
+    assert res["ticket_atomics"] == 0, res  # as launched by default: no last-program ticket
+
+
+@pytest.mark.parametrize("kernel", ["sigmoid.sigmoid_fwd_kernel", "softmax.softmax_fwd_kernel",
+                                    "quality.vfl_fwd_kernel", "quality.dfl_fwd_kernel"])
+def test_the_last_program_ticket_is_ordered_after_the_partials(kernel, tmp_path):
+    """``LAST``: the ticket of ``common.reduce_finish`` is one acquire-release atomic add at GPU scope, a
+    barrier lies between the partials' stores and it, and the last program reads the partials past L1
+    (``ld.global.cg``), in the PTX of every specialisation with float32 tensors (sm_90; the ticket's code
+    is the same for every dtype, and every dtype compiles in the test above)."""
+    code = textwrap.dedent(f"""
+        import os
+        os.environ["TRITON_INTERPRET"] = "0"
+        from focalkit.backends import triton as tb
+        from focalkit.backends._triton import aot
+        for spec in tb.specialisations():
+            if spec.kernel == {kernel!r} and dict(spec.constexprs)["LAST"] and all(
+                    str(v) in ("torch.float32", "torch.int64") for _, v in spec.pointers):
+                print(aot.resources(aot.compile_spec(spec, 90), {str(tmp_path)!r}))
+    """)
+    env = dict(os.environ, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
+    rows = [eval(line, {}) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert rows, r.stdout + r.stderr[-2000:]
+    for res in rows:
+        assert res["ticket_atomics"] == 1 and res["barrier_before_ticket"] and res["cg_loads"] >= 1, res
 
 
 def test_the_row_loop_keeps_registers_and_no_stack(tmp_path):
@@ -190,7 +217,7 @@ def test_the_row_loop_keeps_registers_and_no_stack(tmp_path):
     env = dict(os.environ, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     rows = [line.split() for line in r.stdout.splitlines() if line.startswith("softmax.")]
-    assert len(rows) == 2 * len(tb.SOFTMAX_MODES), r.stdout + r.stderr[-2000:]
+    assert len(rows) == 3 * len(tb.SOFTMAX_MODES), r.stdout + r.stderr[-2000:]  # forward (LAST or not), backward
     for kernel, reg, stack, local, shuffles in rows:
         assert int(reg) <= 96 and int(stack) == 0 and int(local) == 0, (kernel, reg, stack, local)
         if "bwd" in kernel:

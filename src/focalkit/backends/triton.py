@@ -107,6 +107,10 @@ SIGMOID_WARPS = 8
 PROGRAMS_PER_SM = 32  # the persistent sigmoid grid: at most this many programs per multiprocessor
 FINISH_BLOCK = 1024
 ONE_PROGRAM_FINISH = True  # a forward over one program finishes its reduction (False: tests compare the two)
+# A forward over several programs finishes its reduction in the program that ends last (an atomic ticket,
+# `common.reduce_finish`) instead of launching `finish_kernel`: one Triton launch fewer for a torch fill of
+# the ticket. Off until a GPU run has checked it on CUDA and timed it (benchmarks/host_profile.py times both).
+LAST_PROGRAM_FINISH = False
 SOFT_FORMS = _ops.SOFT_FORMS  # "linear", "pt", "signed", "bce", "quality": FORM 0..4
 
 
@@ -143,9 +147,10 @@ def _tuning(path: Optional[str]) -> None:
     """``FOCALKIT_TRITON_TUNING=file.json`` (read at import, for tuning on a new GPU; see
     ``benchmarks/sweep_gpu.py``): {"sigmoid": [BLOCK, num_warps, programs per SM], "row_tiles":
     [[BLOCK_P, BLOCK_C, num_warps], ..., chunked last], "spatial_tiles": [...], "row_loop": [BLOCK_P,
-    num_warps, most classes (0: never)]} replaces the tables above.
+    num_warps, most classes (0: never)], "last_program_finish": true | false} replaces the tables above.
     The ahead-of-time compile test covers the tables in this file, not a tuning file's."""
-    global SIGMOID_BLOCK, SIGMOID_WARPS, PROGRAMS_PER_SM, ROW_TILES, SPATIAL_TILES, ROW_LOOP, ROW_LOOP_MAX_C
+    global SIGMOID_BLOCK, SIGMOID_WARPS, PROGRAMS_PER_SM, ROW_TILES, SPATIAL_TILES, ROW_LOOP, ROW_LOOP_MAX_C, \
+        LAST_PROGRAM_FINISH
     if not path:
         return
     import json
@@ -165,6 +170,8 @@ def _tuning(path: Optional[str]) -> None:
     if "row_loop" in cfg:
         p, w, ROW_LOOP_MAX_C = (int(v) for v in cfg["row_loop"])
         ROW_LOOP = Tile(False, False, p, 1, w)
+    if "last_program_finish" in cfg:
+        LAST_PROGRAM_FINISH = bool(cfg["last_program_finish"])
 
 
 _tuning(os.environ.get("FOCALKIT_TRITON_TUNING"))
@@ -197,21 +204,23 @@ class Spec(NamedTuple):
 
 def _fwd_out(x: torch.dtype) -> tuple:
     """A forward kernel's output pointers: each loss (``x``), the partial sums or the reduced loss, 1 /
-    denominator, and the denominator tensor a one-program grid reads (float32)."""
+    denominator, the denominator tensor a finishing forward reads, and the last program's scratch (float32)."""
     f32 = torch.float32
-    return (("loss_ptr", x), ("part_ptr", f32), ("inv_ptr", f32), ("den_ptr", f32))
+    return (("loss_ptr", x), ("part_ptr", f32), ("inv_ptr", f32), ("den_ptr", f32), ("scr_ptr", f32))
 
 
 def specialisations() -> Iterator[Spec]:
     """Every specialisation a launcher in this module can request (read by the ahead-of-time compile
-    test): each constexpr combination with each pointer dtype."""
+    test): each constexpr combination with each pointer dtype. Each forward comes twice: ``LAST`` False
+    (as launched by default) and True (``LAST_PROGRAM_FINISH`` over several programs)."""
     for x in _DTYPES:
         for form in range(len(SOFT_FORMS)):
             for y in _ptr_dtypes(x) + (torch.int64,):  # int64: sparse class indices
                 for w in _ptr_dtypes(x):
                     ptrs = (("x_ptr", x), ("y_ptr", y), ("cls_ptr", torch.float32), ("w_ptr", w))
-                    yield Spec("sigmoid.sigmoid_fwd_kernel", (("FORM", form), ("BLOCK", SIGMOID_BLOCK)),
-                               ptrs + _fwd_out(x), SIGMOID_WARPS)
+                    for last in (False, True):
+                        yield Spec("sigmoid.sigmoid_fwd_kernel", (("FORM", form), ("BLOCK", SIGMOID_BLOCK),
+                                                                  ("LAST", last)), ptrs + _fwd_out(x), SIGMOID_WARPS)
                     yield Spec("sigmoid.sigmoid_bwd_kernel", (("FORM", form), ("BLOCK", SIGMOID_BLOCK)),
                                ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), SIGMOID_WARPS)
         yield Spec("common.finish_kernel", (("BLOCK", FINISH_BLOCK),),
@@ -221,14 +230,16 @@ def specialisations() -> Iterator[Spec]:
             for lab in _ptr_dtypes(x):
                 for w in _ptr_dtypes(x):
                     ptrs = (("x_ptr", x), ("q_ptr", q), ("lab_ptr", lab), ("w_ptr", w))
-                    yield Spec("quality.vfl_fwd_kernel", (("BLOCK", SIGMOID_BLOCK),), ptrs + _fwd_out(x),
-                               SIGMOID_WARPS)
+                    for last in (False, True):
+                        yield Spec("quality.vfl_fwd_kernel", (("BLOCK", SIGMOID_BLOCK), ("LAST", last)),
+                                   ptrs + _fwd_out(x), SIGMOID_WARPS)
                     yield Spec("quality.vfl_bwd_kernel", (("BLOCK", SIGMOID_BLOCK),),
                                ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), SIGMOID_WARPS)
         for t in DFL_TILES:
             ptrs = (("z_ptr", x), ("y_ptr", torch.float32), ("w_ptr", torch.float32))
             blocks = (("BLOCK_P", t.block_p), ("BLOCK_C", t.block_c))
-            yield Spec("quality.dfl_fwd_kernel", blocks, ptrs + _fwd_out(x), t.num_warps)
+            for last in (False, True):
+                yield Spec("quality.dfl_fwd_kernel", blocks + (("LAST", last),), ptrs + _fwd_out(x), t.num_warps)
             yield Spec("quality.dfl_bwd_kernel", blocks,
                        ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), t.num_warps)
         for t in ROW_TILES + SPATIAL_TILES + (ROW_LOOP,):
@@ -237,9 +248,10 @@ def specialisations() -> Iterator[Spec]:
                     ptrs = (("z_ptr", x), ("y_ptr", torch.int64), ("q_ptr", q), ("w_ptr", torch.float32))
                     tile = (("SPATIAL", t.spatial), ("ONE_TILE", t.one_tile), ("DENSE", dense), ("HAS_Q", has_q))
                     blocks = (("BLOCK_P", t.block_p), ("BLOCK_C", t.block_c))
-                    yield Spec("softmax.softmax_fwd_kernel", tile + blocks,
-                               ptrs + _fwd_out(x) + (("cnt_ptr", torch.float32), ("st_ptr", torch.float32)),
-                               t.num_warps)
+                    for last in (False, True):
+                        yield Spec("softmax.softmax_fwd_kernel", tile + blocks + (("LAST", last),),
+                                   ptrs + _fwd_out(x) + (("cnt_ptr", torch.float32), ("st_ptr", torch.float32)),
+                                   t.num_warps)
                     yield Spec("softmax.softmax_bwd_kernel", tile + blocks,
                                ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("st_ptr", torch.float32),
                                        ("grad_ptr", x)), t.num_warps)
@@ -289,27 +301,35 @@ class _Reduced(NamedTuple):
     part: Tensor      # the partial sums, or (one program) the reduced loss, a 0-dim float32 tensor
     inv: Tensor       # 1 / denominator (written by the forward with ``store`` or one program)
     den: Tensor       # the denominator tensor (``den_mode`` 2), else a dummy
-    den_mode: int     # -1: partials for ``finish_kernel``; 0 .. 3: this launch finishes (``common.finish``)
+    den_mode: int     # -1: partials for ``finish_kernel``; 0 .. 3: this launch finishes (``common.reduce_finish``)
     den_value: float
     finish: tuple     # (den_mode, den_value, den) for ``finish_kernel`` where it runs, else ()
+    scr: Tensor       # several programs finishing: 2 x programs + 1 zeros (partials, counts, ticket); else a dummy
+    last: bool        # the forward's LAST constexpr: its last program of several finishes
 
 
 def _reduced(store: bool, loss_shape: Any, loss_dtype: torch.dtype, programs: int, dev: torch.device,
              reduction: str, normalizer: Any, count: Optional[int]) -> _Reduced:
     """The buffers and reduction arguments of a forward launch over ``programs`` programs: a grid of one
     program finishes the reduction itself (one launch fewer; the same float64 sum and division as
-    ``finish_kernel``, so the same bits)."""
+    ``finish_kernel``, so the same bits), and so does the last program of several with
+    ``LAST_PROGRAM_FINISH`` (the partials summed in ``finish_kernel``'s order)."""
     f32 = torch.float32
     dummy = _dummy(dev, f32)
     if store:
         inv = torch.empty(1, dtype=f32, device=dev)
-        return _Reduced(torch.empty(loss_shape, dtype=loss_dtype, device=dev), inv, inv, dummy, -1, 1.0, ())
+        return _Reduced(torch.empty(loss_shape, dtype=loss_dtype, device=dev), inv, inv, dummy, -1, 1.0, (), dummy,
+                        False)
     mode, value, den = _denominator(reduction, normalizer, count)
-    if programs == 1 and ONE_PROGRAM_FINISH and _reduce.out_dtype(loss_dtype, True) == f32:
+    if ((programs == 1 and ONE_PROGRAM_FINISH) or (programs > 1 and LAST_PROGRAM_FINISH)) \
+            and _reduce.out_dtype(loss_dtype, True) == f32:
+        last = programs > 1
+        scr = torch.zeros(2 * programs + 1, dtype=f32, device=dev) if last else dummy
         return _Reduced(_dummy(dev, loss_dtype), torch.empty((), dtype=f32, device=dev),
-                        torch.empty(1, dtype=f32, device=dev), dummy if den is None else den, mode, value, ())
+                        torch.empty(1, dtype=f32, device=dev), dummy if den is None else den, mode, value, (), scr,
+                        last)
     return _Reduced(_dummy(dev, loss_dtype), torch.empty(max(programs, 1), dtype=f32, device=dev), dummy, dummy, -1,
-                    1.0, (mode, value, den))
+                    1.0, (mode, value, den), dummy, False)
 
 
 def _reduced_out(r: _Reduced, counts: Optional[Tensor], loss_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -416,8 +436,8 @@ def _ew_forward(kernel: Any, tensors: tuple, meta: tuple, floats: tuple, consts:
     store = reduction == "none" and normalizer is None
     grid = _grid(n, SIGMOID_BLOCK, dev)
     r = _reduced(store, x.shape, x.dtype, grid, dev, reduction, normalizer, n)
-    _launch(kernel, (grid,), (*tensors, r.loss, r.part, r.inv, r.den, n, *meta, int(store), r.den_mode, *floats,
-                              r.den_value), consts, SIGMOID_WARPS)
+    _launch(kernel, (grid,), (*tensors, r.loss, r.part, r.inv, r.den, r.scr, n, *meta, int(store), r.den_mode, *floats,
+                              r.den_value), {**consts, "LAST": r.last}, SIGMOID_WARPS)
     return (r.loss, r.inv) if store else _reduced_out(r, None, x.dtype)
 
 
@@ -577,10 +597,10 @@ def _softmax_forward(a: _Smx, reduction: str, normalizer: Any) -> tuple[Tensor, 
     keep = not a.tile.one_tile and a.tile.block_c > 1  # the loop over few classes recomputes its statistics
     st = torch.empty((5 if a.dense else 3) * max(positions, 1), dtype=torch.float32, device=dev) if keep else r.inv
     if launch:
-        _launch(k_smx.softmax_fwd_kernel, grid, (a.z, a.y, a.q, a.w, r.loss, r.part, cnt, r.inv, st, r.den, positions,
-                                                 a.n_cls, a.s, a.ignore, a.eps, a.gamma, a.has_w, int(store),
-                                                 r.den_mode, r.den_value),
-                _smx_const(a), a.tile.num_warps)
+        _launch(k_smx.softmax_fwd_kernel, grid, (a.z, a.y, a.q, a.w, r.loss, r.part, cnt, r.inv, st, r.den, r.scr,
+                                                 positions, a.n_cls, a.s, a.ignore, a.eps, a.gamma, a.has_w,
+                                                 int(store), r.den_mode, r.den_value),
+                {**_smx_const(a), "LAST": r.last}, a.tile.num_warps)
     elif store:
         r.inv.fill_(1.0)
     else:
@@ -729,12 +749,12 @@ def _dfl_prepare(logits: Tensor, targets: Tensor, weight: Optional[Tensor]) -> _
     return _Dfl(z, raw(targets, torch.float32), w, int(weight is not None), dfl_tile(z.shape[1]))
 
 
-def _dfl_launch(kernel: Any, a: _Dfl, ptrs: tuple, flags: tuple) -> None:
+def _dfl_launch(kernel: Any, a: _Dfl, ptrs: tuple, flags: tuple, **consts: Any) -> None:
     """``kernel(z, y, w, *ptrs, P, C, has_w, *flags)`` over tiles of rows (nothing to launch for no rows)."""
     n_rows, n_bins = a.z.shape
     if n_rows:
         _launch(kernel, (-(-n_rows // a.tile.block_p),), (a.z, a.y, a.w, *ptrs, n_rows, n_bins, a.has_w, *flags),
-                dict(BLOCK_P=a.tile.block_p, BLOCK_C=a.tile.block_c), a.tile.num_warps)
+                dict(BLOCK_P=a.tile.block_p, BLOCK_C=a.tile.block_c, **consts), a.tile.num_warps)
 
 
 def _dfl_forward(a: _Dfl, reduction: str, normalizer: Any) -> tuple[Tensor, Tensor]:
@@ -748,7 +768,8 @@ def _dfl_forward(a: _Dfl, reduction: str, normalizer: Any) -> tuple[Tensor, Tens
             r.inv.fill_(1.0)
         else:
             r.part.zero_()
-    _dfl_launch(_kernels()[3].dfl_fwd_kernel, a, (r.loss, r.part, r.inv, r.den), (int(store), r.den_mode, r.den_value))
+    _dfl_launch(_kernels()[3].dfl_fwd_kernel, a, (r.loss, r.part, r.inv, r.den, r.scr),
+                (int(store), r.den_mode, r.den_value), LAST=r.last)
     return (r.loss, r.inv) if store else _reduced_out(r, None, a.z.dtype)
 
 

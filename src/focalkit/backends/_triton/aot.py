@@ -95,4 +95,12 @@ def resources(compiled: Any, workdir: str) -> dict:
     widths = [int(w) for w in re.findall(r"ld\.global(?:\.[a-z0-9]+)*?\.v(\d)\.", ptx)]
     res["max_vector_load"] = max(widths, default=1)
     res["spill_stores"] = len(re.findall(r"st\.local", ptx))
+    # the last program's ticket (common.reduce_finish): an acquire-release atomic at GPU scope, after a
+    # barrier that follows the partials' stores, and the partials read past L1
+    tickets = [m.start() for m in re.finditer(r"atom\.global\.gpu\.acq_rel\.add\.f32", ptx)]
+    res["ticket_atomics"] = len(tickets)
+    res["cg_loads"] = len(re.findall(r"ld\.global\.cg", ptx))
+    if tickets:
+        before = ptx[:tickets[0]]
+        res["barrier_before_ticket"] = before.rfind("bar.sync") > before.rfind("st.global")
     return res

@@ -28,8 +28,9 @@ def finish(total, count, den_ptr, den_value, den_mode, out_ptr, inv_ptr):
     backward kernel.
 
     ``den_mode``: 0 none (a sum), 1 ``den_value``, 2 the 1-element tensor at ``den_ptr``, 3 ``count`` (a
-    weighted count; 0, when every position is ignored, divides by 1). A forward kernel whose grid is one
-    program calls this itself (no second launch); otherwise :func:`finish_kernel` does, over the partials."""
+    weighted count; 0, when every position is ignored, divides by 1). A forward kernel that finishes its
+    own reduction calls this through :func:`reduce_finish` (no second launch); otherwise
+    :func:`finish_kernel` does, over the partials."""
     den = tl.full((), 1.0, tl.float64)
     if den_mode == 1:
         den = tl.full((), 1.0, tl.float64) * den_value
@@ -39,6 +40,41 @@ def finish(total, count, den_ptr, den_value, den_mode, out_ptr, inv_ptr):
         den = tl.where(count == 0.0, 1.0, count)
     tl.store(out_ptr, (total / den).to(tl.float32).to(out_ptr.dtype.element_ty))
     tl.store(inv_ptr, (1.0 / den).to(tl.float32))
+
+
+@triton.jit
+def reduce_finish(total, count, pid, nprog, part_ptr, scr_ptr, den_ptr, den_value, den_mode, inv_ptr,
+                  LAST: tl.constexpr):
+    """A forward launch that finishes its own reduction (``den_mode`` >= 0), from each program's float32
+    ``total`` (and ``count``, the counted weight): the reduced loss at ``part_ptr`` (a 0-dim float32
+    tensor) and ``1 / denominator`` at ``inv_ptr``.
+
+    One program (``LAST`` False): :func:`finish` at once. Several (``LAST``, a specialisation of its own,
+    so that the kernels launched without it keep their registers; ``LAST_PROGRAM_FINISH`` in
+    ``backends/triton.py``): ``scr_ptr`` holds ``2 * nprog + 1`` zeros. Each program stores its partials
+    at ``scr[pid]`` and ``scr[nprog + pid]``, then takes a ticket, ``scr[2 * nprog]`` incremented by an
+    atomic add with acquire-release order at GPU scope, after a barrier (so the release covers every
+    thread's store). The program that draws the last ticket sums every partial in the order
+    :func:`finish_kernel` does (float64, chunks of 1024 = ``FINISH_BLOCK``, loads that bypass L1) and
+    finishes: deterministic, with no second launch."""
+    if not LAST:
+        finish(total.to(tl.float64), count.to(tl.float64), den_ptr, den_value, den_mode, part_ptr, inv_ptr)
+    else:
+        tl.store(scr_ptr + pid, total)
+        tl.store(scr_ptr + nprog + pid, count)
+        tl.debug_barrier()
+        ticket = tl.atomic_add(scr_ptr + 2 * nprog, 1.0, sem="acq_rel", scope="gpu")
+        if ticket == (nprog - 1).to(tl.float32):
+            offs = tl.arange(0, 1024)
+            acc = tl.zeros([1024], tl.float64)
+            cacc = tl.zeros([1024], tl.float64)
+            for start in range(0, nprog, 1024):
+                m = start + offs < nprog
+                acc += tl.load(scr_ptr + start + offs, mask=m, other=0.0, cache_modifier=".cg").to(tl.float64)
+                if den_mode == 3:
+                    cacc += tl.load(scr_ptr + nprog + start + offs, mask=m, other=0.0,
+                                    cache_modifier=".cg").to(tl.float64)
+            finish(tl.sum(acc, axis=0), tl.sum(cacc, axis=0), den_ptr, den_value, den_mode, part_ptr, inv_ptr)
 
 
 @triton.jit(do_not_specialize=["n_part", "den_mode"])

@@ -21,7 +21,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from focalkit.backends._triton.common import finish, log1p
+from focalkit.backends._triton.common import log1p, reduce_finish
 
 
 @triton.jit
@@ -61,10 +61,11 @@ def _vfl_element(x_ptr, q_ptr, lab_ptr, w_ptr, offs, mask, C, has_lab, w_mode, w
 
 
 @triton.jit(do_not_specialize=["C", "has_lab", "w_mode", "w_rs", "w_cs", "iou", "store", "den_mode"])
-def vfl_fwd_kernel(x_ptr, q_ptr, lab_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, den_ptr, n, C, has_lab, w_mode, w_rs,
-                   w_cs, iou, store, den_mode, alpha, gamma, den_value, BLOCK: tl.constexpr):
+def vfl_fwd_kernel(x_ptr, q_ptr, lab_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, den_ptr, scr_ptr, n, C, has_lab, w_mode,
+                   w_rs, w_cs, iou, store, den_mode, alpha, gamma, den_value, BLOCK: tl.constexpr,
+                   LAST: tl.constexpr):
     """``store``: each element's loss, and 1 at ``inv_ptr``; else one partial sum per program (``den_mode``
-    -1) or, for a grid of one program, the reduced loss (``common.finish``), as ``sigmoid_fwd_kernel``."""
+    -1) or the reduced loss (``common.reduce_finish``), as ``sigmoid_fwd_kernel``."""
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     ar = tl.arange(0, BLOCK)
@@ -84,8 +85,8 @@ def vfl_fwd_kernel(x_ptr, q_ptr, lab_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, de
     elif den_mode < 0:
         tl.store(part_ptr + pid, tl.sum(acc, axis=0))
     else:
-        finish(tl.sum(acc, axis=0).to(tl.float64), tl.zeros((), tl.float64), den_ptr, den_value, den_mode, part_ptr,
-               inv_ptr)
+        reduce_finish(tl.sum(acc, axis=0), tl.zeros((), tl.float32), pid, nprog, part_ptr, scr_ptr, den_ptr, den_value,
+                      den_mode, inv_ptr, LAST)
 
 
 @triton.jit(do_not_specialize=["C", "has_lab", "w_mode", "w_rs", "w_cs", "iou", "go_mode"])
@@ -148,10 +149,10 @@ def _dfl_tile(z_ptr, y_ptr, w_ptr, P, C, has_w, BLOCK_P: tl.constexpr, BLOCK_C: 
 
 
 @triton.jit(do_not_specialize=["has_w", "store", "den_mode"])
-def dfl_fwd_kernel(z_ptr, y_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, den_ptr, P, C, has_w, store, den_mode, den_value,
-                   BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+def dfl_fwd_kernel(z_ptr, y_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, den_ptr, scr_ptr, P, C, has_w, store, den_mode,
+                   den_value, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, LAST: tl.constexpr):
     """``store``: each row's loss, and 1 at ``inv_ptr``; else one partial sum per program (``den_mode``
-    -1) or, for a grid of one program, the reduced loss (``common.finish``)."""
+    -1) or the reduced loss (``common.reduce_finish``)."""
     rows, rmask, _, _, _, loss, _, _, _ = _dfl_tile(z_ptr, y_ptr, w_ptr, P, C, has_w, BLOCK_P, BLOCK_C)
     if store != 0:
         tl.store(loss_ptr + rows, loss.to(loss_ptr.dtype.element_ty), mask=rmask)
@@ -160,8 +161,8 @@ def dfl_fwd_kernel(z_ptr, y_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, den_ptr, P,
     elif den_mode < 0:
         tl.store(part_ptr + tl.program_id(0), tl.sum(tl.where(rmask, loss, 0.0), axis=0))
     else:
-        total = tl.sum(tl.where(rmask, loss, 0.0), axis=0).to(tl.float64)
-        finish(total, tl.zeros((), tl.float64), den_ptr, den_value, den_mode, part_ptr, inv_ptr)
+        reduce_finish(tl.sum(tl.where(rmask, loss, 0.0), axis=0), tl.zeros((), tl.float32), tl.program_id(0),
+                      tl.num_programs(0), part_ptr, scr_ptr, den_ptr, den_value, den_mode, inv_ptr, LAST)
 
 
 @triton.jit(do_not_specialize=["has_w", "go_mode"])

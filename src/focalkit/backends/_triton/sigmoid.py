@@ -22,7 +22,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from focalkit.backends._triton.common import expm1, finish, log1p
+from focalkit.backends._triton.common import expm1, log1p, reduce_finish
 
 
 @triton.jit
@@ -129,13 +129,14 @@ def _element(x_ptr, y_ptr, cls_ptr, w_ptr, offs, mask, C, cls, cls_cs, apos, ane
 
 
 @triton.jit(do_not_specialize=["C", "cls", "cls_cs", "w_mode", "w_rs", "w_cs", "sparse", "store", "den_mode"])
-def sigmoid_fwd_kernel(x_ptr, y_ptr, cls_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, den_ptr, n, C, cls, cls_cs, apos,
-                       aneg, w_mode, w_rs, w_cs, sparse, store, den_mode, gamma, den_value, FORM: tl.constexpr,
-                       BLOCK: tl.constexpr):
+def sigmoid_fwd_kernel(x_ptr, y_ptr, cls_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr, den_ptr, scr_ptr, n, C, cls, cls_cs,
+                       apos, aneg, w_mode, w_rs, w_cs, sparse, store, den_mode, gamma, den_value, FORM: tl.constexpr,
+                       BLOCK: tl.constexpr, LAST: tl.constexpr):
     """``store``: each element's loss (``reduction="none"``), and 1 at ``inv_ptr``; else, with ``den_mode``
     -1, one partial sum per program at ``part_ptr[program]`` (float32), finished by ``finish_kernel``; with
-    ``den_mode`` >= 0 (a grid of one program) the reduced loss itself at ``part_ptr`` and 1 / denominator
-    at ``inv_ptr`` (:func:`~focalkit.backends._triton.common.finish`: no second launch)."""
+    ``den_mode`` >= 0 the reduced loss itself at ``part_ptr`` and 1 / denominator at ``inv_ptr``, from one
+    program or the last of several (:func:`~focalkit.backends._triton.common.reduce_finish`: no second
+    launch)."""
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     ar = tl.arange(0, BLOCK)
@@ -155,8 +156,8 @@ def sigmoid_fwd_kernel(x_ptr, y_ptr, cls_ptr, w_ptr, loss_ptr, part_ptr, inv_ptr
     elif den_mode < 0:
         tl.store(part_ptr + pid, tl.sum(acc, axis=0))
     else:
-        finish(tl.sum(acc, axis=0).to(tl.float64), tl.zeros((), tl.float64), den_ptr, den_value, den_mode, part_ptr,
-               inv_ptr)
+        reduce_finish(tl.sum(acc, axis=0), tl.zeros((), tl.float32), pid, nprog, part_ptr, scr_ptr, den_ptr, den_value,
+                      den_mode, inv_ptr, LAST)
 
 
 @triton.jit(do_not_specialize=["C", "cls", "cls_cs", "w_mode", "w_rs", "w_cs", "sparse", "go_mode"])

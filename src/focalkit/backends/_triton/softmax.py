@@ -25,7 +25,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from focalkit.backends._triton.common import finish, log1p
+from focalkit.backends._triton.common import log1p, reduce_finish
 
 
 @triton.jit
@@ -236,14 +236,15 @@ def _scaled(g, f, valid, bad):
 
 
 @triton.jit(do_not_specialize=["P", "S", "ignore", "has_w", "store", "den_mode"])
-def softmax_fwd_kernel(z_ptr, y_ptr, q_ptr, w_ptr, loss_ptr, part_ptr, cnt_ptr, inv_ptr, st_ptr, den_ptr, P, C, S,
+def softmax_fwd_kernel(z_ptr, y_ptr, q_ptr, w_ptr, loss_ptr, part_ptr, cnt_ptr, inv_ptr, st_ptr, den_ptr, scr_ptr, P, C,
+                       S,
                        ignore, eps, gamma, has_w, store, den_mode, den_value, SPATIAL: tl.constexpr,
                        ONE_TILE: tl.constexpr, DENSE: tl.constexpr, HAS_Q: tl.constexpr, BLOCK_P: tl.constexpr,
-                       BLOCK_C: tl.constexpr):
+                       BLOCK_C: tl.constexpr, LAST: tl.constexpr):
     """``store``: each position's loss (``reduction="none"``) in the loss dtype, and 1 at ``inv_ptr``;
     else (``den_mode`` -1) per program one partial sum of the loss and one of the counted weight
-    (float32), for ``finish_kernel``, or (``den_mode`` >= 0, a grid of one program) the reduced loss
-    at ``part_ptr`` and 1 / denominator at ``inv_ptr`` (``common.finish``: no second launch). Not
+    (float32), for ``finish_kernel``, or (``den_mode`` >= 0) the reduced loss at ``part_ptr`` and
+    1 / denominator at ``inv_ptr`` (``common.reduce_finish``: one program, or the last of several). Not
     ONE_TILE: the statistics go to ``st_ptr`` (5 rows of P)."""
     if ONE_TILE:
         pos, pm, prog, loss, wy, valid, bad, offs, mask, grad = _tile(
@@ -267,9 +268,9 @@ def softmax_fwd_kernel(z_ptr, y_ptr, q_ptr, w_ptr, loss_ptr, part_ptr, cnt_ptr, 
         tl.store(part_ptr + prog, tl.sum(tl.where(pm, loss, 0.0), axis=0))
         tl.store(cnt_ptr + prog, tl.sum(tl.where(valid, wy, 0.0), axis=0))
     else:
-        finish(tl.sum(tl.where(pm, loss, 0.0), axis=0).to(tl.float64),
-               tl.sum(tl.where(valid, wy, 0.0), axis=0).to(tl.float64), den_ptr, den_value, den_mode, part_ptr,
-               inv_ptr)
+        nprog = tl.num_programs(0) * tl.num_programs(1)
+        reduce_finish(tl.sum(tl.where(pm, loss, 0.0), axis=0), tl.sum(tl.where(valid, wy, 0.0), axis=0), prog, nprog,
+                      part_ptr, scr_ptr, den_ptr, den_value, den_mode, inv_ptr, LAST)
 
 
 @triton.jit(do_not_specialize=["P", "S", "ignore", "has_w", "go_mode"])
