@@ -17,6 +17,7 @@ DEST=${OUT:-benchmarks/results}
 mkdir -p "$DEST"
 T_TESTS=${GPU_CHECK_TEST_TIMEOUT:-240}
 T_BENCH=${GPU_CHECK_BENCH_TIMEOUT:-270}
+T_HOST=${GPU_CHECK_HOST_TIMEOUT:-60}
 note() { echo "gpu_check: $*" | tee -a "$DEST/gpu_summary.md"; }
 : > "$DEST/gpu_summary.md"
 
@@ -58,7 +59,16 @@ timeout $T_BENCH $PY benchmarks/bench_gpu.py $ARGS > "$DEST/gpu_bench.log" 2>&1
 rc_bench=$?
 t_bench=$(( $(date +%s) - start ))
 
-# 3. the summary, last
+# 3. the host's time per step taken apart (Python, Triton's launches, torch's own op), last of the timings
+start=$(date +%s)
+HARGS="--out $DEST"
+[ $DRY = 1 ] && HARGS="$HARGS --dry-run"
+timeout $T_HOST $PY benchmarks/host_profile.py $HARGS > "$DEST/gpu_host.log" 2>&1
+rc_host=$?
+[ $rc_host = 0 ] || note "host_profile.py: rc $rc_host (gpu_host.log)"
+t_bench=$(( t_bench + $(date +%s) - start ))
+
+# 4. the summary, last
 $PY - "$DEST" "$rc_tests" "$rc_bench" "$t_tests" "$t_bench" "$n_gpu" <<'EOF' | tee -a "$DEST/gpu_summary.md"
 import sys, xml.etree.ElementTree as ET
 from pathlib import Path
@@ -83,6 +93,9 @@ print(f"| workloads | {len(rows)} rows (rc {rc_b}) | {t_b} |")
 print()
 if md.exists():
     print(md.read_text())
+host = Path(dest) / "gpu_host.md"
+if host.exists():
+    print("\n".join(host.read_text().split("\n\ncProfile")[0].splitlines()))
 EOF
-echo "gpu_check: tests rc=$rc_tests, bench rc=$rc_bench; results in $DEST"
-[ $rc_tests = 0 ] && [ $rc_bench = 0 ]
+echo "gpu_check: tests rc=$rc_tests, bench rc=$rc_bench, host rc=$rc_host; results in $DEST"
+[ $rc_tests = 0 ] && [ $rc_bench = 0 ] && [ $rc_host = 0 ]
