@@ -191,6 +191,16 @@ def _without_row_loop(z, t):
         tb.ROW_LOOP_MAX_C = keep
 
 
+def _with_spatial_loop(z, t):
+    """The softmax kernel with N-D positions of few classes in the loop over their classes
+    (``tb.SPATIAL_LOOP``, off by default): beside the tiles, which is faster on this GPU."""
+    keep, tb.SPATIAL_LOOP_MAX_C = tb.SPATIAL_LOOP_MAX_C, 32
+    try:
+        return fk.softmax_focal_loss(z, t, gamma=GAMMA, backend="triton")
+    finally:
+        tb.SPATIAL_LOOP_MAX_C = keep
+
+
 def _baseline(rows):
     """torch's own loss of the row: BCE-with-logits or F.cross_entropy."""
     return "BCE" if "BCE" in rows else "F.cross_entropy"
@@ -248,6 +258,8 @@ def bench_row(name, kind, shape, dtype, device, dry, rounds, reps):
         rows["focalkit"] = _step(lambda a, b: fk.softmax_focal_loss(a, b, gamma=GAMMA, backend="triton"), x, t)
         if len(shape) == 2 and tb.softmax_tile(shape[1], False) == tb.ROW_LOOP:
             rows["focalkit tiles"] = _step(_without_row_loop, x, t)  # the same rows on the tile table
+        if len(shape) > 2 and shape[1] <= 32 and tb.softmax_tile(shape[1], True) != tb.SPATIAL_LOOP:
+            rows["focalkit loop"] = _step(_with_spatial_loop, x, t)  # the same positions in the loop
         rows["F.cross_entropy"] = _step(lambda a, b: F.cross_entropy(a, b), x, t)
         if len(shape) == 2:
             kf = _kornia()
@@ -334,7 +346,8 @@ def write(out, meta, results, dry):
     lines = [f"## GPU workloads (`benchmarks/gpu_check.sh`{' --dry-run' if dry else ''})", "",
              f"{meta['device']}, torch {meta['torch']}, triton {meta['triton']}. Forward + backward, gamma = 2, "
              "median ms of interleaved rounds (CUDA events); (tiles: the same rows without the loop over few "
-             "classes); launches per step (torch.profiler); forward / "
+             "classes; loop: the same N-D positions in the loop over their classes, off by default); launches per "
+             "step (torch.profiler); forward / "
              "backward kernel bandwidth as a fraction of the copy's; extra peak memory in logits.", "",
              "| workload | dtype | focalkit | F.ce / BCE | peer | compile(textbook) | compile(F.ce) | Liger | copy "
              "| launches (F) | fwd / bwd bw | extra mem | host us (F) |",
@@ -345,6 +358,7 @@ def write(out, meta, results, dry):
         base = ms.get("BCE", ms.get("F.cross_entropy"))
         peer = f"{r['peer']} {ms[r['peer']]:.3f}" if r["peer"] else "-"
         tiles = f" (tiles {ms['focalkit tiles']:.3f})" if "focalkit tiles" in ms else ""
+        tiles += f" (loop {ms['focalkit loop']:.3f})" if "focalkit loop" in ms else ""
         lines.append(
             f"| {r['workload']} {tuple(r['shape'])} | {r['dtype']} | {ms['focalkit']:.3f}{tiles} | {base:.3f} "
             f"| {peer} | "

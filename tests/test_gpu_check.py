@@ -26,6 +26,8 @@ def test_gpu_check_dry_run(tmp_path):
                                                        "DFL 16 x 8400 x 4 sides"}
     flat = [r for r in res["results"] if r["workload"] == "flattened segmentation"]
     assert flat and all("focalkit tiles" in r["ms"] for r in flat)  # the row loop against the tile table
+    seg = [r for r in res["results"] if r["workload"] == "segmentation"]
+    assert seg and all("focalkit loop" in r["ms"] for r in seg)  # the spatial loop against the spatial tiles
     host = json.loads((tmp_path / "gpu_host.json").read_text())  # the host's time per step taken apart
     assert len(host["rows"]) == 3 and all(r["n_launches"] >= 2 and r["python"] > 0 for r in host["rows"].values())
     assert [r["n_launches"] for r in host["rows"].values()] == [2, 3, 2]  # one program, several, one

@@ -245,6 +245,42 @@ def test_sparse_class_indices_equal_eager(form, dtype, shape):
               gamma=1.5, **kw)
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 37), (2, 19, 5, 7), (2, 31, 600), (1, 32, 3, 3)])
+def test_softmax_positions_of_few_classes_in_the_spatial_loop(monkeypatch, shape):
+    """``SPATIAL_LOOP`` (off by default; bench_gpu.py times it against the tiles on a GPU): N-D positions
+    of at most ``SPATIAL_LOOP_MAX_C`` classes, one per thread with a loop over the classes. Every target
+    mode, weights, grad_output, ignored and bad indices, half precision, the in-place gradient and the
+    last program's finish give the eager values."""
+    monkeypatch.setattr(tb, "SPATIAL_LOOP_MAX_C", 32)
+    n_cls = shape[1]
+    assert tb.softmax_tile(n_cls, True) == tb.SPATIAL_LOOP and tb.softmax_tile(33, True) != tb.SPATIAL_LOOP
+    x, t, q = _smx_data(shape, torch.float32, seed=n_cls)
+    t.view(-1)[::7] = -100
+    w = torch.rand(n_cls, generator=torch.Generator().manual_seed(1)) + 0.1
+    go = torch.rand(t.shape)
+    for target, eps in (("index", 0.0), ("index", 0.1), ("prob", 0.0)):
+        tt = t if target == "index" else q
+        _same(fk.softmax_focal_loss, x, tt, go, gamma=2.0, weight=w.to(DEV), label_smoothing=eps, reduction="none")
+        _same(fk.softmax_focal_loss, x, tt, gamma=0.5, label_smoothing=eps)
+    monkeypatch.setattr(tb, "LAST_PROGRAM_FINISH", True)
+    _same(fk.softmax_focal_loss, x, t, gamma=2.0, weight=w.to(DEV))
+    for dtype in (torch.float16, torch.bfloat16):
+        _same(fk.softmax_focal_loss, x.to(dtype), t, gamma=2.0, label_smoothing=0.1)
+    bad = t.clone()
+    bad.view(-1)[3] = n_cls  # out of range (the kernels, past the host's check on CPU tensors): that position NaN
+    a = tb._softmax_prepare(x.to(DEV), bad.to(DEV), None, 2.0, -100, 0.0)
+    assert a.tile == tb.SPATIAL_LOOP
+    o, inv, kept = tb._softmax_forward(a, "none", None)
+    g = tb._softmax_backward(a, inv, kept, None).cpu()
+    assert torch.isnan(o.view(-1)[3]) and torch.isnan(g.movedim(1, -1).reshape(-1, n_cls)[3]).all()
+    assert kept.numel() == 1  # the loop keeps no statistics: the backward recomputes them
+    _, want = _run(fk.softmax_focal_loss, x.to(D), t, "eager")
+    z = x.to(DEV).requires_grad_()
+    zz = z * 1.0
+    fk.softmax_focal_loss(zz, t.to(DEV), inplace_grad=True, backend="triton").backward()
+    torch.testing.assert_close(z.grad.cpu(), want.float(), **TOL[torch.float32])
+
+
 def _finishing_case(case: str, rows: int, seed: int) -> tuple:
     """(loss, logits, targets, keyword arguments) of a reduction test: ``rows`` rows of 7 classes."""
     g = torch.Generator().manual_seed(seed)
@@ -317,21 +353,25 @@ def test_last_program_of_several_finishes_as_the_finishing_kernel(monkeypatch, c
 
 
 def test_a_tuning_file_replaces_the_tables_and_the_finishing_switch(tmp_path):
-    """``FOCALKIT_TRITON_TUNING`` (read at import, for a GPU run's sweep): the tables and
-    ``last_program_finish`` come from the file; without it, the defaults of ``backends/triton.py``."""
+    """``FOCALKIT_TRITON_TUNING`` (read at import, for a GPU run's sweep): the tables, the loops' limits and
+    ``last_program_finish`` come from the file; without it, the defaults of ``backends/triton.py`` (both
+    switches off)."""
     import json
     import os
     import subprocess
     import sys
 
     path = tmp_path / "tuning.json"
-    path.write_text(json.dumps({"sigmoid": [2048, 4, 16], "row_loop": [128, 2, 24], "last_program_finish": True}))
+    path.write_text(json.dumps({"sigmoid": [2048, 4, 16], "row_loop": [128, 2, 24], "spatial_loop": [512, 8, 20],
+                                "last_program_finish": True}))
     code = ("from focalkit.backends import triton as tb; "
             "print(tb.SIGMOID_BLOCK, tb.SIGMOID_WARPS, tb.PROGRAMS_PER_SM, tb.ROW_LOOP.block_p, tb.ROW_LOOP.num_warps, "
-            "tb.ROW_LOOP_MAX_C, tb.LAST_PROGRAM_FINISH)")
-    for env, want in (({"FOCALKIT_TRITON_TUNING": str(path)}, "2048 4 16 128 2 24 True"),
+            "tb.ROW_LOOP_MAX_C, tb.SPATIAL_LOOP.block_p, tb.SPATIAL_LOOP.num_warps, tb.SPATIAL_LOOP.spatial, "
+            "tb.SPATIAL_LOOP_MAX_C, tb.LAST_PROGRAM_FINISH)")
+    for env, want in (({"FOCALKIT_TRITON_TUNING": str(path)}, "2048 4 16 128 2 24 512 8 True 20 True"),
                       ({}, f"{tb.SIGMOID_BLOCK} {tb.SIGMOID_WARPS} {tb.PROGRAMS_PER_SM} {tb.ROW_LOOP.block_p} "
-                           f"{tb.ROW_LOOP.num_warps} {tb.ROW_LOOP_MAX_C} False")):
+                           f"{tb.ROW_LOOP.num_warps} {tb.ROW_LOOP_MAX_C} {tb.SPATIAL_LOOP.block_p} "
+                           f"{tb.SPATIAL_LOOP.num_warps} True 0 False")):
         full = {k: v for k, v in os.environ.items() if k != "FOCALKIT_TRITON_TUNING"} | env
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full, timeout=300)
         assert r.stdout.split("\n")[-2] == want, r.stdout + r.stderr[-2000:]

@@ -137,6 +137,12 @@ SPATIAL_TILES = (Tile(True, True, 64, 32, 4), Tile(True, True, 16, 256, 4), Tile
 # multiple of 16 keeps the tiles, whose loads are then 16 bytes wide.
 ROW_LOOP = Tile(False, False, 256, 1, 4)
 ROW_LOOP_MAX_C = 32
+# N-D logits of few classes the same way: one position per thread and a loop over its classes, which lie
+# S apart (a warp's loads of one class are consecutive positions: coalesced), with no padding of 19
+# classes to the tile's 32 and no warp shuffle. Off (0) until a GPU run times it against the spatial
+# tiles: benchmarks/bench_gpu.py's "loop" figure on the segmentation rows; 32 is the candidate limit.
+SPATIAL_LOOP = Tile(True, False, 256, 1, 4)
+SPATIAL_LOOP_MAX_C = 0
 # the softmax target modes (DENSE, HAS_Q): class indices, indices with label smoothing, probabilities
 SOFTMAX_MODES = ((False, False), (True, False), (True, True))
 # Distribution Focal Loss: a row's bins in one tile (the 2-D softmax's one-tile shapes), at most 256 bins
@@ -147,10 +153,11 @@ def _tuning(path: Optional[str]) -> None:
     """``FOCALKIT_TRITON_TUNING=file.json`` (read at import, for tuning on a new GPU; see
     ``benchmarks/sweep_gpu.py``): {"sigmoid": [BLOCK, num_warps, programs per SM], "row_tiles":
     [[BLOCK_P, BLOCK_C, num_warps], ..., chunked last], "spatial_tiles": [...], "row_loop": [BLOCK_P,
-    num_warps, most classes (0: never)], "last_program_finish": true | false} replaces the tables above.
+    num_warps, most classes (0: never)], "spatial_loop": [the same], "last_program_finish": true | false}
+    replaces the tables above.
     The ahead-of-time compile test covers the tables in this file, not a tuning file's."""
     global SIGMOID_BLOCK, SIGMOID_WARPS, PROGRAMS_PER_SM, ROW_TILES, SPATIAL_TILES, ROW_LOOP, ROW_LOOP_MAX_C, \
-        LAST_PROGRAM_FINISH
+        SPATIAL_LOOP, SPATIAL_LOOP_MAX_C, LAST_PROGRAM_FINISH
     if not path:
         return
     import json
@@ -170,6 +177,9 @@ def _tuning(path: Optional[str]) -> None:
     if "row_loop" in cfg:
         p, w, ROW_LOOP_MAX_C = (int(v) for v in cfg["row_loop"])
         ROW_LOOP = Tile(False, False, p, 1, w)
+    if "spatial_loop" in cfg:
+        p, w, SPATIAL_LOOP_MAX_C = (int(v) for v in cfg["spatial_loop"])
+        SPATIAL_LOOP = Tile(True, False, p, 1, w)
     if "last_program_finish" in cfg:
         LAST_PROGRAM_FINISH = bool(cfg["last_program_finish"])
 
@@ -178,10 +188,13 @@ _tuning(os.environ.get("FOCALKIT_TRITON_TUNING"))
 
 
 def softmax_tile(n_cls: int, spatial: bool) -> Tile:
-    """The loop over few classes for 2-D rows it fits (``ROW_LOOP``), else the smallest tile of the
-    table that holds the classes, else the chunked one."""
+    """The loop over few classes for 2-D rows it fits (``ROW_LOOP``) and, where switched on, for N-D
+    positions (``SPATIAL_LOOP``), else the smallest tile of the table that holds the classes, else the
+    chunked one."""
     if not spatial and n_cls <= ROW_LOOP_MAX_C and n_cls % 16:
         return ROW_LOOP
+    if spatial and n_cls <= SPATIAL_LOOP_MAX_C:
+        return SPATIAL_LOOP
     tiles = SPATIAL_TILES if spatial else ROW_TILES
     for t in tiles:
         if t.one_tile and n_cls <= t.block_c:
@@ -242,7 +255,7 @@ def specialisations() -> Iterator[Spec]:
                 yield Spec("quality.dfl_fwd_kernel", blocks + (("LAST", last),), ptrs + _fwd_out(x), t.num_warps)
             yield Spec("quality.dfl_bwd_kernel", blocks,
                        ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), t.num_warps)
-        for t in ROW_TILES + SPATIAL_TILES + (ROW_LOOP,):
+        for t in ROW_TILES + SPATIAL_TILES + (ROW_LOOP, SPATIAL_LOOP):
             for dense, has_q in SOFTMAX_MODES:
                 for q in _ptr_dtypes(x) if has_q else (x,):
                     ptrs = (("z_ptr", x), ("y_ptr", torch.int64), ("q_ptr", q), ("w_ptr", torch.float32))
