@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -29,3 +30,23 @@ def run_metadata(packages=("torch", "numpy")) -> dict:
         pass
     return {"command": " ".join([os.path.basename(sys.executable)] + sys.argv), "commit": commit,
             "python": platform.python_version(), "machine": f"{cpu}, {os.cpu_count()} cores", "versions": versions}
+
+
+@contextlib.contextmanager
+def triton_python_only(record: list | None = None, read: bool = False):
+    """focalkit's Triton path with Triton's launches taken out, on any device: each launch appended to
+    ``record`` as ``(fn, grid, args, consts, num_warps)`` (or dropped) instead of made, and, unless
+    ``read``, no tensor content read on the host (``_checks.can_read`` False, as for CUDA tensors). What
+    is left is the Python, the aten ops and autograd a GPU step pays before Triton's own launch cost
+    (``bench_host.py``'s "Python only" rows, ``host_profile.py``'s ``python`` column)."""
+    from focalkit import _checks
+    from focalkit.backends import triton as tb
+
+    real_launch, real_read = tb._launch, _checks.can_read
+    tb._launch = (lambda *a: None) if record is None else (lambda *a: record.append(a))
+    if not read:
+        _checks.can_read = lambda value: False
+    try:
+        yield record
+    finally:
+        tb._launch, _checks.can_read = real_launch, real_read

@@ -23,8 +23,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import focalkit as fk  # noqa: E402
-from focalkit import _checks  # noqa: E402
 from focalkit.backends import native, triton as tb  # noqa: E402
+from _meta import triton_python_only  # noqa: E402
 from test_host_cost import aten_ops  # noqa: E402
 
 
@@ -71,18 +71,13 @@ def main():
     for name, (fn, a, b) in rows.items():
         out[name] = {"us": us_per_call(fn, a, b), "aten_ops": sum(aten_ops(fn, a, b).values())}
     if tb.unsupported(torch.zeros(1)) is None:  # the Triton path, Python only
-        real_launch, real_read = tb._launch, _checks.can_read
-        tb._launch = lambda *a, **k: None
-        _checks.can_read = lambda value: False
-        try:
+        with triton_python_only():
             for name, fn, a, b in (("focalkit softmax, Triton path (Python only)", fk.softmax_focal_loss, x, t),
                                    ("focalkit sigmoid, Triton path (Python only)", fk.sigmoid_focal_loss, xs, y),
                                    ("focalkit varifocal, Triton path (Python only)", fk.varifocal_loss, xs, q),
                                    ("focalkit DFL, Triton path (Python only)", fk.distribution_focal_loss, xd, d)):
                 f = lambda p, q, fn=fn: fn(p, q, backend="triton")
                 out[name] = {"us": us_per_call(f, a, b), "aten_ops": sum(aten_ops(f, a, b).values())}
-        finally:
-            tb._launch, _checks.can_read = real_launch, real_read
     meta = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__, "threads": 1}
     path = Path(__file__).resolve().parent / "results" / "host.json"
     path.write_text(json.dumps({"meta": meta, "rows": out}, indent=2) + "\n")

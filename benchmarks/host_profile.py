@@ -46,8 +46,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import focalkit as fk  # noqa: E402
-from focalkit import _checks  # noqa: E402
 from focalkit.backends import triton as tb  # noqa: E402
+from _meta import triton_python_only  # noqa: E402
 
 
 def _cases(dev, dry):
@@ -104,24 +104,13 @@ def _step(loss, x, y):
 def _recorded(step):
     """(the Triton launches of one step as (fn, grid, args, consts, num_warps), the step with launches
     recorded instead of made)."""
-    real = tb._launch
     calls = []
-    tb._launch = lambda *a: calls.append(a)
-    try:
+    with triton_python_only(calls, read=True):
         step()
-    finally:
-        tb._launch = real
 
     def python_only():
-        tb._launch = lambda *a: None
-        real_read = _checks.can_read
-        if DRY:  # as on a GPU: nothing read on the host
-            _checks.can_read = lambda value: False
-        try:
+        with triton_python_only(read=not DRY):  # dry run: as on a GPU, nothing read on the host
             step()
-        finally:
-            tb._launch = real
-            _checks.can_read = real_read
 
     return calls, python_only
 
