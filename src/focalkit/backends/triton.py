@@ -105,7 +105,6 @@ def _check_device(op: str, logits: Tensor) -> None:
 SIGMOID_BLOCK = 1024  # elements per program and loop step (num_warps=8: 4 per thread, one 16-byte load)
 SIGMOID_WARPS = 8
 PROGRAMS_PER_SM = 32  # the persistent sigmoid grid: at most this many programs per multiprocessor
-FINISH_BLOCK = 1024
 ONE_PROGRAM_FINISH = True  # a forward over one program finishes its reduction (False: tests compare the two)
 # A forward over several programs finishes its reduction in the program that ends last (an atomic ticket,
 # `common.reduce_finish`) instead of launching `finish_kernel`: one Triton launch fewer for a torch fill of
@@ -236,7 +235,7 @@ def specialisations() -> Iterator[Spec]:
                                                                   ("LAST", last)), ptrs + _fwd_out(x), SIGMOID_WARPS)
                     yield Spec("sigmoid.sigmoid_bwd_kernel", (("FORM", form), ("BLOCK", SIGMOID_BLOCK)),
                                ptrs + (("go_ptr", x), ("inv_ptr", torch.float32), ("grad_ptr", x)), SIGMOID_WARPS)
-        yield Spec("common.finish_kernel", (("BLOCK", FINISH_BLOCK),),
+        yield Spec("common.finish_kernel", (),
                    (("part_ptr", torch.float32), ("cnt_ptr", torch.float32), ("den_ptr", torch.float32),
                     ("out_ptr", x), ("inv_ptr", torch.float32)), 4)
         for q in _ptr_dtypes(x):
@@ -356,7 +355,7 @@ def _reduced_out(r: _Reduced, counts: Optional[Tensor], loss_dtype: torch.dtype)
     inv = torch.empty(1, dtype=torch.float32, device=dev)
     args = (part, part if counts is None else counts, part if den is None else den, out, inv, part.numel(),
             float(value), mode)
-    _launch(_kernels()[0].finish_kernel, (1,), args, dict(BLOCK=FINISH_BLOCK), 4)
+    _launch(_kernels()[0].finish_kernel, (1,), args, {}, 4)
     return out, inv
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+# The partials are summed in chunks of this many (float64 lanes), by the finishing kernel and by the last
+# program of several alike (:func:`sum_partials`); a kernel reads a module global only as a constexpr.
+FINISH_BLOCK = tl.constexpr(1024)
+
 
 @triton.jit
 def log1p(x):
@@ -54,9 +58,9 @@ def reduce_finish(total, count, pid, nprog, part_ptr, scr_ptr, den_ptr, den_valu
     ``backends/triton.py``): ``scr_ptr`` holds ``2 * nprog + 1`` zeros. Each program stores its partials
     at ``scr[pid]`` and ``scr[nprog + pid]``, then takes a ticket, ``scr[2 * nprog]`` incremented by an
     atomic add with acquire-release order at GPU scope, after a barrier (so the release covers every
-    thread's store). The program that draws the last ticket sums every partial in the order
-    :func:`finish_kernel` does (float64, chunks of 1024 = ``FINISH_BLOCK``, loads that bypass L1) and
-    finishes: deterministic, with no second launch."""
+    thread's store). The program that draws the last ticket sums every partial with
+    :func:`sum_partials`, as :func:`finish_kernel` does, and finishes: deterministic, with no second
+    launch."""
     if not LAST:
         finish(total.to(tl.float64), count.to(tl.float64), den_ptr, den_value, den_mode, part_ptr, inv_ptr)
     else:
@@ -65,29 +69,31 @@ def reduce_finish(total, count, pid, nprog, part_ptr, scr_ptr, den_ptr, den_valu
         tl.debug_barrier()
         ticket = tl.atomic_add(scr_ptr + 2 * nprog, 1.0, sem="acq_rel", scope="gpu")
         if ticket == (nprog - 1).to(tl.float32):
-            offs = tl.arange(0, 1024)
-            acc = tl.zeros([1024], tl.float64)
-            cacc = tl.zeros([1024], tl.float64)
-            for start in range(0, nprog, 1024):
-                m = start + offs < nprog
-                acc += tl.load(scr_ptr + start + offs, mask=m, other=0.0, cache_modifier=".cg").to(tl.float64)
-                if den_mode == 3:
-                    cacc += tl.load(scr_ptr + nprog + start + offs, mask=m, other=0.0,
-                                    cache_modifier=".cg").to(tl.float64)
-            finish(tl.sum(acc, axis=0), tl.sum(cacc, axis=0), den_ptr, den_value, den_mode, part_ptr, inv_ptr)
+            psum, csum = sum_partials(scr_ptr, scr_ptr + nprog, nprog, den_mode)
+            finish(psum, csum, den_ptr, den_value, den_mode, part_ptr, inv_ptr)
+
+
+@triton.jit
+def sum_partials(part_ptr, cnt_ptr, n, den_mode):
+    """The ``n`` loss partials at ``part_ptr`` (and, for ``den_mode`` 3, the count partials at ``cnt_ptr``)
+    summed in float64 in one fixed order, chunks of ``FINISH_BLOCK``: the finishing kernel's sum and the
+    last program's, the same bits by construction. The loads bypass L1 (``.cg``), which the last program
+    needs to see the other programs' stores and which costs the finishing kernel nothing (each partial is
+    read once)."""
+    offs = tl.arange(0, FINISH_BLOCK)
+    acc = tl.zeros([FINISH_BLOCK], tl.float64)
+    cacc = tl.zeros([FINISH_BLOCK], tl.float64)
+    for start in range(0, n, FINISH_BLOCK):
+        m = start + offs < n
+        acc += tl.load(part_ptr + start + offs, mask=m, other=0.0, cache_modifier=".cg").to(tl.float64)
+        if den_mode == 3:
+            cacc += tl.load(cnt_ptr + start + offs, mask=m, other=0.0, cache_modifier=".cg").to(tl.float64)
+    return tl.sum(acc, axis=0), tl.sum(cacc, axis=0)
 
 
 @triton.jit(do_not_specialize=["n_part", "den_mode"])
-def finish_kernel(part_ptr, cnt_ptr, den_ptr, out_ptr, inv_ptr, n_part, den_value, den_mode,
-                  BLOCK: tl.constexpr):
-    """One program: the loss partials summed in a fixed order (float64), then :func:`finish`
-    (``den_mode`` 3 sums the count partials too)."""
-    offs = tl.arange(0, BLOCK)
-    acc = tl.zeros([BLOCK], tl.float64)
-    cacc = tl.zeros([BLOCK], tl.float64)
-    for start in range(0, n_part, BLOCK):
-        m = start + offs < n_part
-        acc += tl.load(part_ptr + start + offs, mask=m, other=0.0).to(tl.float64)
-        if den_mode == 3:
-            cacc += tl.load(cnt_ptr + start + offs, mask=m, other=0.0).to(tl.float64)
-    finish(tl.sum(acc, axis=0), tl.sum(cacc, axis=0), den_ptr, den_value, den_mode, out_ptr, inv_ptr)
+def finish_kernel(part_ptr, cnt_ptr, den_ptr, out_ptr, inv_ptr, n_part, den_value, den_mode):
+    """One program: the loss partials summed in a fixed order (float64, :func:`sum_partials`; ``den_mode``
+    3 sums the count partials too), then :func:`finish`."""
+    total, count = sum_partials(part_ptr, cnt_ptr, n_part, den_mode)
+    finish(total, count, den_ptr, den_value, den_mode, out_ptr, inv_ptr)
