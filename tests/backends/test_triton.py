@@ -352,6 +352,52 @@ def test_last_program_of_several_finishes_as_the_finishing_kernel(monkeypatch, c
             assert torch.equal(a.cpu(), b.cpu())
 
 
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+from focalkit.backends._triton import common as _common  # noqa: E402
+
+
+@triton.jit
+def one_partial_each(val_ptr, cnt_ptr, out_ptr, scr_ptr, den_ptr, inv_ptr, nprog, den_value, den_mode):
+    """A test's kernel: program ``pid`` finishes a reduction of one partial, ``val[pid]`` (count ``cnt[pid]``),
+    as a forward's last program of several does."""
+    pid = tl.program_id(0)
+    _common.reduce_finish(tl.load(val_ptr + pid), tl.load(cnt_ptr + pid), pid, nprog, out_ptr, scr_ptr, den_ptr,
+                          den_value, den_mode, inv_ptr, LAST=True)
+
+
+@pytest.mark.parametrize("den_mode", [0, 1, 2, 3])
+def test_the_partials_sum_over_several_chunks(den_mode):
+    """More partials than one chunk of ``common.FINISH_BLOCK`` (2,500: three chunks, the last one part
+    full), in both finishes: ``finish_kernel`` over stored partials, and the last of 2,500 programs that
+    each store one (the ticket; counts at ``scr[nprog + pid]``). Each gives the float64 sum of the
+    partials (and of the counts, for ``den_mode`` 3) over the denominator, rounded once to float32, and
+    ``1 / denominator``; the two give the same bits in the interpreter."""
+    import math
+
+    n = 2500
+    assert n > 2 * _common.FINISH_BLOCK.value
+    g = torch.Generator().manual_seed(11)
+    vals = (torch.randn(n, generator=g) * torch.exp(torch.randn(n, generator=g) * 4)).float()
+    cnts = (torch.rand(n, generator=g) * 3).float()
+    den_t = torch.tensor([7.25])
+    want_den = {0: 1.0, 1: 2.5, 2: 7.25, 3: math.fsum(cnts.double().tolist())}[den_mode]
+    want = math.fsum(vals.double().tolist()) / want_den
+    v, c, d = _on(vals), _on(cnts), _on(den_t)
+    out, inv = torch.empty((), device=v.device), torch.empty(1, device=v.device)
+    _common.finish_kernel[(1,)](v, c, d, out, inv, n, 2.5, den_mode, num_warps=4)
+    out2, inv2 = torch.empty((), device=v.device), torch.empty(1, device=v.device)
+    scr = torch.zeros(2 * n + 1, device=v.device)
+    one_partial_each[(n,)](v, c, out2, scr, d, inv2, n, 2.5, den_mode, num_warps=4)
+    for o, i in ((out, inv), (out2, inv2)):
+        assert math.isclose(o.item(), want, rel_tol=2 ** -23, abs_tol=0), (o.item(), want)
+        assert i.item() == torch.tensor(1.0 / want_den).float().item()
+    assert scr[2 * n].item() == n  # every program took a ticket
+    if DEV == "cpu":
+        assert torch.equal(out.cpu(), out2.cpu()) and torch.equal(inv.cpu(), inv2.cpu())
+
+
 def test_a_tuning_file_replaces_the_tables_and_the_finishing_switch(tmp_path):
     """``FOCALKIT_TRITON_TUNING`` (read at import, for a GPU run's sweep): the tables, the loops' limits and
     ``last_program_finish`` come from the file; without it, the defaults of ``backends/triton.py`` (both
