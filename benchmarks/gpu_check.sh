@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The GPU path in one command: the Triton, autograd, compile and GPU-scenario tests on CUDA
 # (TRITON_INTERPRET=0), then the workload table against the peers, written to $OUT (or
-# benchmarks/results): gpu_tests.log, gpu_tests.xml, gpu.json, gpu_results.md, gpu_summary.md.
+# benchmarks/results): gpu_tests.log, gpu_tests.xml, gpu.json, gpu_results.md, gpu_host.json,
+# gpu_host.md, gpu_tuning.json (the switches that wait for a GPU, decided) and gpu_summary.md.
 #   bash benchmarks/gpu_check.sh            on a CUDA machine (H100 / H200 class: under 6 minutes)
 #   bash benchmarks/gpu_check.sh --dry-run  anywhere: the same code paths on the CPU under
 #                                           TRITON_INTERPRET=1 at tiny sizes (CI runs this)
 # It runs under the machine's own torch and triton and installs nothing from an index: wheels found in
 # .whl/ (kornia, say) are installed first. A missing package (pytest-xdist, torchvision, kornia) is
-# said and skipped; it never stops the rest. Each stage has its own timeout; the summary comes last.
+# said and skipped; it never stops the rest. Each stage has its own timeout; the summary and the
+# decisions (benchmarks/gpu_decide.py) come last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -97,5 +99,7 @@ host = Path(dest) / "gpu_host.md"
 if host.exists():
     print("\n".join(host.read_text().split("\n\ncProfile")[0].splitlines()))
 EOF
+# 5. the switches that wait for a GPU, decided by the rules in gpu_decide.py (a tuning file to time again with)
+$PY benchmarks/gpu_decide.py "$DEST" | tee -a "$DEST/gpu_summary.md" || note "gpu_decide.py failed"
 echo "gpu_check: tests rc=$rc_tests, bench rc=$rc_bench, host rc=$rc_host; results in $DEST"
 [ $rc_tests = 0 ] && [ $rc_bench = 0 ] && [ $rc_host = 0 ]

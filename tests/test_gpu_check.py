@@ -35,3 +35,59 @@ def test_gpu_check_dry_run(tmp_path):
     summary = (tmp_path / "gpu_summary.md").read_text()
     assert "| tests |" in summary and " 0 failed" in summary and "tests marked gpu" in summary
     assert "Host time per step, taken apart" in summary
+    # the decisions: the CUDA-only test was skipped here, so the last program's finish stays off
+    assert "## Decisions" in summary and "`LAST_PROGRAM_FINISH`: **stays off**" in summary
+    tuning = json.loads((tmp_path / "gpu_tuning.json").read_text())
+    assert tuning["last_program_finish"] is False and tuning["spatial_loop"][2] in (0, 32)
+    read = subprocess.run([sys.executable, "-c", "from focalkit.backends import triton as tb; "
+                           "print(tb.LAST_PROGRAM_FINISH, tb.SPATIAL_LOOP_MAX_C, tb.SPATIAL_LOOP.block_p)"],
+                          capture_output=True, text=True, env=dict(os.environ, FOCALKIT_TRITON_TUNING=str(
+                              tmp_path / "gpu_tuning.json")), cwd=ROOT)
+    assert read.stdout.split() == ["False", str(tuning["spatial_loop"][2]), str(tuning["spatial_loop"][0])], read
+
+
+def _decide_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_decide", ROOT / "benchmarks" / "gpu_decide.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(mod, outcome="passed", lp=(120.0, 100.0), loop=(7.0, 5.0), drop=()):
+    """decide() on a made-up GPU run: every switch's tests at ``outcome``; one host row with several
+    programs (step off, on); segmentation rows (tiles, loop) in fp32 and bf16; ``drop``: test names absent."""
+    outcomes = {f"{n}[a]": outcome for n in mod.LAST_TESTS + mod.LOOP_TESTS if n not in drop}
+    outcomes["test_something_else"] = "failed"  # other tests do not decide these switches
+    host = {"softmax 256 x 10": {"step": 90.0}, "sigmoid 36 x 80": {"step": lp[0], "step_last_program": lp[1]}}
+    rows = [{"workload": "segmentation", "dtype": dt, "ms": {"focalkit": loop[0], "focalkit loop": loop[1]}}
+            for dt in ("float32", "bfloat16")]
+    rows.append({"workload": "LVIS", "dtype": "float32", "ms": {"focalkit": 1.0}})
+    return mod.decide(outcomes, rows, host, (256, 4))
+
+
+def test_the_gpu_run_decides_the_switches_by_its_rules():
+    """``benchmarks/gpu_decide.py``: a switch goes on only where its tests ran and passed on the device and
+    its measurement favours it; anything missing keeps it off."""
+    mod = _decide_module()
+    tuning, lines = _run(mod)
+    assert tuning == {"last_program_finish": True, "spatial_loop": [256, 4, 32]}
+    assert "120.0 -> 100.0" in "\n".join(lines) and "float32 7.000 -> 5.000" in "\n".join(lines)
+    assert _run(mod, lp=(100.0, 100.0))[0]["last_program_finish"] is False  # not faster: off
+    assert _run(mod, loop=(5.0, 5.5))[0]["spatial_loop"] == [256, 4, 0]
+    for outcome in ("skipped", "failed"):  # on a CPU the CUDA test is skipped: nothing goes on
+        assert _run(mod, outcome=outcome)[0] == {"last_program_finish": False, "spatial_loop": [256, 4, 0]}
+    tuning, lines = _run(mod, drop=("test_last_program_finish_on_cuda",))
+    assert tuning["last_program_finish"] is False and "`test_last_program_finish_on_cuda` did not run" in lines[2]
+    assert mod.decide({}, [], {}, (256, 4))[0] == {"last_program_finish": False, "spatial_loop": [256, 4, 0]}
+
+
+def test_outcomes_are_read_from_pytest_junit_xml(tmp_path):
+    mod = _decide_module()
+    xml = tmp_path / "t.xml"
+    xml.write_text('<testsuites><testsuite><testcase name="a[1]"/><testcase name="b"><skipped/></testcase>'
+                   '<testcase name="c"><failure/></testcase><testcase name="d"><error/></testcase>'
+                   "</testsuite></testsuites>")
+    assert mod.outcomes_from_xml(xml) == {"a[1]": "passed", "b": "skipped", "c": "failed", "d": "failed"}
+    assert mod.outcomes_from_xml(tmp_path / "missing.xml") == {}
