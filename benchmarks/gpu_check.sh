@@ -72,18 +72,15 @@ t_bench=$(( t_bench + $(date +%s) - start ))
 
 # 4. the summary, last
 $PY - "$DEST" "$rc_tests" "$rc_bench" "$t_tests" "$t_bench" "$n_gpu" <<'EOF' | tee -a "$DEST/gpu_summary.md"
-import sys, xml.etree.ElementTree as ET
+import sys
 from pathlib import Path
+sys.path.insert(0, "benchmarks")
+from gpu_decide import outcomes_from_xml
 dest, rc_t, rc_b, t_t, t_b, n_gpu = sys.argv[1:]
-res = {"passed": 0, "failed": 0, "skipped": 0}
-gpu_skipped = 0
-try:
-    for case in ET.parse(Path(dest) / "gpu_tests.xml").getroot().iter("testcase"):
-        kids = {c.tag for c in case}
-        k = "failed" if kids & {"failure", "error"} else "skipped" if "skipped" in kids else "passed"
-        res[k] += 1
-except Exception as exc:
-    print(f"no test report: {exc}")
+outcomes = outcomes_from_xml(Path(dest) / "gpu_tests.xml")
+res = {k: sum(v == k for v in outcomes.values()) for k in ("passed", "failed", "skipped")}
+if not outcomes:
+    print("no test report")
 print()
 print("| stage | result | seconds |")
 print("|---|---|---|")

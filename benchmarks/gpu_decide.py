@@ -32,7 +32,8 @@ LOOP_TESTS = ("test_softmax_positions_of_few_classes_in_the_spatial_loop",)
 
 
 def outcomes_from_xml(xml_path: Path) -> dict:
-    """{test case name: "passed" | "failed" | "skipped"} from pytest's JUnit XML ({} without one)."""
+    """{"class name::test case name": "passed" | "failed" | "skipped"} from pytest's JUnit XML ({} without
+    one; the class name keeps tests of one name in two files apart)."""
     out = {}
     try:
         root = ET.parse(xml_path).getroot()
@@ -40,14 +41,14 @@ def outcomes_from_xml(xml_path: Path) -> dict:
         return out
     for case in root.iter("testcase"):
         kids = {c.tag for c in case}
-        out[case.get("name", "")] = "failed" if kids & {"failure", "error"} else \
+        out[f'{case.get("classname", "")}::{case.get("name", "")}'] = "failed" if kids & {"failure", "error"} else \
             "skipped" if "skipped" in kids else "passed"
     return out
 
 
 def _tests_pass(outcomes: dict, names: tuple) -> tuple[bool, str]:
     for name in names:
-        cases = {k: v for k, v in outcomes.items() if k == name or k.startswith(name + "[")}
+        cases = {k: v for k, v in outcomes.items() if k.split("::")[-1].split("[")[0] == name}
         if not cases:
             return False, f"`{name}` did not run"
         bad = sorted(k for k, v in cases.items() if v != "passed")

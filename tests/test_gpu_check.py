@@ -58,8 +58,8 @@ def _decide_module():
 def _run(mod, outcome="passed", lp=(120.0, 100.0), loop=(7.0, 5.0), drop=()):
     """decide() on a made-up GPU run: every switch's tests at ``outcome``; one host row with several
     programs (step off, on); segmentation rows (tiles, loop) in fp32 and bf16; ``drop``: test names absent."""
-    outcomes = {f"{n}[a]": outcome for n in mod.LAST_TESTS + mod.LOOP_TESTS if n not in drop}
-    outcomes["test_something_else"] = "failed"  # other tests do not decide these switches
+    outcomes = {f"tests.m::{n}[a]": outcome for n in mod.LAST_TESTS + mod.LOOP_TESTS if n not in drop}
+    outcomes["tests.m::test_something_else"] = "failed"  # other tests do not decide these switches
     host = {"softmax 256 x 10": {"step": 90.0}, "sigmoid 36 x 80": {"step": lp[0], "step_last_program": lp[1]}}
     rows = [{"workload": "segmentation", "dtype": dt, "ms": {"focalkit": loop[0], "focalkit loop": loop[1]}}
             for dt in ("float32", "bfloat16")]
@@ -86,8 +86,10 @@ def test_the_gpu_run_decides_the_switches_by_its_rules():
 def test_outcomes_are_read_from_pytest_junit_xml(tmp_path):
     mod = _decide_module()
     xml = tmp_path / "t.xml"
-    xml.write_text('<testsuites><testsuite><testcase name="a[1]"/><testcase name="b"><skipped/></testcase>'
-                   '<testcase name="c"><failure/></testcase><testcase name="d"><error/></testcase>'
-                   "</testsuite></testsuites>")
-    assert mod.outcomes_from_xml(xml) == {"a[1]": "passed", "b": "skipped", "c": "failed", "d": "failed"}
+    xml.write_text('<testsuites><testsuite><testcase classname="t.m" name="a[1]"/><testcase classname="t.m" name="b">'
+                   '<skipped/></testcase><testcase classname="t.n" name="b"><failure/></testcase>'
+                   '<testcase classname="t.n" name="d"><error/></testcase></testsuite></testsuites>')
+    assert mod.outcomes_from_xml(xml) == {"t.m::a[1]": "passed", "t.m::b": "skipped", "t.n::b": "failed",
+                                          "t.n::d": "failed"}
+    assert mod._tests_pass(mod.outcomes_from_xml(xml), ("b",))[0] is False  # one of two b's failed
     assert mod.outcomes_from_xml(tmp_path / "missing.xml") == {}
