@@ -50,3 +50,19 @@ def triton_python_only(record: list | None = None, read: bool = False):
         yield record
     finally:
         tb._launch, _checks.can_read = real_launch, real_read
+
+
+@contextlib.contextmanager
+def triton_switches(**values):
+    """``backends/triton.py``'s module switches (``ROW_LOOP_MAX_C=0``, ``LAST_PROGRAM_FINISH=True``, ...)
+    set for the block, then put back: a benchmark's A/B of what the defaults would change."""
+    from focalkit.backends import triton as tb
+
+    keep = {k: getattr(tb, k) for k in values}
+    try:
+        for k, v in values.items():
+            setattr(tb, k, v)
+        yield
+    finally:
+        for k, v in keep.items():
+            setattr(tb, k, v)

@@ -30,6 +30,8 @@ import torch.nn.functional as F
 
 import focalkit as fk
 from focalkit.backends import triton as tb
+from _meta import triton_switches
+from gpu_decide import LOOP_LIMIT
 
 GAMMA = 2.0
 
@@ -181,24 +183,15 @@ def peak_extra(step, x, device):
     return (torch.cuda.max_memory_allocated() - base) / (x.numel() * x.element_size())
 
 
-def _without_row_loop(z, t):
-    """The softmax kernel on the tile table, as before the loop over few classes (``tb.ROW_LOOP``): the
-    two side by side settle which is faster on this GPU."""
-    keep, tb.ROW_LOOP_MAX_C = tb.ROW_LOOP_MAX_C, 0
-    try:
-        return fk.softmax_focal_loss(z, t, gamma=GAMMA, backend="triton")
-    finally:
-        tb.ROW_LOOP_MAX_C = keep
-
-
-def _with_spatial_loop(z, t):
-    """The softmax kernel with N-D positions of few classes in the loop over their classes
-    (``tb.SPATIAL_LOOP``, off by default): beside the tiles, which is faster on this GPU."""
-    keep, tb.SPATIAL_LOOP_MAX_C = tb.SPATIAL_LOOP_MAX_C, 32
-    try:
-        return fk.softmax_focal_loss(z, t, gamma=GAMMA, backend="triton")
-    finally:
-        tb.SPATIAL_LOOP_MAX_C = keep
+def _softmax_switched(**switches):
+    """The softmax step with ``backends/triton.py``'s switches set (``_meta.triton_switches``): the rows
+    without the loop over few classes (``ROW_LOOP_MAX_C=0``, the tile table) and the N-D positions in the
+    loop over their classes (``SPATIAL_LOOP_MAX_C``, off by default), each beside the default, settle
+    which is faster on this GPU."""
+    def run(z, t):
+        with triton_switches(**switches):
+            return fk.softmax_focal_loss(z, t, gamma=GAMMA, backend="triton")
+    return run
 
 
 def _baseline(rows):
@@ -257,9 +250,9 @@ def bench_row(name, kind, shape, dtype, device, dry, rounds, reps):
         t = torch.randint(0, shape[1], shape[:1] + shape[2:], device=device, generator=g)
         rows["focalkit"] = _step(lambda a, b: fk.softmax_focal_loss(a, b, gamma=GAMMA, backend="triton"), x, t)
         if len(shape) == 2 and tb.softmax_tile(shape[1], False) == tb.ROW_LOOP:
-            rows["focalkit tiles"] = _step(_without_row_loop, x, t)  # the same rows on the tile table
-        if len(shape) > 2 and shape[1] <= 32 and tb.softmax_tile(shape[1], True) != tb.SPATIAL_LOOP:
-            rows["focalkit loop"] = _step(_with_spatial_loop, x, t)  # the same positions in the loop
+            rows["focalkit tiles"] = _step(_softmax_switched(ROW_LOOP_MAX_C=0), x, t)  # the same rows on the tile table
+        if len(shape) > 2 and shape[1] <= LOOP_LIMIT and tb.softmax_tile(shape[1], True) != tb.SPATIAL_LOOP:
+            rows["focalkit loop"] = _step(_softmax_switched(SPATIAL_LOOP_MAX_C=LOOP_LIMIT), x, t)  # the same positions in the loop
         rows["F.cross_entropy"] = _step(lambda a, b: F.cross_entropy(a, b), x, t)
         if len(shape) == 2:
             kf = _kornia()

@@ -66,8 +66,7 @@ def decide(outcomes: dict, gpu_rows: list, host_rows: dict, spatial_loop: tuple)
     if ok and not ab:
         ok, why = False, "no host_profile.py row with several programs"
     elif ok:
-        worse = [a for a in ab if not a[2] < a[1]]
-        ok = not worse
+        ok = all(lp < step for _, step, lp in ab)
         why += "; host us per step, off -> on: " + ", ".join(f"{n} {s:.1f} -> {lp:.1f}" for n, s, lp in ab)
     last = ok
     lines.append(f"* `LAST_PROGRAM_FINISH`: **{'on' if last else 'stays off'}**: {why}.")

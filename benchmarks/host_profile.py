@@ -47,7 +47,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import focalkit as fk  # noqa: E402
 from focalkit.backends import triton as tb  # noqa: E402
-from _meta import triton_python_only  # noqa: E402
+from _meta import triton_python_only, triton_switches  # noqa: E402
 
 
 def _cases(dev, dry):
@@ -159,13 +159,10 @@ def main():
              "launches": us(replay, dev, reps, rounds), "n_launches": len(calls),
              "one_aten_op": us(lambda: torch.empty_like(like).fill_(1.0), dev, reps, rounds)}
         if "finish_kernel" in [getattr(c[0], "__name__", "") for c in calls]:  # several programs: the A/B
-            tb.LAST_PROGRAM_FINISH = True  # the last program finishes: a torch fill for a Triton launch
-            try:
+            with triton_switches(LAST_PROGRAM_FINISH=True):  # a torch fill of the ticket for a Triton launch
                 calls_lp, _ = _recorded(step)
                 r["step_last_program"] = us(step, dev, reps, rounds)
                 r["n_launches_last_program"] = len(calls_lp)
-            finally:
-                tb.LAST_PROGRAM_FINISH = False
         r["per_launch"] = r["launches"] / max(1, len(calls))
         r["unexplained"] = r["step"] - r["python"] - r["launches"]
         r["step_over_torch"] = r["step"] / r["torch"]
