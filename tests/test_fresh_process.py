@@ -5,6 +5,7 @@ tensor)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -121,6 +122,41 @@ def test_unknown_focalkit_backend_variable_is_named():
             assert "FOCALKIT_BACKEND" in str(exc) and "garbage" in str(exc), exc
             print("OK")
     """, env={"FOCALKIT_BACKEND": "garbage"})
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is a test extra on Linux x86-64")
+@pytest.mark.parametrize("versions, broken", [(("3.6.0", "2.4.6"), True), (("3.6.0", "2.3.5"), False),
+                                              (("3.7.0", "2.4.6"), False), (("3.2.0+git4e1f0d3", "2.5.0"), True)])
+def test_an_interpreter_that_numpy_breaks_is_named_at_import(versions, broken):
+    """Triton before 3.7 under NumPy 2.4 fails in its interpreter on every kernel with a message about
+    NumPy (triton-lang/triton#9171): found at import (the installed versions, read from the packages'
+    metadata), said by an explicit backend, and the CPU's default path runs as before."""
+    r = _run(f"""
+        import importlib.metadata
+        real = importlib.metadata.version
+        fake = dict(zip(("triton", "numpy"), {versions!r}))
+        importlib.metadata.version = lambda name: fake.get(name) or real(name)
+        import torch
+        import focalkit as fk
+        from focalkit.backends import triton as tb
+        importlib.metadata.version = real
+        x, t = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+        assert tb.available() == (not {broken}), (tb.available(), tb.why_unavailable())
+        if {broken}:
+            assert "triton>=3.7 or numpy<2.4" in tb.why_unavailable() and fake["numpy"] in tb.why_unavailable()
+            assert "not installed" not in tb.why_unavailable()
+            try:
+                fk.softmax_focal_loss(x, t, backend="triton")
+            except RuntimeError as exc:
+                assert "9171" in str(exc) and "backend='triton'" in str(exc), exc
+            else:
+                raise SystemExit("explicit triton did not raise")
+        else:
+            assert tb.why_unavailable() == ""
+        torch.testing.assert_close(fk.softmax_focal_loss(x, t), fk.softmax_focal_loss(x, t, backend="eager"))
+        print("OK")
+    """, env={"TRITON_INTERPRET": "1"})
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
 
 

@@ -28,9 +28,11 @@ for sm_80 and sm_90 on a machine without a GPU.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 import math
 import os
+import re
 from typing import Any, Iterator, NamedTuple, Optional
 
 import torch
@@ -41,9 +43,34 @@ from focalkit.backends import _ops, eager
 from focalkit.backends._ops import raw
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+
+
+def interpreter_fault(triton_version: str, numpy_version: str) -> str:
+    """Why Triton's interpreter cannot run with these versions, or "". Before Triton 3.7 it converts
+    one-element arrays to Python ints, which NumPy 2.4 refuses: every kernel then fails with
+    "only 0-dimensional arrays can be converted to Python scalars" (triton-lang/triton#9171)."""
+    if _release(triton_version) < (3, 7) and _release(numpy_version) >= (2, 4):
+        return (f"Triton {triton_version}'s interpreter (TRITON_INTERPRET=1) fails under NumPy {numpy_version} "
+                "(triton-lang/triton#9171, fixed in Triton 3.7): install triton>=3.7 or numpy<2.4")
+    return ""
+
+
+def _installed_interpreter_fault() -> str:
+    try:
+        return interpreter_fault(importlib.metadata.version("triton"), importlib.metadata.version("numpy"))
+    except importlib.metadata.PackageNotFoundError:  # a build of another name (pytorch-triton): not known broken
+        return ""
+
+
 # decided once, at import: torch.compile never traces find_spec or os.environ (torch 2.11 refuses them)
-AVAILABLE = importlib.util.find_spec("triton") is not None
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+_INSTALLED = importlib.util.find_spec("triton") is not None
+FAULT = _installed_interpreter_fault() if _INSTALLED and INTERPRET else ""
+AVAILABLE = _INSTALLED and not FAULT
 
 
 def available() -> bool:
@@ -51,7 +78,7 @@ def available() -> bool:
 
 
 def why_unavailable() -> str:
-    return "" if AVAILABLE else "the triton package is not installed"
+    return "" if AVAILABLE else FAULT or "the triton package is not installed"
 
 
 def interpreting() -> bool:
