@@ -132,6 +132,11 @@ class LossFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, run: Run, logits: Tensor, *aux: Optional[Tensor]) -> Tensor:
         out, grad = run.compute(logits, *aux)
+        if torch.compiler.is_compiling():
+            # torch 2.11's Dynamo gives the gradient of an output that is the same tensor as an intermediate
+            # (a dtype cast that changes nothing, ``out.to(out.dtype)``) to the wrong output: the logits got
+            # zero gradients (pytorch/pytorch#180642, fixed in 2.12). A fresh output avoids it; traced only.
+            out = out.clone()
         ctx.n_state = 0
         if run.grad_fn is not None:  # grad is the backward kernel's state
             ctx.n_state = len(grad)
