@@ -8,8 +8,9 @@
 #                                           TRITON_INTERPRET=1 at tiny sizes (CI runs this)
 # It runs under the machine's own torch and triton and installs nothing from an index: wheels found in
 # .whl/ (kornia, say) are installed first. A missing package (pytest-xdist, torchvision, kornia) is
-# said and skipped; it never stops the rest. Each stage has its own timeout; the summary and the
-# decisions (benchmarks/gpu_decide.py) come last.
+# said and skipped; it never stops the rest. Each stage has its own timeout (GPU_CHECK_TEST_TIMEOUT,
+# GPU_CHECK_BENCH_TIMEOUT, GPU_CHECK_HOST_TIMEOUT), which keeps what ran; the summary and the decisions
+# (benchmarks/gpu_decide.py) come last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -20,6 +21,10 @@ mkdir -p "$DEST"
 T_TESTS=${GPU_CHECK_TEST_TIMEOUT:-240}
 T_BENCH=${GPU_CHECK_BENCH_TIMEOUT:-270}
 T_HOST=${GPU_CHECK_HOST_TIMEOUT:-60}
+# A stage's timeout interrupts (SIGINT) rather than terminates: pytest then stops, still writes its JUnit XML
+# and summary of the tests that ran (SIGTERM kills it with neither), and the benchmarks have written each row
+# as it came. What does not stop within 20 s more is killed.
+stage() { local t=$1; shift; timeout -s INT -k 20 "$t" "$@"; }
 note() { echo "gpu_check: $*" | tee -a "$DEST/gpu_summary.md"; }
 : > "$DEST/gpu_summary.md"
 
@@ -46,9 +51,10 @@ done
 
 # 1. the tests (the conftest keeps TRITON_INTERPRET as set here)
 start=$(date +%s)
-timeout $T_TESTS $PY -m pytest -q -p no:cacheprovider -o addopts="" -rs $XDIST --junitxml="$DEST/gpu_tests.xml" \
+stage $T_TESTS $PY -m pytest -q -p no:cacheprovider -o addopts="" -rs $XDIST --junitxml="$DEST/gpu_tests.xml" \
     $TESTS > "$DEST/gpu_tests.log" 2>&1
 rc_tests=$?
+[ $rc_tests = 124 ] && note "tests: stopped at their ${T_TESTS} s timeout; the report holds the tests that ran"
 tail -25 "$DEST/gpu_tests.log"
 t_tests=$(( $(date +%s) - start ))
 n_gpu=$($PY -m pytest -q -p no:cacheprovider -o addopts="" --collect-only -m gpu $TESTS 2>/dev/null | grep -c "::")
@@ -57,16 +63,18 @@ n_gpu=$($PY -m pytest -q -p no:cacheprovider -o addopts="" --collect-only -m gpu
 start=$(date +%s)
 ARGS="--out $DEST"
 [ $DRY = 1 ] && ARGS="$ARGS --dry-run"
-timeout $T_BENCH $PY benchmarks/bench_gpu.py $ARGS > "$DEST/gpu_bench.log" 2>&1
+stage $T_BENCH $PY benchmarks/bench_gpu.py $ARGS > "$DEST/gpu_bench.log" 2>&1
 rc_bench=$?
+[ $rc_bench = 124 ] && note "workloads: stopped at their ${T_BENCH} s timeout; gpu.json holds the rows that ran"
 t_bench=$(( $(date +%s) - start ))
 
 # 3. the host's time per step taken apart (Python, Triton's launches, torch's own op), last of the timings
 start=$(date +%s)
 HARGS="--out $DEST"
 [ $DRY = 1 ] && HARGS="$HARGS --dry-run"
-timeout $T_HOST $PY benchmarks/host_profile.py $HARGS > "$DEST/gpu_host.log" 2>&1
+stage $T_HOST $PY benchmarks/host_profile.py $HARGS > "$DEST/gpu_host.log" 2>&1
 rc_host=$?
+[ $rc_host = 124 ] && note "host_profile.py: stopped at its ${T_HOST} s timeout; gpu_host.json holds the rows that ran"
 [ $rc_host = 0 ] || note "host_profile.py: rc $rc_host (gpu_host.log)"
 t_bench=$(( t_bench + $(date +%s) - start ))
 

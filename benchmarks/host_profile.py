@@ -147,7 +147,7 @@ def main():
         hooks[name] = len(hook.calls) if hasattr(hook, "calls") else repr(hook)
     meta = {"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu (dry run)", "torch": torch.__version__,
             "triton": __import__("triton").__version__, "triton_hooks": hooks, "reps": reps, "rounds": rounds}
-    rows, profiles = {}, {}
+    rows, profiles, lines = {}, {}, []
     for name, (loss, ref, x, y) in _cases(dev, args.dry_run).items():
         step, forward = _step(functools.partial(loss, backend="triton"), x, y)
         ref_step, _ = _step(ref, x, y)
@@ -169,11 +169,18 @@ def main():
         r["kernels"] = [c[0].fn.__name__ if hasattr(c[0], "fn") else str(c[0]) for c in calls]
         rows[name] = r
         profiles[name] = _top(step, 2 if args.dry_run else 200)
+        # written after every row, then printed: a stage timeout keeps what ran
+        lines = write(Path(args.out), meta, rows, profiles, args.dry_run)
         print(name, json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
-    out = Path(args.out)
+    print("\n".join(lines[:len(rows) + 6]))
+
+
+def write(out, meta, rows, profiles, dry):
+    """gpu_host.json and gpu_host.md of the rows so far; returns the Markdown's lines."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_host.json").write_text(json.dumps({"meta": meta, "rows": rows, "profiles": profiles}, indent=1) + "\n")
-    lines = [f"## Host time per step, taken apart (`benchmarks/host_profile.py`{' --dry-run' if args.dry_run else ''})",
+    hooks, rounds, reps = meta["triton_hooks"], meta["rounds"], meta["reps"]
+    lines = [f"## Host time per step, taken apart (`benchmarks/host_profile.py`{' --dry-run' if dry else ''})",
              "", f"{meta['device']}, torch {meta['torch']}, triton {meta['triton']}; Triton's launch hooks: "
              f"{hooks}. Host us per step, median of {rounds} rounds of {reps}, no synchronisation inside a round.", "",
              "| case | torch | focalkit step | / torch | forward | Python only | its launches (n) | per launch "
@@ -185,9 +192,9 @@ def main():
                      f"| {r['python']:.1f} | {r['launches']:.1f} ({r['n_launches']}) | {r['per_launch']:.1f} "
                      f"| {r['unexplained']:.1f} | {r['one_aten_op']:.1f} | {lp} |")
     for name, text in profiles.items():
-        lines += ["", f"cProfile, {name} ({2 if args.dry_run else 200} steps, own time):", "", "```", text, "```"]
+        lines += ["", f"cProfile, {name} ({2 if dry else 200} steps, own time):", "", "```", text, "```"]
     (out / "gpu_host.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:len(rows) + 6]))
+    return lines
 
 
 if __name__ == "__main__":

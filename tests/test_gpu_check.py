@@ -46,6 +46,52 @@ def test_gpu_check_dry_run(tmp_path):
     assert read.stdout.split() == ["False", str(tuning["spatial_loop"][2]), str(tuning["spatial_loop"][0])], read
 
 
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="bash script, Linux CI")
+def test_a_stage_timeout_keeps_what_ran(tmp_path):
+    """A stage's timeout interrupts it: pytest still writes the JUnit report of the tests that ran (a plain
+    ``timeout`` terminates it with no report, and the run's decisions lose every test), and the summary
+    says which stage stopped. The workloads and the host profile get one second, so they stop in their
+    imports: the summary and the decisions cope with their files missing."""
+    pytest.importorskip("triton")
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, TRITON_INTERPRET="1",
+               GPU_CHECK_TEST_TIMEOUT="20", GPU_CHECK_BENCH_TIMEOUT="1", GPU_CHECK_HOST_TIMEOUT="1")
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"], capture_output=True,
+                       text=True, env=env, timeout=600, cwd=ROOT)
+    assert r.returncode != 0
+    assert "tests rc=124, bench rc=124, host rc=124" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    outcomes = _decide_module().outcomes_from_xml(tmp_path / "gpu_tests.xml")
+    assert sum(v == "passed" for v in outcomes.values()) > 0 and "failed" not in outcomes.values()
+    summary = (tmp_path / "gpu_summary.md").read_text()
+    for line in ("tests: stopped at their 20 s timeout", "workloads: stopped at their 1 s timeout",
+                 "host_profile.py: stopped at its 1 s timeout"):
+        assert line in summary
+    assert "passed, 0 failed" in summary and "(rc 124)" in summary and "## Decisions" in summary
+    assert json.loads((tmp_path / "gpu_tuning.json").read_text())["last_program_finish"] is False
+
+
+def test_the_host_profile_keeps_its_rows_when_interrupted(tmp_path):
+    """host_profile.py writes gpu_host.json after every row, as bench_gpu.py writes gpu.json: interrupted
+    after its first row (as a stage timeout does), the row is on disk."""
+    pytest.importorskip("triton")
+    import signal
+
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join(
+        [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    p = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "host_profile.py"), "--dry-run", "--out",
+                          str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                         cwd=ROOT)
+    try:
+        first = p.stdout.readline()  # the first row, printed once it is written
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=120)
+    finally:
+        p.kill()
+    assert first.startswith("softmax 256 x 10 {"), first
+    host = json.loads((tmp_path / "gpu_host.json").read_text())
+    assert list(host["rows"])[0] == "softmax 256 x 10" and host["rows"]["softmax 256 x 10"]["n_launches"] == 2
+    assert "| softmax 256 x 10 |" in (tmp_path / "gpu_host.md").read_text()
+
 def _decide_module():
     import importlib.util
 
