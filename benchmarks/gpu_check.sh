@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU path in one command: the Triton, autograd, compile and GPU-scenario tests on CUDA
 # (TRITON_INTERPRET=0), then the workload table against the peers, written to $OUT (or
-# benchmarks/results): gpu_tests.log, gpu_tests.xml, gpu.json, gpu_results.md, gpu_host.json,
-# gpu_host.md, gpu_tuning.json (the switches that wait for a GPU, decided) and gpu_summary.md.
+# benchmarks/results): gpu_run.log (every stage's output, in order), gpu_tests.xml, gpu.json, gpu_results.md,
+# gpu_host.json, gpu_host.md, gpu_tuning.json (the switches that wait for a GPU, decided) and gpu_summary.md:
+# eight files, the most the lent GPU machine sends back from $OUT.
 #   bash benchmarks/gpu_check.sh            on a CUDA machine (H100 / H200 class: under 6 minutes)
 #   bash benchmarks/gpu_check.sh --dry-run  anywhere: the same code paths on the CPU under
 #                                           TRITON_INTERPRET=1 at tiny sizes (CI runs this)
@@ -25,6 +26,7 @@ T_HOST=${GPU_CHECK_HOST_TIMEOUT:-60}
 # and summary of the tests that ran (SIGTERM kills it with neither), and the benchmarks have written each row
 # as it came. What does not stop within 20 s more is killed.
 stage() { local t=$1; shift; timeout -s INT -k 20 "$t" "$@"; }
+LOG="$DEST/gpu_run.log"
 note() { echo "gpu_check: $*" | tee -a "$DEST/gpu_summary.md"; }
 : > "$DEST/gpu_summary.md"
 
@@ -52,10 +54,10 @@ done
 # 1. the tests (the conftest keeps TRITON_INTERPRET as set here)
 start=$(date +%s)
 stage $T_TESTS $PY -m pytest -q -p no:cacheprovider -o addopts="" -rs $XDIST --junitxml="$DEST/gpu_tests.xml" \
-    $TESTS > "$DEST/gpu_tests.log" 2>&1
+    $TESTS > "$LOG" 2>&1
 rc_tests=$?
 [ $rc_tests = 124 ] && note "tests: stopped at their ${T_TESTS} s timeout; the report holds the tests that ran"
-tail -25 "$DEST/gpu_tests.log"
+tail -25 "$LOG"
 t_tests=$(( $(date +%s) - start ))
 n_gpu=$($PY -m pytest -q -p no:cacheprovider -o addopts="" --collect-only -m gpu $TESTS 2>/dev/null | grep -c "::")
 
@@ -63,7 +65,8 @@ n_gpu=$($PY -m pytest -q -p no:cacheprovider -o addopts="" --collect-only -m gpu
 start=$(date +%s)
 ARGS="--out $DEST"
 [ $DRY = 1 ] && ARGS="$ARGS --dry-run"
-stage $T_BENCH $PY benchmarks/bench_gpu.py $ARGS > "$DEST/gpu_bench.log" 2>&1
+echo "==== gpu_check: the workload table (benchmarks/bench_gpu.py)" >> "$LOG"
+stage $T_BENCH $PY benchmarks/bench_gpu.py $ARGS >> "$LOG" 2>&1
 rc_bench=$?
 [ $rc_bench = 124 ] && note "workloads: stopped at their ${T_BENCH} s timeout; gpu.json holds the rows that ran"
 t_bench=$(( $(date +%s) - start ))
@@ -72,10 +75,11 @@ t_bench=$(( $(date +%s) - start ))
 start=$(date +%s)
 HARGS="--out $DEST"
 [ $DRY = 1 ] && HARGS="$HARGS --dry-run"
-stage $T_HOST $PY benchmarks/host_profile.py $HARGS > "$DEST/gpu_host.log" 2>&1
+echo "==== gpu_check: the host's time per step (benchmarks/host_profile.py)" >> "$LOG"
+stage $T_HOST $PY benchmarks/host_profile.py $HARGS >> "$LOG" 2>&1
 rc_host=$?
 [ $rc_host = 124 ] && note "host_profile.py: stopped at its ${T_HOST} s timeout; gpu_host.json holds the rows that ran"
-[ $rc_host = 0 ] || note "host_profile.py: rc $rc_host (gpu_host.log)"
+[ $rc_host = 0 ] || note "host_profile.py: rc $rc_host (gpu_run.log)"
 t_bench=$(( t_bench + $(date +%s) - start ))
 
 # 4. the summary, last

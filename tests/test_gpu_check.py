@@ -19,6 +19,12 @@ def test_gpu_check_dry_run(tmp_path):
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"], capture_output=True,
                        text=True, env=env, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    # the lent GPU machine sends back at most 8 files from $OUT: a ninth would be left there
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "gpu.json", "gpu_host.json", "gpu_host.md", "gpu_results.md", "gpu_run.log", "gpu_summary.md",
+        "gpu_tests.xml", "gpu_tuning.json"]
+    log = (tmp_path / "gpu_run.log").read_text()  # every stage's output, in order
+    assert log.index(" passed") < log.index("bench_gpu.py") < log.index("host_profile.py")
     res = json.loads((tmp_path / "gpu.json").read_text())
     assert res["meta"]["dry_run"] and len(res["results"]) == 19  # every workload row and dtype of bench_gpu.py
     assert {r["workload"] for r in res["results"]} >= {"segmentation", "LVIS", "RetinaNet", "latency softmax",
