@@ -3,6 +3,7 @@ under Triton's interpreter, so the script is known to run before a GPU is lent."
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _dry_run(tmp_path, **env):
+    """``gpu_check.sh --dry-run`` into ``tmp_path`` (its $OUT), with ``env`` set (the stages' timeouts)."""
+    pytest.importorskip("triton")
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, TRITON_INTERPRET="1", **env)
+    return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"], capture_output=True,
+                          text=True, env=env, timeout=900, cwd=ROOT)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="bash script, Linux CI")
 def test_gpu_check_dry_run(tmp_path):
-    pytest.importorskip("triton")
-    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, TRITON_INTERPRET="1")
-    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"], capture_output=True,
-                       text=True, env=env, timeout=900, cwd=ROOT)
+    r = _dry_run(tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     # the lent GPU machine sends back at most 8 files from $OUT: a ninth would be left there
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -59,11 +65,7 @@ def test_a_stage_timeout_keeps_what_ran(tmp_path):
     ``timeout`` terminates it with no report, and the run's decisions lose every test), and the summary
     says which stage stopped. The workloads and the host profile get one second, so they stop in their
     imports: the summary and the decisions cope with their files missing."""
-    pytest.importorskip("triton")
-    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, TRITON_INTERPRET="1",
-               GPU_CHECK_TEST_TIMEOUT="20", GPU_CHECK_BENCH_TIMEOUT="1", GPU_CHECK_HOST_TIMEOUT="1")
-    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"], capture_output=True,
-                       text=True, env=env, timeout=600, cwd=ROOT)
+    r = _dry_run(tmp_path, GPU_CHECK_TEST_TIMEOUT="20", GPU_CHECK_BENCH_TIMEOUT="1", GPU_CHECK_HOST_TIMEOUT="1")
     assert r.returncode != 0
     assert "tests rc=124, bench rc=124, host rc=124" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     outcomes = _decide_module().outcomes_from_xml(tmp_path / "gpu_tests.xml")
@@ -80,8 +82,6 @@ def test_the_host_profile_keeps_its_rows_when_interrupted(tmp_path):
     """host_profile.py writes gpu_host.json after every row, as bench_gpu.py writes gpu.json: interrupted
     after its first row (as a stage timeout does), the row is on disk."""
     pytest.importorskip("triton")
-    import signal
-
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join(
         [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     p = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "host_profile.py"), "--dry-run", "--out",
@@ -97,6 +97,7 @@ def test_the_host_profile_keeps_its_rows_when_interrupted(tmp_path):
     host = json.loads((tmp_path / "gpu_host.json").read_text())
     assert list(host["rows"])[0] == "softmax 256 x 10" and host["rows"]["softmax 256 x 10"]["n_launches"] == 2
     assert "| softmax 256 x 10 |" in (tmp_path / "gpu_host.md").read_text()
+
 
 def _decide_module():
     import importlib.util
