@@ -119,7 +119,8 @@ def test_native_ops_per_step():
     kernel as host numbers, and the sigmoid's float targets are checked in [0, 1] by the C kernel's scan
     too, as weights are checked >= 0: what is left is the gradient buffer, the result, detaches, views
     and autograd's own ops. Softmax / with weights / sigmoid: 11 / 18 / 24 before the host numbers
-    (24 / - / 33 before the class-index scan), 7 / 14 / 14 before the range scans."""
+    (24 / - / 33 before the class-index scan), 7 / 14 / 14 before the range scans; the float32 / float64
+    sigmoid takes its tensors as they are (no 2-D view: 11 before)."""
     TI = T.clone()
     TI[::5] = -100
     for kwargs, bound, t in (({}, 7, TI), ({"weight": torch.rand(10) + 0.5}, 11, TI), ({"ignore_index": 0}, 7, T)):
@@ -129,9 +130,10 @@ def test_native_ops_per_step():
                                                            "where", "index", "_to_copy", "lift_fresh", "min",
                                                            "_local_scalar_dense"))}, ops
     ops = aten_ops(fk.sigmoid_focal_loss, X, Y)
-    assert sum(ops.values()) <= 11, ops
+    assert sum(ops.values()) <= 7, ops
     assert not {k for k in ops if any(s in k for s in ("full", "rsub", "lift_fresh", "_to_copy", "aminmax",
-                                                       "_local_scalar_dense", "lt.", "gt."))}, ops
+                                                       "_local_scalar_dense", "lt.", "gt.", "view", "slice",
+                                                       "reshape"))}, ops
 
 
 Q = torch.rand(64, 10) * Y  # IoU-aware scores on the positives

@@ -60,14 +60,15 @@ def number(name: str, value: Any, *, lo: Optional[float] = None, hi: Optional[fl
 
     Under ``torch.compile(dynamic=True)`` numbers arrive as symbolic floats / ints: ``float()``
     specialises them (a guard), so they are checked like any other number."""
-    if torch is not None and isinstance(value, (torch.SymFloat, torch.SymInt)):
-        value = float(value)
-    if not is_number(value):
-        fail(name, "to be a real number", value, TypeError)
-    try:
-        value = float(value)
-    except OverflowError:  # an int beyond any float: not finite either
-        fail(name, "to be finite", value)
+    if type(value) is not float:  # a plain float (the common case) needs neither conversion nor ABC check
+        if torch is not None and isinstance(value, (torch.SymFloat, torch.SymInt)):
+            value = float(value)
+        if not is_number(value):
+            fail(name, "to be a real number", value, TypeError)
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond any float: not finite either
+            fail(name, "to be finite", value)
     # comparisons, not math.isfinite: they also trace on torch.compile(dynamic=True)'s symbolic floats
     if not -math.inf < value < math.inf:
         fail(name, "to be finite", value)
@@ -234,11 +235,17 @@ def _label_scan(labels: Tensor) -> Optional[tuple[Any, Any, int]]:
     return None if native is None else (native.LIB, native.ignore_arg, torch.get_num_threads())
 
 
+_NATIVE: Any = None
+
+
 def _native() -> Any:
     """``focalkit._native`` where its C library is loaded, else None (the tensor ops do the work)."""
-    from focalkit import _native  # loaded with focalkit.backends; never imported before torch is
+    global _NATIVE
+    if _NATIVE is None:
+        from focalkit import _native  # loaded with focalkit.backends; never imported before torch is
 
-    return None if _native.LIB is None else _native
+        _NATIVE = _native
+    return None if _NATIVE.LIB is None else _NATIVE
 
 
 def _first_outside(value: Tensor, lo: float, hi: float, allow: Optional[float]) -> Optional[int]:
@@ -254,8 +261,18 @@ def _first_outside(value: Tensor, lo: float, hi: float, allow: Optional[float]) 
         return None
     f64 = value.dtype == torch.float64
     fn = native.LIB.fk_range_first_bad_f64 if f64 else native.LIB.fk_range_first_bad_f32
-    lo, hi, a = (v if f64 else round_float32(v) for v in (lo, hi, 0.0 if allow is None else float(allow)))
+    a = 0.0 if allow is None else float(allow)
+    if not f64:
+        lo, hi, a = _bound_f32(lo), _bound_f32(hi), a if allow is None else round_float32(a)
     return fn(value.data_ptr(), value.numel(), lo, hi, a, allow is not None, torch.get_num_threads())
+
+
+_EXACT_F32 = frozenset((0.0, 1.0, math.inf, -math.inf))  # the callers' bounds: float32 holds them exactly
+
+
+def _bound_f32(value: float) -> float:
+    """:func:`round_float32` with no ctypes object for the bounds the callers pass (host cost per call)."""
+    return value if value in _EXACT_F32 else round_float32(value)
 
 
 def round_float32(value: float) -> float:

@@ -131,46 +131,66 @@ def _sigmoid_run(logits: Tensor, targets: Tensor, weight: Optional[Tensor], clas
     ct = compute_dtype(dtype)
     sparse = targets.shape != logits.shape
     n_cls = logits.shape[-1] if logits.dim() else 1
+    scale = _inverse(den_v)
+    store = reduction == "none" and den_v is None
+    fn = lib.fk_sigmoid_focal_f64 if ct == torch.float64 else lib.fk_sigmoid_focal_f32
+    if dtype == ct:  # float32 / float64: one call on the tensors as they are (no 2-D view: host cost)
+        x = raw(logits)
+        grad = x if inplace and x.data_ptr() == logits.data_ptr() and not logits.is_neg() \
+            else torch.empty_like(x, memory_format=torch.contiguous_format)
+        loss_out = torch.empty(logits.shape, dtype=dtype) if store else None
+        total = 0.0
+        if x.numel():
+            total = _sigmoid_call(fn, x, None if sparse else raw(targets, ct),
+                                  raw(targets, torch.int64) if sparse else None,
+                                  None if weight is None else raw(weight.expand(logits.shape), ct), classes, n_cls,
+                                  per_class, form, gamma, scale, loss_out, grad)
+        if loss_out is not None:
+            return loss_out, grad
+        return _reduced(total, den_v, dtype), grad
+    # float16 / bfloat16: blocks of rows through float32, accumulated in float64
     rows = logits.numel() // n_cls if n_cls else 0
     xs = raw(logits).reshape(rows, n_cls)
     ys = targets.detach().reshape(rows) if sparse else targets.detach().reshape(rows, n_cls)
     ws = None if weight is None else weight.detach().expand(logits.shape).reshape(rows, n_cls)
-    scale = _inverse(den_v)
-    store = reduction == "none" and den_v is None
     loss_out = torch.empty((rows, n_cls), dtype=dtype) if store else None
     # The gradient goes to the logits' own storage (inplace), or to one new buffer.
     grad = xs if inplace and xs.data_ptr() == logits.data_ptr() and not logits.is_neg() \
         else torch.empty_like(xs, memory_format=torch.contiguous_format)
-    half = dtype != ct  # float16 / bfloat16: blocks of rows through float32, accumulated in float64
-    per = max(1, _HALF_BLOCK // max(1, n_cls)) if half else max(1, rows)
-    fn = lib.fk_sigmoid_focal_f64 if ct == torch.float64 else lib.fk_sigmoid_focal_f32
+    per = max(1, _HALF_BLOCK // max(1, n_cls))
     total = 0.0
     for a in range(0, rows, per):
         b = min(rows, a + per)
-        whole = b - a == rows  # one block (float32 / float64): no slices
-        x = raw(xs if whole else xs[a:b], ct)
-        y = None if sparse else raw(ys if whole else ys[a:b], ct)
-        labels = raw(ys if whole else ys[a:b], torch.int64) if sparse else None
-        w = None if ws is None else raw(ws if whole else ws[a:b], ct)
-        g = torch.empty(x.shape, dtype=ct) if half else grad
-        lo = (torch.empty(x.shape, dtype=ct) if half else loss_out) if store else None
-        soft_form = form if form and y is not None and _has_soft_targets(y, ct) else 0
-        acc = ctypes.c_double(0.0)
-        rc = fn(x.data_ptr(), _ptr(y), _ptr(labels), _ptr(w), *classes, x.numel(), n_cls, int(per_class),
-                soft_form, float(gamma), scale, _ptr(lo), g.data_ptr(), torch.get_num_threads(), ctypes.byref(acc))
-        if rc == 3:  # reached only where the Python checks could not read the labels (torch.compile)
-            raise ValueError(f"Expected `targets` as class indices to lie in [0, {n_cls}] ({n_cls} = background)")
-        if rc != 0:  # pragma: no cover - guarded by the checks above
-            raise RuntimeError(f"focalkit native kernel failed with code {rc}")
-        total += acc.value
-        if half:
-            grad[a:b].copy_(g)
-            if store:
-                loss_out[a:b].copy_(lo)
+        x = raw(xs[a:b], ct)
+        lo = torch.empty(x.shape, dtype=ct) if store else None
+        g = torch.empty(x.shape, dtype=ct)
+        total += _sigmoid_call(fn, x, None if sparse else raw(ys[a:b], ct),
+                               raw(ys[a:b], torch.int64) if sparse else None,
+                               None if ws is None else raw(ws[a:b], ct), classes, n_cls, per_class, form, gamma,
+                               scale, lo, g)
+        grad[a:b].copy_(g)
+        if store:
+            loss_out[a:b].copy_(lo)
     grad = grad if grad.shape == logits.shape else grad.view(logits.shape)
     if loss_out is not None:
         return loss_out.view(logits.shape), grad
     return _reduced(total, den_v, dtype), grad
+
+
+def _sigmoid_call(fn: Any, x: Tensor, y: Optional[Tensor], labels: Optional[Tensor], w: Optional[Tensor],
+                  classes: tuple[int, int, int], n_cls: int, per_class: bool, form: int, gamma: float, scale: float,
+                  lo: Optional[Tensor], g: Tensor) -> float:
+    """One call of the C kernel on contiguous tensors of the compute dtype (``y`` dense targets or ``labels``
+    class indices; ``w``, ``lo`` optional): writes the gradient into ``g`` and returns the loss's sum."""
+    soft_form = form if form and y is not None and _has_soft_targets(y, x.dtype) else 0
+    acc = ctypes.c_double(0.0)
+    rc = fn(x.data_ptr(), _ptr(y), _ptr(labels), _ptr(w), *classes, x.numel(), n_cls, int(per_class),
+            soft_form, float(gamma), scale, _ptr(lo), g.data_ptr(), torch.get_num_threads(), ctypes.byref(acc))
+    if rc == 3:  # reached only where the Python checks could not read the labels (torch.compile)
+        raise ValueError(f"Expected `targets` as class indices to lie in [0, {n_cls}] ({n_cls} = background)")
+    if rc != 0:  # pragma: no cover - guarded by the checks above
+        raise RuntimeError(f"focalkit native kernel failed with code {rc}")
+    return acc.value
 
 
 sigmoid_op = _ops.define("native_sigmoid_focal", "sigmoid", _sigmoid_impl, "cpu")
