@@ -245,6 +245,38 @@ def test_sparse_class_indices_equal_eager(form, dtype, shape):
               gamma=1.5, **kw)
 
 
+_EMPTY = {  # (loss, logits, targets) with no element: no rows, no classes, no positions
+    "sigmoid": (fk.sigmoid_focal_loss, (0, 5), lambda s: torch.zeros(s)),
+    "sigmoid, no class": (fk.sigmoid_focal_loss, (3, 0), lambda s: torch.zeros(s)),
+    "sigmoid, class indices, no row": (fk.sigmoid_focal_loss, (0, 5), lambda s: torch.zeros(s[:-1], dtype=torch.long)),
+    "sigmoid, class indices, no class": (fk.sigmoid_focal_loss, (3, 0), lambda s: torch.zeros(s[:-1], dtype=torch.long)),
+    "softmax": (fk.softmax_focal_loss, (0, 5), lambda s: torch.zeros(s[:1], dtype=torch.long)),
+    "softmax, no position": (fk.softmax_focal_loss, (2, 5, 0, 3), lambda s: torch.zeros((2, 0, 3), dtype=torch.long)),
+    "varifocal": (fk.varifocal_loss, (0, 5), lambda s: torch.zeros(s)),
+    "dfl": (fk.distribution_focal_loss, (0, 16), lambda s: torch.zeros(s[:1])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_EMPTY))
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("seed", ["sum", "ones"])
+def test_empty_inputs_on_every_kernel(case, reduction, seed):
+    """An empty batch gives eager's loss (0, or an empty tensor) and an empty gradient. ``loss.sum().backward()``
+    hands ``reduction="none"`` a ``grad_output`` expanded from one value, with no memory: the elementwise
+    backward read it before its loop, a segfault in the interpreter and a fault on a GPU."""
+    fn, shape, targets = _EMPTY[case]
+    out = {}
+    for backend in ("triton", "eager"):
+        dev = DEV if backend == "triton" else "cpu"
+        x = torch.randn(shape, device=dev, requires_grad=True)
+        loss = fn(x, targets(shape).to(dev), reduction=reduction, backend=backend)
+        (loss.sum() if seed == "sum" else loss).backward(None if seed == "sum" else torch.ones_like(loss))
+        out[backend] = (loss.detach().cpu(), x.grad.cpu())
+    (o1, g1), (o2, g2) = out["triton"], out["eager"]
+    assert o1.shape == o2.shape and g1.shape == g2.shape == shape
+    torch.testing.assert_close(o1, o2)
+
+
 @pytest.mark.parametrize("shape", [(3, 2, 37), (2, 19, 5, 7), (2, 31, 600), (1, 32, 3, 3)])
 def test_softmax_positions_of_few_classes_in_the_spatial_loop(monkeypatch, shape):
     """``SPATIAL_LOOP`` (off by default; bench_gpu.py times it against the tiles on a GPU): N-D positions

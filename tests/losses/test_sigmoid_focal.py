@@ -226,6 +226,24 @@ def test_empty_input(reduction):
         assert out.shape == (0, 4)
 
 
+@pytest.mark.parametrize("backend", ["auto", "eager", "native"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(3, 0), (2, 3, 0), (0, 0)])
+def test_class_indices_with_no_class(backend, reduction, shape):
+    """Logits with no class take class indices that are all background (0 = C): an empty loss, 0 reduced,
+    on every backend (eager could not reshape them, the native op's check refused them). Any other index is
+    outside [0, 0] and refused."""
+    x = torch.zeros(shape, requires_grad=True)
+    out = sigmoid_focal_loss(x, torch.zeros(shape[:-1], dtype=torch.long), reduction=reduction, backend=backend)
+    assert out.shape == (shape if reduction == "none" else ())
+    assert reduction == "none" or out.item() == 0.0
+    out.sum().backward()
+    assert x.grad.shape == shape
+    if shape[0]:
+        with pytest.raises(ValueError, match=r"targets.*\[0, 0\]"):
+            sigmoid_focal_loss(x, torch.ones(shape[:-1], dtype=torch.long), backend=backend)
+
+
 def test_integer_and_bool_targets_accepted():
     x, y = _data((3, 3))
     want = sigmoid_focal_loss(x, y)

@@ -67,8 +67,8 @@ def check_sigmoid_args(op: str, logits: Tensor, targets: Tensor, weight: Optiona
     if targets.shape == logits.shape:
         if targets.dtype not in _FLOATS + _INTS + (torch.bool,):
             _bad(op, "targets", "to be real", _meta(targets))
-    elif logits.dim() >= 2 and n_cls > 1 and targets.shape == logits.shape[:-1] and targets.dtype in _INTS:
-        pass  # sparse class indices, range-checked by the kernel
+    elif logits.dim() >= 2 and n_cls != 1 and targets.shape == logits.shape[:-1] and targets.dtype in _INTS:
+        pass  # sparse class indices, range-checked by the kernel (no class: every index is background, 0)
     else:
         _bad(op, "targets", f"of shape {tuple(logits.shape)}, or integer class indices of shape "
              f"{tuple(logits.shape[:-1])}", _meta(targets))

@@ -274,6 +274,8 @@ def _sparse_terms(x: Tensor, labels: Tensor, *, gamma: float, alpha: Any, pos_we
     negative-label form everywhere, then each row's positive entry replaced by the positive form."""
     n_cls = x.shape[-1]
     loss, grad, _ = sigmoid_focal_hard(x, 0.0, gamma, alpha)
+    if n_cls == 0:  # no class, no element: every row is background (its index 0 = C), with nothing to compute
+        return loss, grad
     loss2, grad2 = loss.reshape(-1, n_cls), grad.reshape(-1, n_cls)
     lab = labels.reshape(-1)
     bad = (lab < 0) | (lab > n_cls)  # NaN rows (the rule where labels are not read first, docs/api.md)

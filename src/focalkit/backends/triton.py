@@ -486,6 +486,8 @@ def _ew_backward(kernel: Any, tensors: tuple, meta: tuple, floats: tuple, consts
     ``grad_out`` (None: not applied) and ``inv[0]``, in one launch."""
     x = tensors[0]
     grad = torch.empty_like(x) if out is None else out
+    if not x.numel():  # nothing to compute, and the kernel reads one grad_output value before its loop: an empty
+        return grad    # one has no memory (a null pointer: a segfault in the interpreter, a fault on a GPU)
     go, go_mode, inv = _grad_out(grad_out, x, inv)
     _launch(kernel, (_grid(x.numel(), SIGMOID_BLOCK, x.device),), (*tensors, go, inv, grad, x.numel(), *meta, go_mode,
                                                                   *floats), consts, SIGMOID_WARPS)
