@@ -261,25 +261,19 @@ def _first_outside(value: Tensor, lo: float, hi: float, allow: Optional[float]) 
         return None
     f64 = value.dtype == torch.float64
     fn = native.LIB.fk_range_first_bad_f64 if f64 else native.LIB.fk_range_first_bad_f32
-    a = 0.0 if allow is None else float(allow)
-    if not f64:
-        lo, hi, a = _bound_f32(lo), _bound_f32(hi), a if allow is None else round_float32(a)
+    lo, hi, a = (v if f64 else round_float32(v) for v in (lo, hi, 0.0 if allow is None else float(allow)))
     return fn(value.data_ptr(), value.numel(), lo, hi, a, allow is not None, torch.get_num_threads())
 
 
-_EXACT_F32 = frozenset((0.0, 1.0, math.inf, -math.inf))  # the callers' bounds: float32 holds them exactly
-
-
-def _bound_f32(value: float) -> float:
-    """:func:`round_float32` with no ctypes object for the bounds the callers pass (host cost per call)."""
-    return value if value in _EXACT_F32 else round_float32(value)
+_EXACT_F32 = frozenset((0.0, 1.0, math.inf, -math.inf))  # the range checks' bounds: float32 holds them exactly
 
 
 def round_float32(value: float) -> float:
     """``value`` rounded to float32 as a tensor's conversion rounds it (to nearest, ties to even; inf
     beyond its range, NaN kept), with no tensor op for a host number: the host denominator of float32
-    losses, and the ``allow`` value a float32 tensor is compared with."""
-    return ctypes.c_float(value).value
+    losses, and the bounds and ``allow`` value a float32 tensor is compared with. The range checks' own
+    bounds need no ctypes object (host cost per call)."""
+    return value if value in _EXACT_F32 else ctypes.c_float(value).value
 
 
 def self_overlapping(t: Tensor) -> bool:
