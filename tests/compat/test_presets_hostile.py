@@ -157,3 +157,27 @@ def test_torchvision_preset_errors_survive_scripting():
     scripted = torch.jit.script(tvp.sigmoid_focal_loss)
     with pytest.raises(Exception, match="Invalid Value for arg 'reduction'"):
         scripted(torch.randn(4, 2), torch.ones(4, 2), 0.25, 2.0, "xyz")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "batchwise_mean"])
+@pytest.mark.parametrize("extra", [{}, {"normalized": True}, {"reduced_threshold": 0.5}, {"alpha": 0.25}], ids=str)
+def test_smp_binary_ignore_index_is_the_kept_elements_without_boolean_indexing(reduction, extra):
+    """SMP's binary mode drops the ignored elements by boolean indexing (a host read of their count on
+    CUDA); the preset weights them 0. Same value and gradient as the loss of the kept elements alone,
+    the ignored ones' gradient 0, and a NaN logit there stays out, as in SMP."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 1, 6, 5, generator=g, dtype=D) * 3
+    t = torch.rand(2, 1, 6, 5, generator=g, dtype=D).round()
+    t.view(-1)[::4] = 255
+    keep = t != 255
+    x_bad = x.clone()
+    x_bad[~keep] = float("nan")
+    a, b = x_bad.clone().requires_grad_(), x.clone().requires_grad_()
+    got = cs.FocalLoss("binary", ignore_index=255, reduction=reduction, **extra)(a, t)
+    want = cs.FocalLoss("binary", reduction=reduction, **extra)(b[keep], t[keep])  # SMP's filtering, by hand
+    got.backward(), want.backward()
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(a.grad, b.grad)  # b's gradient is 0 where ignored: it never saw those
+    assert a.grad[~keep].eq(0).all()
+    everything = cs.FocalLoss("binary", ignore_index=255, reduction=reduction, **extra)(x, torch.full_like(t, 255))
+    assert everything.item() == 0  # nothing kept: 0 (SMP: NaN for the mean)

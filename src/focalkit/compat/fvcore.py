@@ -7,7 +7,7 @@ scripts at import); they run in Python and cannot be serialised (``docs/compat.m
 
 Differences (``docs/compat.md``): FL* soft targets use focalkit's expected-loss form (fvcore scales
 the logit by ``2t - 1``, which equals it only for 0/1 targets); bad boxes raise ``ValueError`` where
-fvcore uses ``assert``; focal gradients stay finite for ``gamma < 1``.
+fvcore uses ``assert`` (on CPU tensors: no host read of a CUDA tensor); focal gradients stay finite for ``gamma < 1``.
 """
 
 # (no "from __future__ import annotations": TorchScript reads these annotations as types)
@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 import focalkit as fk
+from focalkit import _checks
 
 __all__ = ["giou_loss", "sigmoid_focal_loss", "sigmoid_focal_loss_jit", "sigmoid_focal_loss_star",
            "sigmoid_focal_loss_star_jit"]
@@ -35,7 +36,8 @@ def _focal(inputs: Tensor, targets: Tensor, alpha: float, gamma: float, reductio
 @torch.jit.ignore
 def _giou(boxes1: Tensor, boxes2: Tensor, reduction: str, eps: float) -> Tensor:
     for name, b in (("boxes1", boxes1), ("boxes2", boxes2)):
-        if b.numel() and not bool(((b[..., 2] >= b[..., 0]) & (b[..., 3] >= b[..., 1])).all()):
+        # on readable CPU tensors only (fvcore's assert would synchronise a CUDA step, and break a trace)
+        if _checks.can_read(b) and not bool(((b[..., 2] >= b[..., 0]) & (b[..., 3] >= b[..., 1])).all()):
             raise ValueError(f"Expected `{name}` to hold (x1, y1, x2, y2) boxes with x2 >= x1 and y2 >= y1.")
     return fk.giou_loss(boxes1, boxes2, reduction=reduction, eps=eps)
 

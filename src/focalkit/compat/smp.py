@@ -8,6 +8,8 @@ SMP's conventions, reproduced:
 * Soft targets take ``p_t = exp(-BCE)`` (focalkit's ``soft_target="bce"``); ``alpha`` (default None:
   off) weights positives by ``alpha``, negatives by ``1 - alpha``.
 * ``ignore_index``: elements (binary) or pixels (multiclass) whose target equals it are left out.
+  Left out as a 0 weight, not by SMP's boolean indexing, so nothing is read on the host (binary
+  ``reduction="none"`` excepted: it returns the kept elements, a shape read from the targets).
 * ``reduction="mean"`` (default): the mean over the elements kept, per class, then the mean over
   classes (``class_weights``: their weighted mean); ``"sum"``: the per-class sums, then that mean;
   ``"batchwise_mean"``: the sum over the batch, then the mean over classes and pixels (over classes
@@ -121,17 +123,29 @@ class FocalLoss(_Loss):
         return loss if weight is None else loss * weight
 
     def _binary(self, x: Tensor, t: Tensor) -> Tensor:
-        if self.ignore_index is not None:  # SMP filters by boolean indexing: the kept elements
-            keep = t != self.ignore_index
-            x, t = x[keep], t[keep]
-        t = t.to(x.dtype)
         red = "sum" if self.reduction == "batchwise_mean" else self.reduction
+        keep = None if self.ignore_index is None else t != self.ignore_index
+        if keep is not None and red == "none":  # SMP returns the kept elements: a shape read on the host
+            x, t, keep = x[keep], t[keep], None
+        weight = count = None
+        if keep is not None:  # reduced: the ignored elements as a 0 weight, no boolean indexing (no host sync)
+            x = torch.where(keep, x, torch.zeros_like(x))  # never seen, as in SMP: a NaN there stays out
+            t = torch.where(keep, t, torch.zeros_like(t))
+            weight = keep.to(x.dtype)
+            count = keep.sum().to(torch.float64 if x.dtype == torch.float64 else torch.float32).clamp(min=1.0)
+        t = t.to(x.dtype)
         if self._plain():
-            return sigmoid_focal_loss(x, t, alpha=self.alpha, gamma=self.gamma, soft_target="bce", reduction=red)
-        loss = self._elementwise(x, t, None)
+            if weight is None:
+                return sigmoid_focal_loss(x, t, alpha=self.alpha, gamma=self.gamma, soft_target="bce", reduction=red)
+            return sigmoid_focal_loss(x, t, alpha=self.alpha, gamma=self.gamma, soft_target="bce", weight=weight,
+                                      reduction="sum", normalizer=count if red == "mean" else None)
+        loss = self._elementwise(x, t, weight)
         if self.normalized:
-            loss = loss / bce_modulator(x, t, self.gamma, self.reduced_threshold).sum().clamp_min(1e-6)
-        return loss.mean() if red == "mean" else loss.sum() if red == "sum" else loss
+            factor = bce_modulator(x, t, self.gamma, self.reduced_threshold)
+            loss = loss / (factor if weight is None else factor * weight).sum().clamp_min(1e-6)
+        if red == "mean":
+            return loss.mean() if count is None else (loss.sum(dtype=count.dtype) / count).to(loss.dtype)
+        return loss.sum() if red == "sum" else loss
 
     def _classes(self, x: Tensor, t: Tensor, valid: Optional[Tensor]) -> Tensor:
         """Per class c, the mean (or sum) over its kept elements; then the (weighted) mean over classes."""
