@@ -43,7 +43,7 @@ if [ $DRY = 1 ]; then
 else
     export TRITON_INTERPRET=0
     $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())" || exit 2
-    TESTS="tests/backends/test_triton.py tests/backends/test_triton_device.py tests/backends/test_ops.py tests/test_autograd.py tests/test_gpu_scenarios.py tests/test_bad_labels.py tests/test_batched_grads.py tests/backends/test_quality_kernels.py tests/test_compile.py"
+    TESTS="tests/backends/test_triton.py tests/backends/test_triton_device.py tests/backends/test_ops.py tests/test_autograd.py tests/test_gpu_scenarios.py tests/test_bad_labels.py tests/test_batched_grads.py tests/backends/test_quality_kernels.py tests/test_compile.py tests/test_no_host_read.py"
     XDIST=""
     if $PY -c "import xdist" 2>/dev/null; then XDIST="-n 8"; else note "pytest-xdist is missing: tests run in one process"; fi
 fi

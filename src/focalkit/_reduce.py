@@ -33,16 +33,25 @@ def denominator(
     """
     if normalizer is not None:
         if not isinstance(normalizer, Tensor):  # straight to the loss's dtype: float64 keeps all its digits
-            return torch.tensor(float(normalizer), dtype=like.dtype, device=like.device)
+            return _number(float(normalizer), like)
         return normalizer.to(device=like.device, dtype=like.dtype)
     if reduction != "mean":
         return None
-    if type(count) in (int, float) and like.device.type == "cpu":  # a host number, not a traced SymInt: one op
-        return torch.tensor(float(count) or 1.0, dtype=like.dtype)
-    den = count if isinstance(count, Tensor) else torch.tensor(float(count), dtype=like.dtype)
+    if type(count) in (int, float):  # a host number, not a traced SymInt: one op
+        return _number(float(count) or 1.0, like)
+    den = count if isinstance(count, Tensor) else _number(float(count), like)
     den = den.to(device=like.device, dtype=like.dtype)
     # 0 only when every term is 0 (empty or all ignored): divide by 1 so the mean is 0, not NaN.
     return torch.where(den == 0, torch.ones_like(den), den)
+
+
+def _number(value: float, like: Tensor) -> Tensor:
+    """A host number as a 0-dim tensor on ``like``'s device. On the CPU ``torch.tensor``; elsewhere a fill,
+    never ``torch.tensor(value, device=...)``: that copies from pageable host memory, which on CUDA
+    synchronises the stream and is refused inside a CUDA-graph capture."""
+    if like.device.type == "cpu":
+        return torch.tensor(value, dtype=like.dtype)
+    return torch.full((), value, dtype=like.dtype, device=like.device)
 
 
 def host_denominator(reduction: str, normalizer: Normalizer, count: int, dtype: torch.dtype) -> Optional[float]:

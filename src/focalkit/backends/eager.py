@@ -380,7 +380,11 @@ def softmax_reference(*, gamma: Any, ignore_index: int, label_smoothing: float, 
             if callable(g):  # a per-sample schedule of the (constant) target probability, FLSD-53
                 zd = z.detach()
                 p_y = torch.exp(zd.gather(1, y.unsqueeze(1)) - torch.logsumexp(zd, 1, keepdim=True))
-                g = torch.as_tensor(g(p_y), dtype=z.dtype, device=z.device).detach()
+                g = g(p_y)
+                g = g.detach() if isinstance(g, Tensor) else torch.as_tensor(g)
+                if g.dim() == 0 and g.device.type == "cpu" and z.device.type != "cpu" and not _checks.tracing(g):
+                    g = torch.full((), float(g), dtype=z.dtype, device=z.device)  # a fill, not a host copy
+                g = g.to(device=z.device, dtype=z.dtype)
             w_y = valid.to(z.dtype) if weight is None else weight.to(z.dtype)[y] * valid
             if label_smoothing == 0:
                 loss, grad = softmax_focal_hard(z, y, g, w_y)

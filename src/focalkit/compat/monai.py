@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.modules.loss import _Loss
 
-from focalkit import _checks
+from focalkit import _checks, _device
 from focalkit.compat._common import PeerAssertionError
 from focalkit.core.softmax import softmax_focal_classwise
 from focalkit.losses.sigmoid_focal import sigmoid_focal_loss
@@ -126,7 +126,7 @@ class FocalLoss(_Loss):
         cw = self.class_weight
         if cw is None:
             return None
-        cw = cw.to(device=xs.device, dtype=xs.dtype)
+        cw = _device.constant(cw, xs.device, xs.dtype)  # not moved with the module: copied once, not every step
         c = xs.shape[1]
         if cw.dim() > 0:
             if c == 1:
@@ -139,7 +139,7 @@ class FocalLoss(_Loss):
         return cw
 
     def _alpha_vector(self, c: int, like: Tensor) -> Tensor:
-        a = self.alpha.to(device=like.device, dtype=like.dtype)  # type: ignore[union-attr]
+        a = _device.constant(self.alpha, like.device, like.dtype)  # type: ignore[arg-type]
         if a.dim() == 0 or a.shape[0] != c:
             _checks.fail("alpha", f"to hold one value per class ({c})", f"{a.numel()} values")
         return a

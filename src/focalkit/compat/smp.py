@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.modules.loss import _Loss
 
-from focalkit import _checks
+from focalkit import _checks, _device
 from focalkit.compat._common import PeerAssertionError
 from focalkit.core.sigmoid import bce_modulator
 from focalkit.losses.sigmoid_focal import sigmoid_focal_loss
@@ -152,7 +152,7 @@ class FocalLoss(_Loss):
         n_cls = x.shape[1]
         along = (1, n_cls) + (1,) * (x.dim() - 2)
         other = [0] + list(range(2, x.dim()))
-        cw = None if self.class_weights is None else self.class_weights.to(device=x.device, dtype=x.dtype)
+        cw = None if self.class_weights is None else _device.constant(self.class_weights, x.device, x.dtype)
         w_sum = float(n_cls) if cw is None else cw.sum()
         # the factor each class's terms get: its weight, over its count of kept elements for the mean
         per_class = None if cw is None else cw.view(along)

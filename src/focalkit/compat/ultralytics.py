@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from focalkit import _checks
+from focalkit import _checks, _device
 from focalkit.compat._common import PeerIndexError
 from focalkit.losses.quality import distribution_focal_loss, varifocal_loss
 from focalkit.losses.sigmoid_focal import sigmoid_focal_loss
@@ -49,7 +49,7 @@ class FocalLoss(nn.Module):
         n = _dim1("pred", pred)
         alpha = None
         if bool((self.alpha > 0).any()):
-            alpha = float(self.alpha) if self.alpha.dim() == 0 else self.alpha.to(device=pred.device, dtype=pred.dtype)
+            alpha = float(self.alpha) if self.alpha.dim() == 0 else _device.constant(self.alpha, pred.device, pred.dtype)
         target = label if label.is_floating_point() else label.to(pred.dtype)
         return sigmoid_focal_loss(pred, target, alpha=alpha, gamma=self.gamma, soft_target="pt", reduction="sum",
                                   normalizer=float(n))

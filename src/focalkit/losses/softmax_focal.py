@@ -7,7 +7,7 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from focalkit import _checks, _reduce, backends
+from focalkit import _checks, _device, _reduce, backends
 from focalkit._reduce import Normalizer, Reduction, class_index_count
 from focalkit.backends import eager, native, triton
 
@@ -65,7 +65,7 @@ def _with_alpha(alpha: Any, logits: Tensor, targets: Tensor, weight: Optional[Te
         a = _alpha_vector(alpha)
         if a.numel() != n_cls:
             _checks.fail("alpha", f"to be a number or hold one value per class ({n_cls})", f"shape {tuple(a.shape)}")
-        a = a.to(device=logits.device)
+        a = _device.constant(a, logits.device, a.dtype)  # a list: copied to the device once, not every step
     else:
         v = _checks.number("alpha", alpha, lo=0.0, hi=1.0)
         a = torch.full((n_cls,), v, device=logits.device)
@@ -73,7 +73,7 @@ def _with_alpha(alpha: Any, logits: Tensor, targets: Tensor, weight: Optional[Te
     if reduction == "mean" and normalizer is None:
         like = torch.empty((), dtype=eager.compute_dtype(logits.dtype), device=logits.device)
         if targets.is_floating_point():
-            count: Any = torch.tensor(float(logits.numel() // n_cls if n_cls else logits.shape[0]))
+            count: Any = logits.numel() // n_cls if n_cls else logits.shape[0]  # a host number: no copy
         else:
             count = class_index_count(targets, ignore_index, None if weight is None else weight.to(like.dtype))
         normalizer = _reduce.denominator("mean", None, count, like)  # 0 (all ignored) -> 1: the mean is 0
