@@ -72,3 +72,26 @@ def test_the_cache_is_bounded():
     for i in range(_device._CACHE_SIZE + 10):
         _device.constant([float(i)], META, torch.float32)
     assert len(_device._CACHE) == _device._CACHE_SIZE
+
+
+def test_threads_share_the_cache_safely():
+    """Many threads asking for more vectors than the cache holds: every answer right, no error."""
+    import threading
+
+    errors: list = []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(200):
+                v = [float((seed + i) % (_device._CACHE_SIZE + 7))]
+                out = _device.constant(v, META, torch.float32)
+                assert out.shape == (1,) and _device._key(v)[0] == (v[0],)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(_device._CACHE) <= _device._CACHE_SIZE

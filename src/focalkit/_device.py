@@ -16,6 +16,7 @@ therefore gets a new copy."""
 from __future__ import annotations
 
 import collections
+import threading
 from typing import Any, Sequence, Union
 
 import torch
@@ -26,6 +27,7 @@ from focalkit import _checks
 _MAX_VALUES = 65536  # longer vectors are copied as they are (the key would cost more than it saves)
 _CACHE: "collections.OrderedDict[tuple, Tensor]" = collections.OrderedDict()
 _CACHE_SIZE = 64
+_LOCK = threading.Lock()
 
 
 def constant(values: Union[Tensor, Sequence[float]], device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -38,14 +40,16 @@ def constant(values: Union[Tensor, Sequence[float]], device: torch.device, dtype
     elif device.type == "cpu" or len(values) > _MAX_VALUES or torch.compiler.is_compiling():
         return torch.tensor(values, dtype=dtype, device=device)
     key = _key(values) + (str(device), dtype)
-    out = _CACHE.get(key)
-    if out is None:
-        out = host_tensor(key, dtype).to(device)  # the one synchronising copy
+    with _LOCK:  # threads share the cache (nn.DataParallel's replicas, data-loading threads)
+        out = _CACHE.get(key)
+        if out is not None:
+            _CACHE.move_to_end(key)
+            return out
+    out = host_tensor(key, dtype).to(device)  # the one synchronising copy
+    with _LOCK:
         _CACHE[key] = out
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
     return out
 
 

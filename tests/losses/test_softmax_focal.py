@@ -266,3 +266,33 @@ def test_zero_classes_are_refused_clearly_on_every_backend(backend, probs):
     t = torch.zeros(4, 0) if probs else torch.zeros(4, dtype=torch.long)
     with pytest.raises(ValueError, match="at least one class"):
         softmax_focal_loss(x, t, backend=backend)
+
+
+@pytest.mark.parametrize("default", [torch.float32, torch.float64])
+def test_alpha_as_list_tuple_or_tensor_is_the_same(default):
+    """A list of plain floats takes one conversion (not a check per class); any other sequence the check
+    per value. The same values, gradients and errors either way, in the default dtype's precision."""
+    g = torch.Generator().manual_seed(5)
+    x, t = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randint(0, 4, (6,), generator=g)
+    values = [0.1, 0.25, 1.0 / 3.0, 2.0]
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(default)
+    try:
+        out = []
+        for a in (values, tuple(values), [v for v in values[:3]] + [2], torch.tensor(values, dtype=default)):
+            z = x.clone().requires_grad_()
+            loss = softmax_focal_loss(z, t, alpha=a)
+            loss.backward()
+            out.append((loss.detach(), z.grad))
+        for loss, grad in out[1:]:
+            torch.testing.assert_close(loss, out[0][0], rtol=0, atol=0)
+            torch.testing.assert_close(grad, out[0][1], rtol=0, atol=0)
+        for bad, exc, what in (([0.1, float("nan"), 0.2, 0.3], ValueError, "finite"),
+                               ([0.1, -1.0, 0.2, 0.3], ValueError, ">= 0"),
+                               ([0.1, float("inf"), 0.2, 0.3], ValueError, "finite"),
+                               ([0.1, True, 0.2, 0.3], TypeError, "real number"),
+                               ([0.1, "a", 0.2, 0.3], TypeError, "real number")):
+            with pytest.raises(exc, match=what):
+                softmax_focal_loss(x, t, alpha=bad)
+    finally:
+        torch.set_default_dtype(prev)

@@ -47,7 +47,13 @@ GammaSchedule = Callable[[Tensor], Tensor]
 
 def _alpha_vector(alpha: Any) -> Tensor:
     """A per-class ``alpha`` (1-D tensor or sequence of numbers) as a float tensor of values >= 0."""
-    a = alpha if isinstance(alpha, Tensor) else torch.tensor([_checks.number("alpha", v) for v in alpha])
+    if isinstance(alpha, Tensor):
+        a = alpha
+    elif isinstance(alpha, (list, tuple)) and set(map(type, alpha)) == {float} \
+            and bool(torch.isfinite(a64 := torch.tensor(alpha, dtype=torch.float64)).all()):
+        a = a64.to(torch.get_default_dtype())  # plain finite floats: one conversion, not a check per class
+    else:
+        a = torch.tensor([_checks.number("alpha", v) for v in alpha])
     if a.dim() != 1 or not (a.is_floating_point() or a.dtype in (torch.int32, torch.int64)):
         _checks.fail("alpha", "to be a number in [0, 1] or a 1-D sequence of per-class values >= 0",
                      f"shape {tuple(a.shape)}, dtype {a.dtype}")
