@@ -308,6 +308,21 @@ TRITON: dict[str, tuple[tuple, Callable]] = {
     "varifocal": ((N, C), lambda x, d: fk.varifocal_loss(x, dev(N, C), labels=dev(N, C), backend="triton")),
     "varifocal-none": ((N, C), lambda x, d: fk.varifocal_loss(x, dev(N, C), reduction="none", backend="triton")),
     "dfl": ((N, 17), lambda x, d: fk.distribution_focal_loss(x, dev(N), weight=dev(N), backend="triton")),
+    "dfl-none-normalizer": ((N, 17), lambda x, d: fk.distribution_focal_loss(x, dev(N), normalizer=dev(),
+                                                                             backend="triton")),
+    **{f"sigmoid-{form}": ((N, C), lambda x, d, form=form: fk.sigmoid_focal_loss(x, dev(N, C), soft_target=form,
+                                                                                backend="triton"))
+       for form in ("linear", "signed", "bce", "quality")},
+    "sigmoid-indices-options": ((N, C), lambda x, d: fk.sigmoid_focal_loss(
+        x, idx(N), alpha=dev(C), pos_weight=dev(C), weight=dev(N, 1), reduction="none", backend="triton")),
+    "softmax-nd-options": ((2, C, H, W), lambda x, d: fk.softmax_focal_loss(
+        x, idx(2, H, W), alpha=0.25, weight=dev(C), label_smoothing=0.1, normalizer=dev(), reduction="sum",
+        backend="triton")),
+    "softmax-inplace": ((N, C), lambda x, d: fk.softmax_focal_loss(x * 1, idx(N), inplace_grad=True,
+                                                                   backend="triton")),
+    "varifocal-options": ((N, C), lambda x, d: fk.varifocal_loss(
+        x, dev(N, C), alpha=0.5, iou_weighted=False, weight=dev(N, C), normalizer=4.0, reduction="sum",
+        backend="triton")),
 }
 
 
@@ -320,7 +335,16 @@ def triton_on_meta(monkeypatch):
     launches: list = []
     on_device = tb._on_device
     monkeypatch.setattr(tb, "_on_device", lambda t: t.device.type == "meta" or on_device(t))
-    monkeypatch.setattr(tb, "_launch", lambda fn, grid, args, consts, num_warps: launches.append(fn.__name__))
+
+    def launch(fn, grid, args, consts, num_warps):
+        # every pointer a kernel gets is on the logits' device: on a GPU a CPU tensor here is a fault (the
+        # interpreter's CPU run cannot tell the two apart)
+        elsewhere = [type(a).__name__ if not isinstance(a, torch.Tensor) else str(a.device)
+                     for a in (*args, *consts.values()) if isinstance(a, torch.Tensor) and a.device.type != "meta"]
+        assert not elsewhere, f"{fn.__name__} gets tensors on {elsewhere}"
+        launches.append(fn.__name__)
+
+    monkeypatch.setattr(tb, "_launch", launch)
     return launches
 
 
