@@ -296,3 +296,17 @@ def test_alpha_as_list_tuple_or_tensor_is_the_same(default):
                 softmax_focal_loss(x, t, alpha=bad)
     finally:
         torch.set_default_dtype(prev)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_gamma_schedule_returning_a_number_is_that_constant_gamma(dtype):
+    """A schedule that returns a host number is the constant gamma, in the logits' dtype (float64 keeps
+    every digit: 1.1 is not rounded through float32)."""
+    g = torch.Generator().manual_seed(0)
+    z, y = torch.randn(6, 4, generator=g, dtype=dtype), torch.randint(0, 4, (6,), generator=g)
+    a, b = z.clone().requires_grad_(), z.clone().requires_grad_()
+    got = softmax_focal_loss(a, y, gamma=lambda p: 1.1, backend="eager")
+    want = softmax_focal_loss(b, y, gamma=1.1, backend="eager")
+    got.backward(), want.backward()
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)

@@ -381,7 +381,7 @@ def softmax_reference(*, gamma: Any, ignore_index: int, label_smoothing: float, 
                 zd = z.detach()
                 p_y = torch.exp(zd.gather(1, y.unsqueeze(1)) - torch.logsumexp(zd, 1, keepdim=True))
                 g = g(p_y)
-                g = g.detach() if isinstance(g, Tensor) else torch.as_tensor(g)
+                g = g.detach() if isinstance(g, Tensor) else torch.as_tensor(g, dtype=z.dtype)
                 if g.dim() == 0 and g.device.type == "cpu" and z.device.type != "cpu" and not _checks.tracing(g):
                     g = torch.full((), float(g), dtype=z.dtype, device=z.device)  # a fill, not a host copy
                 g = g.to(device=z.device, dtype=z.dtype)
