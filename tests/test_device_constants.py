@@ -22,12 +22,12 @@ def empty_cache(monkeypatch):
     monkeypatch.setattr(_device, "_CACHE", collections.OrderedDict())
 
 
-def test_a_list_is_copied_once_per_device_and_dtype():
-    values = [0.1, 0.2, 0.7]
+def test_a_vector_is_copied_once_per_device_and_dtype():
+    values = torch.tensor([0.1, 0.2, 0.7])
     with HostToDevice() as seen:
         a = _device.constant(values, META, torch.float32)
-        b = _device.constant(list(values), META, torch.float32)
-        c = _device.constant(tuple(values), META, torch.float64)
+        b = _device.constant(values.clone(), META, torch.float32)
+        c = _device.constant(values, META, torch.float64)
     assert a is b and a.shape == (3,) and a.dtype == torch.float32 and c.dtype == torch.float64
     assert seen.copies == [(3,), (3,)]  # float32 once, float64 once
 
@@ -45,7 +45,7 @@ def test_a_cpu_tensor_is_keyed_by_its_values_and_shape():
 
 
 def test_the_values_copied_are_the_host_values_in_the_dtype():
-    for values, dtype in (([0.25, 0.5], torch.float32), ((1, 2, 3), torch.float64),
+    for values, dtype in ((torch.tensor([0.25, 0.5]), torch.float32), (torch.tensor([1, 2, 3]), torch.int64),
                           (torch.tensor([1, 2, 3]), torch.float64), (torch.tensor([[0.1, 0.3]], dtype=torch.float64),
                                                                     torch.float32),
                           (torch.tensor([1.5, -2.0], dtype=torch.bfloat16), torch.float32),
@@ -70,7 +70,7 @@ def test_no_cache_for_what_needs_a_gradient_or_is_traced():
 
 def test_the_cache_is_bounded():
     for i in range(_device._CACHE_SIZE + 10):
-        _device.constant([float(i)], META, torch.float32)
+        _device.constant(torch.tensor([float(i)]), META, torch.float32)
     assert len(_device._CACHE) == _device._CACHE_SIZE
 
 
@@ -83,9 +83,9 @@ def test_threads_share_the_cache_safely():
     def work(seed: int) -> None:
         try:
             for i in range(200):
-                v = [float((seed + i) % (_device._CACHE_SIZE + 7))]
+                v = torch.tensor([float((seed + i) % (_device._CACHE_SIZE + 7))])
                 out = _device.constant(v, META, torch.float32)
-                assert out.shape == (1,) and _device._key(v)[0] == (v[0],)
+                assert out.shape == (1,) and _device._key(v)[0] == (v.item(),)
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 

@@ -3,9 +3,9 @@ that synchronises.
 
 ``torch.tensor(values, device="cuda")`` and ``cpu_tensor.to("cuda")`` copy from pageable host memory.
 On CUDA that copy waits for the stream to drain (``memcpy_and_sync``): a device synchronisation every
-step. Inside a CUDA-graph capture it is refused. So a per-class vector given as a list, or held as a CPU
-tensor by a module that was not moved to the device, is copied once per (values, device, dtype) and
-kept. Later steps reuse the device copy. Nothing here writes to a returned tensor, and the losses only
+step. Inside a CUDA-graph capture it is refused. So a per-class vector given as a list (made a CPU
+tensor by its loss), or held as a CPU tensor by a module that was not moved to the device, is copied
+once per (values, device, dtype) and kept. Later steps reuse the device copy. Nothing here writes to a returned tensor, and the losses only
 read it.
 
 No copy is cached while anything traces (``torch.compile`` makes its own constants), and none for a
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Any, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -30,15 +29,11 @@ _CACHE_SIZE = 64
 _LOCK = threading.Lock()
 
 
-def constant(values: Union[Tensor, Sequence[float]], device: torch.device, dtype: torch.dtype) -> Tensor:
-    """``values`` as a tensor of ``dtype`` on ``device``: a device copy made once and reused."""
-    if isinstance(values, Tensor):
-        if values.device == device or values.requires_grad or values.device.type != "cpu" \
-                or device.type == "cpu" or values.numel() > _MAX_VALUES or _checks.tracing(values) \
-                or torch.compiler.is_compiling():
-            return values.to(device=device, dtype=dtype)
-    elif device.type == "cpu" or len(values) > _MAX_VALUES or torch.compiler.is_compiling():
-        return torch.tensor(values, dtype=dtype, device=device)
+def constant(values: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``values`` as a tensor of ``dtype`` on ``device``: a CPU tensor's device copy made once and reused."""
+    if values.device == device or values.requires_grad or values.device.type != "cpu" or device.type == "cpu" \
+            or values.numel() > _MAX_VALUES or _checks.tracing(values):
+        return values.to(device=device, dtype=dtype)
     key = _key(values) + (str(device), dtype)
     with _LOCK:  # threads share the cache (nn.DataParallel's replicas, data-loading threads)
         out = _CACHE.get(key)
@@ -53,11 +48,9 @@ def constant(values: Union[Tensor, Sequence[float]], device: torch.device, dtype
     return out
 
 
-def _key(values: Union[Tensor, Sequence[float]]) -> tuple:
-    """``(flat values, shape)``: read on the host (a CPU tensor, or a sequence of numbers)."""
-    if isinstance(values, Tensor):
-        return tuple(values.reshape(-1).tolist()), tuple(values.shape)
-    return tuple(values), (len(values),)
+def _key(values: Tensor) -> tuple:
+    """``(flat values, shape)`` of a CPU tensor, read on the host."""
+    return tuple(values.reshape(-1).tolist()), tuple(values.shape)
 
 
 def host_tensor(key: tuple, dtype: torch.dtype) -> Tensor:

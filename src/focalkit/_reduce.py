@@ -33,19 +33,19 @@ def denominator(
     """
     if normalizer is not None:
         if not isinstance(normalizer, Tensor):  # straight to the loss's dtype: float64 keeps all its digits
-            return _number(float(normalizer), like)
+            return host_scalar(float(normalizer), like)
         return normalizer.to(device=like.device, dtype=like.dtype)
     if reduction != "mean":
         return None
     if type(count) in (int, float):  # a host number, not a traced SymInt: one op
-        return _number(float(count) or 1.0, like)
-    den = count if isinstance(count, Tensor) else _number(float(count), like)
+        return host_scalar(float(count) or 1.0, like)
+    den = count if isinstance(count, Tensor) else host_scalar(float(count), like)
     den = den.to(device=like.device, dtype=like.dtype)
     # 0 only when every term is 0 (empty or all ignored): divide by 1 so the mean is 0, not NaN.
     return torch.where(den == 0, torch.ones_like(den), den)
 
 
-def _number(value: float, like: Tensor) -> Tensor:
+def host_scalar(value: float, like: Tensor) -> Tensor:
     """A host number as a 0-dim tensor on ``like``'s device. On the CPU ``torch.tensor``; elsewhere a fill,
     never ``torch.tensor(value, device=...)``: that copies from pageable host memory, which on CUDA
     synchronises the stream and is refused inside a CUDA-graph capture."""

@@ -383,7 +383,7 @@ def softmax_reference(*, gamma: Any, ignore_index: int, label_smoothing: float, 
                 g = g(p_y)
                 g = g.detach() if isinstance(g, Tensor) else torch.as_tensor(g, dtype=z.dtype)
                 if g.dim() == 0 and g.device.type == "cpu" and z.device.type != "cpu" and not _checks.tracing(g):
-                    g = torch.full((), float(g), dtype=z.dtype, device=z.device)  # a fill, not a host copy
+                    g = _reduce.host_scalar(float(g), z)  # a fill, not a copy from the host
                 g = g.to(device=z.device, dtype=z.dtype)
             w_y = valid.to(z.dtype) if weight is None else weight.to(z.dtype)[y] * valid
             if label_smoothing == 0:
