@@ -2,7 +2,11 @@
 (``triton.compile`` runs Triton's front end, LLVM and the bundled ``ptxas``). Used by
 ``tests/backends/test_triton_aot.py`` (every specialisation of
 :func:`focalkit.backends.triton.specialisations`, for sm_80 and sm_90) and by
-``benchmarks/triton_aot_report.py`` (registers, spills, shared memory and load widths).
+``benchmarks/triton_aot_report.py`` (registers, spills, shared memory and load widths). AMD GPUs take
+the same path (a ROCm build of torch calls them ``cuda``), so the test also compiles for gfx942 (MI300),
+through Triton's AMD back end (LLVM's AMDGPU target and its linker, in the wheel), every kernel and
+constexpr combination (the report: the whole table): a kernel that compiles for NVIDIA only would
+raise on every AMD tensor.
 
 The interpreter that CI runs the kernels in checks none of what the compiler checks (a plain module
 global read inside a kernel works there and fails on a GPU); this does.
@@ -10,6 +14,7 @@ global read inside a kernel works there and fails on a GPU); this does.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -72,9 +77,40 @@ def source(spec: tb.Spec, int_type: str = "i32", aligned: Any = False) -> ASTSou
     return ASTSource(fn=fn, signature=sig, constexprs=cx, attrs=attrs)
 
 
-def compile_spec(spec: tb.Spec, capability: int, int_type: str = "i32", aligned: Any = False) -> Any:
-    return triton.compile(source(spec, int_type, aligned), target=GPUTarget("cuda", capability, 32),
+def target(arch: Any) -> GPUTarget:
+    """A CUDA compute capability (``80``, ``90``: 32-lane warps) or an AMD architecture (``"gfx942"``,
+    ``"gfx90a"``: 64-lane wavefronts)."""
+    return GPUTarget("hip", arch, 64) if isinstance(arch, str) else GPUTarget("cuda", arch, 32)
+
+
+def compile_spec(spec: tb.Spec, capability: Any, int_type: str = "i32", aligned: Any = False) -> Any:
+    """``capability``: as :func:`target` takes it."""
+    return triton.compile(source(spec, int_type, aligned), target=target(capability),
                           options={"num_warps": spec.num_warps})
+
+
+def first_of_dtype(spec: tb.Spec) -> bool:
+    """Whether ``spec`` is its kernel's first specialisation with its logits' dtype (a sample of the
+    half-precision ones for a target too slow to compile the whole table for in CI)."""
+    return spec in _firsts()
+
+
+@functools.lru_cache(maxsize=1)
+def _firsts() -> frozenset:
+    first = {}
+    for s in tb.specialisations():
+        first.setdefault((s.kernel, _logits_dtype(s)), s)
+    return frozenset(first.values())
+
+
+def _logits_dtype(spec: tb.Spec) -> torch.dtype:
+    ptrs = dict(spec.pointers)
+    return ptrs.get("x_ptr", ptrs.get("z_ptr", ptrs.get("out_ptr")))
+
+
+def binary(compiled: Any) -> bytes:
+    """The device code object: a cubin (NVIDIA) or an hsaco (AMD)."""
+    return compiled.asm.get("cubin") or compiled.asm.get("hsaco") or b""
 
 
 def tool(name: str) -> str:
@@ -83,9 +119,30 @@ def tool(name: str) -> str:
     return here if os.path.exists(here) else (shutil.which(name) or name)
 
 
+def _amd_resources(compiled: Any) -> dict:
+    """:func:`resources` of an AMD kernel, from the metadata and code of its AMDGCN assembly: vector
+    registers (``REG``), scalar ones, the private segment (``STACK`` / ``LOCAL``: scratch, where vector
+    registers spill), LDS (``SHARED``), vector registers spilled to scratch (``spill_stores``, memory
+    traffic), scalar registers spilled into vector-register lanes (``SGPR_SPILLS``, no memory), and the
+    widest global load in 4-byte words (``global_load_dwordx4`` = 16 bytes per lane)."""
+    asm = compiled.asm["amdgcn"]
+
+    def meta(key: str) -> int:
+        found = re.findall(rf"\.{key}:\s+(\d+)", asm)
+        return int(found[0]) if found else 0
+
+    widths = [int(w or 1) for w in re.findall(r"(?:global|buffer)_load_dword(?:x(\d))?\b", asm)]
+    private = meta("private_segment_fixed_size")
+    return {"REG": meta("vgpr_count"), "SGPR": meta("sgpr_count"), "AGPR": meta("agpr_count"), "STACK": private,
+            "LOCAL": private, "SHARED": meta("group_segment_fixed_size"), "max_vector_load": max(widths, default=1),
+            "spill_stores": meta("vgpr_spill_count"), "SGPR_SPILLS": meta("sgpr_spill_count")}
+
+
 def resources(compiled: Any, workdir: str) -> dict:
     """Registers, stack (spills), shared memory from ``cuobjdump -res-usage``, and the widest global
-    load in the PTX (``ld.global.v4`` = 16 bytes per thread)."""
+    load in the PTX (``ld.global.v4`` = 16 bytes per thread). An AMD kernel: :func:`_amd_resources`."""
+    if "amdgcn" in compiled.asm:
+        return _amd_resources(compiled)
     path = os.path.join(workdir, "k.cubin")
     with open(path, "wb") as f:
         f.write(compiled.asm["cubin"])
