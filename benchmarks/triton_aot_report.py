@@ -35,9 +35,8 @@ def compile_all(arch, tmp) -> dict:
     t0, done, failed, spills, sgpr = time.time(), 0, [], 0, 0
     specs = list(tb.specialisations())
     for spec in specs:
-        for aligned in (False, aot.specialised_sizes(spec) or None):
-            if aligned is None:
-                continue
+        sizes = aot.specialised_sizes(spec)
+        for aligned in (False, sizes) if sizes else (False,):
             try:
                 res = aot.resources(aot.compile_spec(spec, arch, aligned=aligned), tmp)
             except Exception as exc:  # noqa: BLE001 - a report: every failure is listed
@@ -66,9 +65,8 @@ def main():
                   f"{whole['with_sgpr_spills']} spilling scalar registers into vector lanes "
                   f"(triton {whole['triton']}, {whole['seconds']:.0f} s)\n")
         for spec in tb.specialisations():
-            ptrs = dict(spec.pointers)
-            x = ptrs.get("x_ptr", ptrs.get("z_ptr", ptrs.get("out_ptr")))
-            if x != torch.float32 or any(v not in (torch.float32, torch.int64) for v in ptrs.values()):
+            if aot.logits_dtype(spec) != torch.float32 or any(v not in (torch.float32, torch.int64)
+                                                               for _, v in spec.pointers):
                 continue
             res = aot.resources(aot.compile_spec(spec, arch, aligned=True), tmp)
             any_size = aot.resources(aot.compile_spec(spec, arch), tmp)  # what a size such as C = 19 gets

@@ -49,8 +49,7 @@ def _compile_all(cap, lo: int, hi: int, step: int = 1, amd_subset: bool = False)
         for i, spec in enumerate(specs):
             first = spec.kernel not in seen if {amd_subset} else i == 0 or spec.kernel != specs[i - 1].kernel
             seen.add(spec.kernel)
-            half = any(str(v) in ("torch.float16", "torch.bfloat16") for _, v in spec.pointers)
-            if {amd_subset} and half and not aot.first_of_dtype(spec):
+            if {amd_subset} and str(aot.logits_dtype(spec)) != "torch.float32" and not aot.first_of_dtype(spec):
                 continue
             ints = ("i32", "i64") if first else ("i32",)
             # the variants a launch can request: sizes of any value, and (sm_90) each size Triton

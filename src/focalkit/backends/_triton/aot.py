@@ -99,11 +99,12 @@ def first_of_dtype(spec: tb.Spec) -> bool:
 def _firsts() -> frozenset:
     first = {}
     for s in tb.specialisations():
-        first.setdefault((s.kernel, _logits_dtype(s)), s)
+        first.setdefault((s.kernel, logits_dtype(s)), s)
     return frozenset(first.values())
 
 
-def _logits_dtype(spec: tb.Spec) -> torch.dtype:
+def logits_dtype(spec: tb.Spec) -> torch.dtype:
+    """The dtype of the logits (or, for the finishing kernel, the output) a specialisation takes."""
     ptrs = dict(spec.pointers)
     return ptrs.get("x_ptr", ptrs.get("z_ptr", ptrs.get("out_ptr")))
 
